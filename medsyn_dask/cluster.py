@@ -1,0 +1,72 @@
+"""How Dask is started: an embedded LocalCluster by default, or an existing scheduler.
+
+Batch systems (SLURM/PBS through dask-jobqueue) and Kubernetes (the Dask operator) start their
+own scheduler; medsyn-dask attaches to it with ``scheduler_address``. GPU workers advertise the
+Dask resource ``GPU=1`` (``dask worker ... --resources GPU=1``); extraction tasks ask for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+
+from distributed import Client, LocalCluster
+
+log = logging.getLogger(__name__)
+
+#: The name of the Dask worker resource that marks a worker with one GPU.
+GPU_RESOURCE = "GPU"
+
+
+def default_worker_count() -> int:
+    """Workers for the embedded cluster: one per core, at most 8 (one process each)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+@contextlib.contextmanager
+def connect(
+    scheduler_address: str | None = None,
+    *,
+    workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str | int | None = "auto",
+    dashboard_address: str = "127.0.0.1:0",
+    quiet: bool = False,
+) -> Iterator[Client]:
+    """Yield a distributed ``Client``: attached to ``scheduler_address`` or to a new LocalCluster.
+
+    The embedded cluster listens on loopback only, with its dashboard on 127.0.0.1 (a free port
+    unless ``dashboard_address`` names one); its URL is logged so the run can be watched.
+    The cluster is closed on exit; an attached cluster is left running.
+    """
+    if scheduler_address:
+        with Client(scheduler_address) as client:
+            _announce(client, quiet)
+            yield client
+        return
+    n = workers or default_worker_count()
+    if n < 1:
+        raise ValueError(f"workers must be at least 1, got {n}")
+    with (
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=dashboard_address,
+            memory_limit=memory_limit,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        _announce(client, quiet)
+        yield client
+
+
+def _announce(client: Client, quiet: bool) -> None:
+    n = len(client.scheduler_info(n_workers=-1)["workers"])
+    msg = f"Dask: {n} workers, dashboard {client.dashboard_link}"
+    log.info(msg)
+    if not quiet:
+        print(msg, flush=True)
