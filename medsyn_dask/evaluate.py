@@ -109,14 +109,16 @@ class EvaluationResult:
 
 def as_features(array: Any, name: str, block_size: int) -> da.Array:
     """A NumPy, Dask or Zarr (or any array-like) (n, D) array as a Dask array in row blocks."""
+    if getattr(array, "ndim", None) is None:
+        array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"{name}: features must be 2-D (images x dimensions), got {array.shape}")
     if isinstance(array, da.Array):
         darr = array
-    elif hasattr(array, "shape") and hasattr(array, "dtype") and not isinstance(array, np.ndarray):
-        darr = da.from_array(array, chunks=(block_size, -1), asarray=True)  # Zarr, h5py, ...
-    else:
-        darr = da.from_array(np.asarray(array), chunks=(block_size, -1))
-    if darr.ndim != 2:
-        raise ValueError(f"{name}: features must be 2-D (images x dimensions), got {darr.shape}")
+    elif isinstance(array, np.ndarray):
+        darr = da.from_array(array, chunks=(block_size, -1))
+    else:  # Zarr, h5py, ...: read block by block on the workers
+        darr = da.from_array(array, chunks=(block_size, -1), asarray=True)
     if darr.shape[0] == 0 or darr.shape[1] == 0:
         raise ValueError(f"{name}: features are empty (shape {darr.shape})")
     return darr.rechunk({0: block_size, 1: -1})
