@@ -204,8 +204,7 @@ def _center(real: da.Array, metric: str, progress: bool) -> np.ndarray | None:
 
 
 def _radii(real: da.Array, metric: str, center, nearest_k: int, backend: str) -> list:
-    bounds_fn = get_metric(metric).block_bounds
-    return graph.radii_graph(real, bounds_fn, center, nearest_k + 1, backend)
+    return graph.radii_graph(real, metric, center, nearest_k + 1, backend)
 
 
 def evaluate_features(
@@ -268,9 +267,8 @@ def evaluate_features(
         smallest_blocks = _radii(real, metric, center, nearest_k, backend)
     else:
         smallest_blocks = np.split(reference.smallest, np.cumsum(real.chunks[0])[:-1])
-    bounds_fn = get_metric(metric).block_bounds
     per_real, per_synth = graph.compare_graph(
-        real, synthetic, smallest_blocks, margin, nearest_k, bounds_fn, center, backend
+        real, synthetic, smallest_blocks, margin, nearest_k, metric, center, backend
     )
     fid_parts, fid_reason = _fid_graph(real, synthetic, metric, compute_fid, fid_max_dim)
     smallest, per_real, per_synth, fid_parts = _compute(

@@ -20,10 +20,14 @@ def test_euclidean_on_local_cluster(extract_client):
     assert_matches(result, brute_force(real, synth))
     prefixes = _task_prefixes(extract_client)
     for name in (
-        "real-radii-pair",
+        "real-radii-candidates",
+        "real-radii-select",
+        "real-radii-exact",
         "real-radii-merge",
         "compare-real-synthetic",
         "combine-per-real",
+        "select-per-synthetic",
+        "exact-per-synthetic",
         "combine-per-synthetic",
     ):
         assert name in prefixes

@@ -14,6 +14,8 @@ from scipy import linalg
 
 from medsyn_dask import evaluate_features, real_neighbourhood
 
+_rand = np.random.default_rng(0).random
+
 
 @pytest.mark.parametrize("block_size", [32, 50, 1000])  # divides neither N nor M / one block
 @pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
@@ -136,15 +138,15 @@ def test_to_dict_is_json_ready():
     "real, synth, kwargs, message",
     [
         (np.zeros((9, 3)), np.zeros((5, 4)), {}, "differ in dimension"),
-        (np.random.rand(5, 3), np.random.rand(4, 3), {"nearest_k": 5}, "nearest_k=5"),
-        (np.random.rand(1, 3), np.random.rand(4, 3), {"nearest_k": 1}, "at least 2 real"),
-        (np.random.rand(9, 3), np.zeros((0, 3)), {}, "synthetic: features are empty"),
-        (np.zeros((0, 3)), np.random.rand(4, 3), {}, "real: features are empty"),
-        (np.random.rand(9, 3), np.random.rand(4, 3), {"metric": "hamming"}, "integer codes"),
-        (np.random.rand(9, 3), np.random.rand(4, 3), {"metric": "cosine"}, "metric must be"),
-        (np.random.rand(9, 3), np.random.rand(4, 3), {"nearest_k": 0}, "positive integer"),
-        (np.random.rand(9), np.random.rand(4, 3), {}, "2-D"),
-        (np.random.rand(9, 3), np.random.rand(4, 3), {"backend": "cuda"}, "backend"),
+        (_rand((5, 3)), _rand((4, 3)), {"nearest_k": 5}, "nearest_k=5"),
+        (_rand((1, 3)), _rand((4, 3)), {"nearest_k": 1}, "at least 2 real"),
+        (_rand((9, 3)), np.zeros((0, 3)), {}, "synthetic: features are empty"),
+        (np.zeros((0, 3)), _rand((4, 3)), {}, "real: features are empty"),
+        (_rand((9, 3)), _rand((4, 3)), {"metric": "hamming"}, "integer codes"),
+        (_rand((9, 3)), _rand((4, 3)), {"metric": "cosine"}, "metric must be"),
+        (_rand((9, 3)), _rand((4, 3)), {"nearest_k": 0}, "positive integer"),
+        (_rand(9), _rand((4, 3)), {}, "2-D"),
+        (_rand((9, 3)), _rand((4, 3)), {"backend": "cuda"}, "backend"),
     ],
 )
 def test_bad_input_is_a_clear_value_error(real, synth, kwargs, message):

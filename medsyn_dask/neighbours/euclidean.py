@@ -1,25 +1,29 @@
-"""Euclidean distance blocks for continuous features: float32 GEMM with rigorous error bounds.
+"""Euclidean distance blocks for continuous features: a float32 GEMM with rigorous bounds.
 
-The exact distance is ``sqrt(sum((x - y)**2))`` in float64 from differences, as scipy's
-``cdist`` computes it. The fast path centres both blocks on a common vector (the real mean, so
-features far from the origin keep their precision), casts to float32 and uses one GEMM:
-``|x - y|^2 = |x|^2 + |y|^2 - 2 x.y``. Every source of error (the float32 cast, the GEMM's
-accumulation of D products, the float64 assembly, the float64 rounding of the exact value) is
-bounded from above, so :class:`PairBounds` encloses the exact value for every pair.
+The exact distance is scipy's ``cdist``: ``sqrt(sum((x - y)**2))`` in float64, the squares
+summed left to right. The fast score centres both blocks on a common vector (the real mean, so
+features far from the origin keep their precision), casts them to float32 and gets every
+squared distance from one GEMM of augmented rows ``[x, |x|^2, 1] . [-2y, 1, |y|^2]``.
+
+Every source of error is bounded: the float32 cast of the centred values and of the norms, the
+GEMM's accumulation of D + 2 products in any order (with or without FMA), and the float64
+rounding of the exact value. The bounds are made uniform per row and per column (using the
+largest norm on the other side), so a threshold on the distance is one threshold on the score.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial.distance import cdist
 
 from .backend import torch_device
-from .bounds import PairBounds
+from .bounds import Envelope, ScoreBlock
 
 #: Unit roundoff of float32 and float64.
 U32 = 2.0**-24
 U64 = 2.0**-53
-#: Pairs per chunk times D, for exact recomputation: caps that temporary at 32 MiB.
-EXACT_CHUNK_ELEMENTS = 1 << 22
+#: Every error bound is doubled: an overestimate costs only a few more exact rechecks.
+SAFETY = 2.0
 
 
 def validate(name: str, features: np.ndarray) -> None:
@@ -29,62 +33,82 @@ def validate(name: str, features: np.ndarray) -> None:
 
 
 def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Exact float64 distances ``d(x[rows[p]], y[cols[p]])``, computed from differences.
+    """Exact float64 distances ``d(x[rows[p]], y[cols[p]])``: scipy ``cdist``'s values, bit for bit.
 
-    The squares are summed left to right, as scipy's ``cdist`` does, so the values equal
-    ``cdist``'s to the last bit; they are symmetric too (``(a - b)**2 == (b - a)**2``), so a
-    pair gets one value in the real x real and the real x synthetic passes alike.
+    Pairs are grouped by row, one ``cdist`` call per row; distances are symmetric to the last
+    bit, so a pair gets one value in the real x real and real x synthetic passes alike.
     """
     out = np.empty(len(rows), dtype=np.float64)
-    step = max(1, EXACT_CHUNK_ELEMENTS // max(1, x.shape[1]))
-    for s in range(0, len(rows), step):
-        a = np.asarray(x[rows[s : s + step]], np.float64)
-        sq = np.square(a - np.asarray(y[cols[s : s + step]], np.float64))
-        # cumsum is a sequential sum; np.sum's pairwise order would differ in the last bits.
-        out[s : s + step] = np.sqrt(np.cumsum(sq, axis=1, out=sq)[:, -1])
+    if len(rows) == 0:
+        return out
+    order = np.argsort(rows, kind="stable")
+    rows_sorted, cols_sorted = rows[order], cols[order]
+    starts = np.flatnonzero(np.r_[True, rows_sorted[1:] != rows_sorted[:-1]])
+    ends = np.r_[starts[1:], len(rows_sorted)]
+    values = np.empty(len(rows), dtype=np.float64)
+    for s, e in zip(starts, ends, strict=True):
+        r = rows_sorted[s]
+        values[s:e] = cdist(
+            x[r : r + 1].astype(np.float64, copy=False),
+            y[cols_sorted[s:e]].astype(np.float64, copy=False),
+        )[0]
+    out[order] = values
     return out
 
 
 def block_bounds(
     x: np.ndarray, y: np.ndarray, center: np.ndarray, *, backend: str = "auto"
-) -> PairBounds:
-    """Bounds on ``d(x[i], y[j])`` for a block: x (n_x, D), y (n_y, D), center (D,) float64."""
-    xc, nx = _centred(x, center)
-    yc, ny = _centred(y, center)
-    gram = _gemm_f32(xc, yc, backend)
-    sq = nx[:, None] + ny[None, :] - 2.0 * gram
+) -> ScoreBlock:
+    """Scores and bounds for a block: x (n_x, D), y (n_y, D), center (D,) float64."""
+    ax, nx = _augmented(x, center, left=True)
+    by, ny = _augmented(y, center, left=False)
+    score = _gemm_f32(ax, by, backend)
     rx, ry = np.sqrt(nx), np.sqrt(ny)
     dim = x.shape[1]
-    # GEMM: each dot product of D float32 terms errs by at most gamma * |x||y| (any summation
-    # order, FMA or not); the float64 norms and the assembly add a few float64 roundings.
-    gamma = (dim + 2) * U32 / (1 - (dim + 2) * U32)
-    err_sq = 2.0 * gamma * np.outer(rx, ry) + (dim + 4) * U64 * (nx[:, None] + ny[None, :])
-    # Casting the centred values to float32 moves each point by at most U32 * |x| (and centring
-    # in float64 by U64 * |x|); the exact float64 value differs from the true one by (D+3)*U64.
-    err_cast = (U32 + 2 * U64) * (rx[:, None] + ry[None, :])
-    rel = (dim + 3) * U64
-    # A factor of 2 on every bound: safety against an underestimate costs only a few rechecks.
-    lower = (np.sqrt(np.maximum(sq - 2 * err_sq, 0.0)) - 2 * err_cast) * (1 - 2 * rel)
-    upper = (np.sqrt(np.maximum(sq + 2 * err_sq, 0.0)) + 2 * err_cast) * (1 + 2 * rel)
+    # |score - |x - y|^2| <= gamma * (|x| + |y|)^2 for the float32 GEMM of D + 2 terms plus
+    # the float32 norms; casting the centred values moves each point by U32 * |x|.
+    gamma = SAFETY * ((dim + 4) * U32 / (1 - (dim + 4) * U32) + U32)
+    cast = SAFETY * (U32 + 2 * U64)
+    rel = SAFETY * (dim + 3) * U64  # the exact float64 value vs the true distance
+
+    def envelope(r_own: np.ndarray, r_other_max: float) -> Envelope:
+        return Envelope(gamma * (r_own + r_other_max) ** 2, cast * (r_own + r_other_max), rel, True)
 
     def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return exact_distances(x, y, rows, cols)
 
-    return PairBounds(np.maximum(lower, 0.0), upper, exact)
+    return ScoreBlock(score, envelope(rx, ry.max()), envelope(ry, rx.max()), exact)
 
 
-def _centred(a: np.ndarray, center: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 centred copy of ``a`` and its squared row norms, exact in float64."""
-    ac = (np.asarray(a, np.float64) - center).astype(np.float32)
-    a64 = ac.astype(np.float64)
-    return ac, np.einsum("ij,ij->i", a64, a64)
+def _augmented(a: np.ndarray, center: np.ndarray, left: bool) -> tuple[np.ndarray, np.ndarray]:
+    """float32 rows ``[a - c, |a - c|^2, 1]`` (left) or ``[-2(a - c), 1, |a - c|^2]`` (right),
+    and the squared norms of the float32 centred rows (float64).
+
+    float32 features are centred in float32 on ``float32(c)``: a common shift of every point
+    leaves distances unchanged, and the rounding of the difference is the cast error bounded
+    in :func:`block_bounds`. Other dtypes are centred in float64, then cast.
+    """
+    a = np.asarray(a)
+    out = np.empty((len(a), a.shape[1] + 2), dtype=np.float32)
+    body = out[:, :-2]
+    if a.dtype == np.float32:
+        np.subtract(a, center.astype(np.float32), out=body)
+    else:
+        np.subtract(a, center, out=body, casting="unsafe")
+    norms = np.einsum("ij,ij->i", body, body, dtype=np.float64)
+    if left:
+        out[:, -2], out[:, -1] = norms, 1.0
+    else:
+        body *= -2.0
+        out[:, -2], out[:, -1] = 1.0, norms
+    return out, norms
 
 
 def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray:
-    """``a @ b.T`` in float32 (NumPy, or torch on the worker's GPU), returned as float64."""
+    """``a @ b.T`` in float32 (NumPy, or torch on the worker's GPU)."""
     device = torch_device(backend)
     if device is None:
-        return (a @ b.T).astype(np.float64)
+        return a @ b.T
     import torch
 
     # Full float32 products: TF32 would void the error bound.
@@ -92,6 +116,6 @@ def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray:
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
         ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
-        return (ta @ tb.T).double().cpu().numpy()
+        return (ta @ tb.T).cpu().numpy()
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved

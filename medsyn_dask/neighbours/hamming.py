@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import torch_device
-from .bounds import PairBounds
+from .bounds import ScoreBlock
 
 #: A column is dense when ``count_x * count_y * SPARSE_COST > n_x * n_y``: a sparse match costs
 #: about this many dense multiply-adds.
@@ -43,10 +43,20 @@ def validate(name: str, codes: np.ndarray) -> None:
 
 def block_bounds(
     x: np.ndarray, y: np.ndarray, center: object = None, *, backend: str = "auto"
-) -> PairBounds:
+) -> ScoreBlock:
     """Exact Hamming distances of a block: x (n_x, D), y (n_y, D) integer codes."""
     dim = x.shape[1]
-    return PairBounds.from_exact((dim - match_counts(x, y, backend=backend)) / dim)
+    return ScoreBlock.from_exact((dim - match_counts(x, y, backend=backend)) / dim)
+
+
+def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Hamming distances of the pairs ``(x[rows[p]], y[cols[p]])``, as scipy's ``cdist``."""
+    out = np.empty(len(rows), dtype=np.float64)
+    step = max(1, DIRECT_CHUNK_BYTES // max(1, x.shape[1]))
+    for s in range(0, len(rows), step):
+        pairs = slice(s, s + step)
+        out[pairs] = (x[rows[pairs]] != y[cols[pairs]]).sum(axis=1) / x.shape[1]
+    return out
 
 
 def match_counts(x: np.ndarray, y: np.ndarray, *, backend: str = "auto") -> np.ndarray:

@@ -1,46 +1,192 @@
 """Block reductions of the neighbourhood method, as plain NumPy functions.
 
-Each function takes the :class:`PairBounds` of one block and reduces it to something small: the
-smallest distances of each row (for the real radii), or per-real and per-synthetic partial
-results of the real x synthetic comparison. ``combine_*`` functions merge the partials of
-several blocks. Every comparison is decided on exact float64 distances: the bounds only pick
-the pairs that need one.
+Two kinds of step, so that exact distances are computed once per pair that matters rather than
+once per block:
+
+- candidate steps read the scores of one :class:`ScoreBlock` and keep the pairs whose bounds
+  say they may matter (the k+1 nearest of a real image, the nearest real image of a synthetic
+  one, its smallest copy ratio), as :class:`Candidates` with distance bounds;
+- ``keep_smallest`` merges the candidates of all blocks and drops those beaten by the bounds of
+  others; the exact pass then computes the few that are left.
+
+Every comparison is finally decided on exact float64 distances; the bounds only pick the pairs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .bounds import PairBounds
+from .bounds import ScoreBlock
+
+#: A row whose copy-ratio error exceeds this and 16 times the block's median (its copy threshold
+#: is tiny next to the float32 error) does not share the column threshold: it is bounded alone.
+RATIO_ABS_CAP = 1e-3
 
 
-def smallest_per_row(bounds: PairBounds, n: int) -> np.ndarray:
-    """The ``n`` smallest exact distances of each row, ascending, padded with +inf.
+@dataclass
+class Candidates:
+    """Pairs that may matter, with bounds ``lower <= value <= upper`` on their exact value."""
 
-    Returns (n_x, n) float64. Only pairs whose lower bound does not exceed the row's ``n``-th
-    smallest upper bound can be among the ``n`` smallest, so only those are computed exactly.
+    row: np.ndarray  # int64
+    col: np.ndarray  # int64
+    lower: np.ndarray  # float64
+    upper: np.ndarray  # float64
+
+    @classmethod
+    def empty(cls) -> Candidates:
+        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
+
+    @classmethod
+    def concat(cls, parts: list[Candidates]) -> Candidates:
+        if not parts:
+            return cls.empty()
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def take(self, mask: np.ndarray) -> Candidates:
+        return Candidates(self.row[mask], self.col[mask], self.lower[mask], self.upper[mask])
+
+    def shifted(self, rows: int = 0, cols: int = 0) -> Candidates:
+        """The same pairs with ``rows`` and ``cols`` added to the indices (local -> global)."""
+        return Candidates(self.row + rows, self.col + cols, self.lower, self.upper)
+
+    def transposed(self) -> Candidates:
+        return Candidates(self.col, self.row, self.lower, self.upper)
+
+
+def _on_scores(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, by: str) -> Candidates:
+    """Candidates for the given pairs, bounded with the row or the column envelope."""
+    env, index = (block.rows, rows) if by == "row" else (block.cols, cols)
+    s = block.score[rows, cols]
+    return Candidates(rows, cols, env.lower(s, index), env.upper(s, index))
+
+
+def row_candidates(block: ScoreBlock, n: int) -> Candidates:
+    """Pairs that may be among the ``n`` smallest distances of their row (local indices).
+
+    The row's ``n``-th smallest score bounds its ``n``-th smallest distance from above; a pair
+    whose lower bound exceeds that cannot be among the ``n`` smallest.
     """
-    n_rows, n_cols = bounds.shape
-    if n_cols > n:
-        threshold = np.partition(bounds.upper, n - 1, axis=1)[:, n - 1]
-        rows, cols = np.nonzero(bounds.lower <= threshold[:, None])
+    score = block.score
+    if score.shape[1] > n:
+        kth = np.partition(score, n - 1, axis=1)[:, n - 1]
     else:
-        rows, cols = np.divmod(np.arange(n_rows * n_cols), n_cols)
-    values = bounds.exact(rows, cols)
+        kth = score.max(axis=1)
+    limit = block.rows.score_upto(block.rows.upper(kth), score.dtype)
+    rows, cols = np.nonzero(score <= limit[:, None])
+    return _on_scores(block, rows, cols, "row")
+
+
+def column_min_candidates(block: ScoreBlock) -> Candidates:
+    """Pairs that may be the nearest row of their column (local indices)."""
+    score = block.score
+    limit = block.cols.score_upto(block.cols.upper(score.min(axis=0)), score.dtype)
+    rows, cols = np.nonzero(score <= limit[None, :])
+    return _on_scores(block, rows, cols, "col")
+
+
+def keep_smallest(candidates: Candidates, n: int, by: str = "row") -> Candidates:
+    """Drop candidates that cannot be among the ``n`` smallest values of their row (or column).
+
+    The ``n``-th smallest upper bound of a group bounds its ``n``-th smallest value; a candidate
+    whose lower bound exceeds it is not needed. Groups with fewer than ``n`` keep everything.
+    """
+    if len(candidates) == 0:
+        return candidates
+    key = candidates.row if by == "row" else candidates.col
+    order = np.lexsort((candidates.upper, key))
+    key_sorted = key[order]
+    rank = np.arange(len(order)) - np.searchsorted(key_sorted, key_sorted)
+    limit = np.full(int(key.max()) + 1, np.inf)
+    at_n = rank == n - 1
+    limit[key_sorted[at_n]] = candidates.upper[order][at_n]
+    return candidates.take(candidates.lower <= limit[key])
+
+
+def smallest_values(rows: np.ndarray, values: np.ndarray, n_rows: int, n: int) -> np.ndarray:
+    """(n_rows, n) array of the ``n`` smallest ``values`` of each row, ascending, +inf padded."""
     order = np.lexsort((values, rows))
     rows, values = rows[order], values[order]
-    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)  # position within the row
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
     keep = rank < n
     out = np.full((n_rows, n), np.inf)
     out[rows[keep], rank[keep]] = values[keep]
     return out
 
 
-def merge_smallest(parts: list[np.ndarray], n: int) -> np.ndarray:
-    """Merge per-row smallest distances of several column blocks: (n_x, n) ascending."""
-    return np.sort(np.concatenate(parts, axis=1), axis=1)[:, :n]
+def pairs_below(block: ScoreBlock, threshold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (row, col) pairs whose exact distance is below ``threshold[row]`` (strict ``<``).
+
+    One comparison per pair finds those that may be below; the row and column envelopes
+    together decide most of them, and only the rest get an exact distance.
+    """
+    score = block.score
+    rows, cols = np.nonzero(score <= block.rows.score_upto(threshold, score.dtype)[:, None])
+    s, limit = score[rows, cols], threshold[rows]
+    upper = np.minimum(block.rows.upper(s, rows), block.cols.upper(s, cols))
+    lower = np.maximum(block.rows.lower(s, rows), block.cols.lower(s, cols))
+    below = upper < limit
+    open_ = ~below & (lower < limit)
+    below[open_] = block.exact(rows[open_], cols[open_]) < limit[open_]
+    return rows[below], cols[below]
+
+
+def ratio_candidates(block: ScoreBlock, copy_threshold: np.ndarray) -> Candidates:
+    """Pairs that may give their column's smallest ``d / copy_threshold[row]``; bounds on it.
+
+    Rows with a zero threshold have ratio +inf (nothing can copy them) and never qualify.
+    """
+    env, score = block.rows, block.score
+    valid = copy_threshold > 0
+    c = np.where(valid, copy_threshold, 1.0)
+    # q = score / c**power estimates the ratio (squared for squared scores); alpha and beta are
+    # the row's errors on that scale: small for all but tiny thresholds.
+    power = 2 if env.squared else 1
+    alpha, beta = env.dist_err / c, env.sq_err / c**power
+    loose = valid & ((alpha > _cap(alpha[valid])) | (beta > _cap(beta[valid])))
+    shared = valid & ~loose
+    best_upper = np.full(score.shape[1], np.inf)
+    parts = []
+    shared_rows, loose_rows = np.flatnonzero(shared), np.flatnonzero(loose)
+    if len(shared_rows):
+        a, b = alpha[shared].max(), beta[shared].max()
+        weight = (1.0 / c**power).astype(score.dtype)
+        if len(shared_rows) == len(score):
+            q = score * weight[:, None]
+        else:
+            q = score[shared_rows] * weight[shared_rows, None]
+        # The smallest q of a column belongs to some shared row, whose ratio is at most
+        # (root(q + beta) + alpha) * (1 + rel); q's float32 rounding is covered by 1e-6.
+        q_min = q.min(axis=0).astype(np.float64) * (1 + 1e-6)
+        root = np.sqrt(q_min + b) if env.squared else q_min + b
+        best_upper = (root + a) * (1 + env.rel)
+    if len(loose_rows):
+        upper = env.upper(score[loose_rows], loose_rows[:, None]) / c[loose_rows, None]
+        best_upper = np.minimum(best_upper, upper.min(axis=0))
+        lower = env.lower(score[loose_rows], loose_rows[:, None]) / c[loose_rows, None]
+        r, k = np.nonzero(lower <= best_upper[None, :])
+        parts.append(_ratio_bounds(block, loose_rows[r], k, c))
+    if len(shared_rows):
+        # lower(s) / c <= m  implies  q <= (m / (1 - rel) + alpha)**power + beta.
+        limit = (best_upper / (1 - env.rel) + a) ** power + b
+        limit = (limit * (1 + 1e-6)).astype(score.dtype)  # covers q's float32 rounding
+        r, k = np.nonzero(q <= limit[None, :])
+        parts.append(_ratio_bounds(block, shared_rows[r], k, c))
+    return Candidates.concat(parts)
+
+
+def _cap(errors: np.ndarray) -> float:
+    """Errors above this are outliers that would loosen the shared threshold for all rows."""
+    return max(RATIO_ABS_CAP, 16.0 * float(np.median(errors))) if len(errors) else np.inf
+
+
+def _ratio_bounds(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, c: np.ndarray):
+    pairs = _on_scores(block, rows, cols, "row")
+    return Candidates(rows, cols, pairs.lower / c[rows], pairs.upper / c[rows])
 
 
 @dataclass
@@ -52,83 +198,55 @@ class RealPartial:
 
 
 @dataclass
-class SyntheticPartial:
-    """Per synthetic image, results over some real images. Arrays of shape (n_synthetic_block,)."""
+class SyntheticCandidates:
+    """Per synthetic image of one block, results and candidates over some real images.
+
+    ``nearest`` and ``ratio`` hold (global real row, local synthetic column) pairs with bounds
+    on the distance and on the copy ratio.
+    """
 
     is_real: np.ndarray  # bool: inside the k-radius of some real image
     is_copy: np.ndarray  # bool: inside the copy radius of some real image
+    nearest: Candidates
+    ratio: Candidates
+
+
+@dataclass
+class SyntheticPartial:
+    """Per synthetic image, final results. Arrays of shape (n_synthetic_block,)."""
+
+    is_real: np.ndarray  # bool
+    is_copy: np.ndarray  # bool
     nearest_distance: np.ndarray  # float64: distance to the nearest real image
     nearest_real: np.ndarray  # int64: its global index (lowest index among ties)
     copy_ratio: np.ndarray  # float64: min over reals of distance / copy threshold
 
 
 def compare_block(
-    bounds: PairBounds,
+    block: ScoreBlock,
     radius_k: np.ndarray,
     copy_threshold: np.ndarray,
     real_offset: int,
-) -> tuple[RealPartial, SyntheticPartial]:
+) -> tuple[RealPartial, SyntheticCandidates]:
     """Reduce one real x synthetic block (rows: real, cols: synthetic).
 
-    ``radius_k`` and ``copy_threshold`` (= radius_1 + margin) are per real row, float64.
+    ``radius_k`` and ``copy_threshold`` (= radius_1 + margin) are per real row, float64;
     ``real_offset`` is the global index of the block's first real image.
     """
-    in_radius = _exact_less(bounds, radius_k)
-    copies = _exact_less(bounds, copy_threshold)
-    nearest_distance, nearest_row = column_minimum(bounds.lower, bounds.upper, bounds.exact)
-    ratio_lower, ratio_upper, ratio_exact = _ratio_bounds(bounds, copy_threshold)
-    copy_ratio, _ = column_minimum(ratio_lower, ratio_upper, ratio_exact)
-    real = RealPartial(copies=copies.sum(axis=1), in_radius=in_radius.sum(axis=1))
-    synthetic = SyntheticPartial(
-        is_real=in_radius.any(axis=0),
-        is_copy=copies.any(axis=0),
-        nearest_distance=nearest_distance,
-        nearest_real=nearest_row + real_offset,
-        copy_ratio=copy_ratio,
+    n_real, n_synth = block.shape
+    inside_rows, inside_cols = pairs_below(block, radius_k)
+    copy_rows, copy_cols = pairs_below(block, copy_threshold)
+    real = RealPartial(
+        copies=np.bincount(copy_rows, minlength=n_real),
+        in_radius=np.bincount(inside_rows, minlength=n_real),
+    )
+    synthetic = SyntheticCandidates(
+        is_real=np.bincount(inside_cols, minlength=n_synth) > 0,
+        is_copy=np.bincount(copy_cols, minlength=n_synth) > 0,
+        nearest=column_min_candidates(block).shifted(rows=real_offset),
+        ratio=ratio_candidates(block, copy_threshold).shifted(rows=real_offset),
     )
     return real, synthetic
-
-
-def _exact_less(bounds: PairBounds, threshold: np.ndarray) -> np.ndarray:
-    """(n_x, n_y) bool: exact ``d[i, j] < threshold[i]``, rechecking only undecided pairs."""
-    decided = bounds.upper < threshold[:, None]
-    rows, cols = np.nonzero((bounds.lower < threshold[:, None]) & ~decided)
-    if len(rows):
-        decided[rows, cols] = bounds.exact(rows, cols) < threshold[rows]
-    return decided
-
-
-def _ratio_bounds(bounds: PairBounds, threshold: np.ndarray):
-    """Bounds on ``d / threshold`` per pair; +inf where the threshold is 0 (no copy possible).
-
-    Division rounds monotonically, so ``lower / t <= d / t <= upper / t`` holds in float64 too.
-    """
-    positive = threshold > 0
-    scale = np.where(positive, threshold, 1.0)[:, None]
-    lower = np.where(positive[:, None], bounds.lower / scale, np.inf)
-    upper = np.where(positive[:, None], bounds.upper / scale, np.inf)
-
-    def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return np.where(positive[rows], bounds.exact(rows, cols) / scale[rows, 0], np.inf)
-
-    return lower, upper, exact
-
-
-def column_minimum(lower: np.ndarray, upper: np.ndarray, exact) -> tuple[np.ndarray, np.ndarray]:
-    """Exact minimum of each column and its row (lowest row among ties); -1 if all are +inf."""
-    n_cols = lower.shape[1]
-    threshold = upper.min(axis=0)
-    rows, cols = np.nonzero((lower <= threshold[None, :]) & np.isfinite(lower))
-    values = exact(rows, cols)
-    order = np.lexsort((rows, values, cols))
-    rows, cols, values = rows[order], cols[order], values[order]
-    first = np.ones(len(cols), dtype=bool)
-    first[1:] = cols[1:] != cols[:-1]
-    best = np.full(n_cols, np.inf)
-    best_row = np.full(n_cols, -1, dtype=np.int64)
-    best[cols[first]] = values[first]
-    best_row[cols[first]] = rows[first]
-    return best, best_row
 
 
 def combine_real(parts: list[RealPartial]) -> RealPartial:
@@ -139,18 +257,24 @@ def combine_real(parts: list[RealPartial]) -> RealPartial:
     )
 
 
-def combine_synthetic(parts: list[SyntheticPartial]) -> SyntheticPartial:
-    """Merge per-synthetic results over real blocks (given in increasing real order)."""
-    out = parts[0]
-    for p in parts[1:]:
-        # Strictly closer wins; on a tie the earlier (lower-index) real image is kept.
-        closer = (p.nearest_distance < out.nearest_distance) | (out.nearest_real < 0)
-        closer &= p.nearest_real >= 0
-        out = SyntheticPartial(
-            is_real=out.is_real | p.is_real,
-            is_copy=out.is_copy | p.is_copy,
-            nearest_distance=np.where(closer, p.nearest_distance, out.nearest_distance),
-            nearest_real=np.where(closer, p.nearest_real, out.nearest_real),
-            copy_ratio=np.minimum(out.copy_ratio, p.copy_ratio),
-        )
-    return out
+def merge_synthetic(parts: list[SyntheticCandidates]) -> SyntheticCandidates:
+    """Merge one synthetic block's results over real blocks, keeping the needed candidates."""
+    return SyntheticCandidates(
+        is_real=np.logical_or.reduce([p.is_real for p in parts]),
+        is_copy=np.logical_or.reduce([p.is_copy for p in parts]),
+        nearest=keep_smallest(Candidates.concat([p.nearest for p in parts]), 1, by="col"),
+        ratio=keep_smallest(Candidates.concat([p.ratio for p in parts]), 1, by="col"),
+    )
+
+
+def column_minimum(cols: np.ndarray, rows: np.ndarray, values: np.ndarray, n_cols: int):
+    """Per column, the smallest value and its row (lowest row among ties); +inf and -1 if none."""
+    order = np.lexsort((rows, values, cols))
+    cols, rows, values = cols[order], rows[order], values[order]
+    first = np.ones(len(cols), dtype=bool)
+    first[1:] = cols[1:] != cols[:-1]
+    best = np.full(n_cols, np.inf)
+    best_row = np.full(n_cols, -1, dtype=np.int64)
+    best[cols[first]] = values[first]
+    best_row[cols[first]] = rows[first]
+    return best, best_row
