@@ -116,12 +116,32 @@ def as_features(array: Any, name: str, block_size: int) -> da.Array:
     if isinstance(array, da.Array):
         darr = array
     elif isinstance(array, np.ndarray):
-        darr = da.from_array(array, chunks=(block_size, -1))
+        darr = _from_numpy(array, block_size)
     else:  # Zarr, h5py, ...: read block by block on the workers
         darr = da.from_array(array, chunks=(block_size, -1), asarray=True)
     if darr.shape[0] == 0 or darr.shape[1] == 0:
         raise ValueError(f"{name}: features are empty (shape {darr.shape})")
     return darr.rechunk({0: block_size, 1: -1})
+
+
+def _from_numpy(array: np.ndarray, block_size: int) -> da.Array:
+    """Row blocks of an in-memory array; sent to the workers once when a Client is active,
+    rather than embedded in every graph."""
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        return da.from_array(array, chunks=(block_size, -1))
+    if len(array) == 0:
+        return da.from_array(array, chunks=(block_size, -1))
+    blocks = [array[s : s + block_size] for s in range(0, len(array), block_size)]
+    futures = client.scatter(blocks)
+    parts = [
+        da.from_delayed(f, shape=b.shape, dtype=array.dtype)
+        for f, b in zip(futures, blocks, strict=True)
+    ]
+    return da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
 def _check_settings(metric: str, nearest_k: int, threshold: float, block_size: int, backend: str):

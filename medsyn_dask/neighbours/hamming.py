@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .backend import torch_device
-from .bounds import ScoreBlock
+from .bounds import ScoreBlock, nonzero_2d
 
 #: A column is dense when ``count_x * count_y * SPARSE_COST > n_x * n_y``: a sparse match costs
 #: about this many dense multiply-adds.
@@ -101,7 +101,7 @@ def _compact_ids(selected: np.ndarray) -> np.ndarray:
 def _one_hot_rows(columns: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, compact column) of every entry of ``columns`` (n, D) that ``ids`` selects."""
     mapped = ids[columns]
-    rows, pos = np.nonzero(mapped >= 0)
+    rows, pos = nonzero_2d(mapped >= 0)
     return rows, mapped[rows, pos]
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .bounds import ScoreBlock
+from .bounds import ScoreBlock, nonzero_2d
 
 #: A row whose copy-ratio error exceeds this and 16 times the block's median (its copy threshold
 #: is tiny next to the float32 error) does not share the column threshold: it is bounded alone.
@@ -77,7 +77,7 @@ def row_candidates(block: ScoreBlock, n: int) -> Candidates:
     else:
         kth = score.max(axis=1)
     limit = block.rows.score_upto(block.rows.upper(kth), score.dtype)
-    rows, cols = np.nonzero(score <= limit[:, None])
+    rows, cols = nonzero_2d(score <= limit[:, None])
     return _on_scores(block, rows, cols, "row")
 
 
@@ -85,7 +85,7 @@ def column_min_candidates(block: ScoreBlock) -> Candidates:
     """Pairs that may be the nearest row of their column (local indices)."""
     score = block.score
     limit = block.cols.score_upto(block.cols.upper(score.min(axis=0)), score.dtype)
-    rows, cols = np.nonzero(score <= limit[None, :])
+    rows, cols = nonzero_2d(score <= limit[None, :])
     return _on_scores(block, rows, cols, "col")
 
 
@@ -125,7 +125,7 @@ def pairs_below(block: ScoreBlock, threshold: np.ndarray) -> tuple[np.ndarray, n
     together decide most of them, and only the rest get an exact distance.
     """
     score = block.score
-    rows, cols = np.nonzero(score <= block.rows.score_upto(threshold, score.dtype)[:, None])
+    rows, cols = nonzero_2d(score <= block.rows.score_upto(threshold, score.dtype)[:, None])
     s, limit = score[rows, cols], threshold[rows]
     upper = np.minimum(block.rows.upper(s, rows), block.cols.upper(s, cols))
     lower = np.maximum(block.rows.lower(s, rows), block.cols.lower(s, cols))
@@ -168,13 +168,13 @@ def ratio_candidates(block: ScoreBlock, copy_threshold: np.ndarray) -> Candidate
         upper = env.upper(score[loose_rows], loose_rows[:, None]) / c[loose_rows, None]
         best_upper = np.minimum(best_upper, upper.min(axis=0))
         lower = env.lower(score[loose_rows], loose_rows[:, None]) / c[loose_rows, None]
-        r, k = np.nonzero(lower <= best_upper[None, :])
+        r, k = nonzero_2d(lower <= best_upper[None, :])
         parts.append(_ratio_bounds(block, loose_rows[r], k, c))
     if len(shared_rows):
         # lower(s) / c <= m  implies  q <= (m / (1 - rel) + alpha)**power + beta.
         limit = (best_upper / (1 - env.rel) + a) ** power + b
         limit = (limit * (1 + 1e-6)).astype(score.dtype)  # covers q's float32 rounding
-        r, k = np.nonzero(q <= limit[None, :])
+        r, k = nonzero_2d(q <= limit[None, :])
         parts.append(_ratio_bounds(block, shared_rows[r], k, c))
     return Candidates.concat(parts)
 
