@@ -107,8 +107,12 @@ class EvaluationResult:
         }
 
 
-def as_features(array: Any, name: str, block_size: int) -> da.Array:
-    """A NumPy, Dask or Zarr (or any array-like) (n, D) array as a Dask array in row blocks."""
+def as_features(array: Any, name: str, block_size: int, keep: list | None = None) -> da.Array:
+    """A NumPy, Dask or Zarr (or any array-like) (n, D) array as a Dask array in row blocks.
+
+    With a distributed Client, NumPy blocks are scattered to the workers; their futures are
+    appended to ``keep``, which the caller holds until its computation is done.
+    """
     if getattr(array, "ndim", None) is None:
         array = np.asarray(array)
     if array.ndim != 2:
@@ -116,7 +120,7 @@ def as_features(array: Any, name: str, block_size: int) -> da.Array:
     if isinstance(array, da.Array):
         darr = array
     elif isinstance(array, np.ndarray):
-        darr = _from_numpy(array, block_size)
+        darr = _from_numpy(array, block_size, keep)
     else:  # Zarr, h5py, ...: read block by block on the workers
         darr = da.from_array(array, chunks=(block_size, -1), asarray=True)
     if darr.shape[0] == 0 or darr.shape[1] == 0:
@@ -124,7 +128,7 @@ def as_features(array: Any, name: str, block_size: int) -> da.Array:
     return darr.rechunk({0: block_size, 1: -1})
 
 
-def _from_numpy(array: np.ndarray, block_size: int) -> da.Array:
+def _from_numpy(array: np.ndarray, block_size: int, keep: list | None) -> da.Array:
     """Row blocks of an in-memory array; sent to the workers once when a Client is active,
     rather than embedded in every graph."""
     try:
@@ -133,10 +137,11 @@ def _from_numpy(array: np.ndarray, block_size: int) -> da.Array:
         client = get_client()
     except (ImportError, ValueError):
         return da.from_array(array, chunks=(block_size, -1))
-    if len(array) == 0:
+    if len(array) == 0 or keep is None:
         return da.from_array(array, chunks=(block_size, -1))
     blocks = [array[s : s + block_size] for s in range(0, len(array), block_size)]
-    futures = client.scatter(blocks)
+    futures = client.scatter(blocks, hash=False)  # fresh keys: no race with a release
+    keep.extend(futures)  # released futures would take their data with them
     parts = [
         da.from_delayed(f, shape=b.shape, dtype=array.dtype)
         for f, b in zip(futures, blocks, strict=True)
@@ -208,7 +213,8 @@ def real_neighbourhood(
 ) -> RealNeighbourhood:
     """The k-th-neighbour radii of ``real`` (N x D), block by block (see RealNeighbourhood)."""
     _check_settings(metric, nearest_k, 0.0, block_size, backend)
-    real = as_features(real, "real", block_size)
+    keep: list = []
+    real = as_features(real, "real", block_size, keep)
     _check_real(real, metric, nearest_k)
     (ok,) = dask.compute(_finite_flag(real))
     _check_finite({"real": real}, [ok])
@@ -258,8 +264,9 @@ def evaluate_features(
     Runs on the current Dask scheduler: a distributed Client's cluster when one is active.
     """
     _check_settings(metric, nearest_k, mode_collapse_threshold, block_size, backend)
-    real = as_features(real, "real", block_size)
-    synthetic = as_features(synthetic, "synthetic", block_size)
+    keep: list = []  # scattered inputs, held until the results are in
+    real = as_features(real, "real", block_size, keep)
+    synthetic = as_features(synthetic, "synthetic", block_size, keep)
     _check_real(real, metric, nearest_k)
     get_metric(metric).validate("synthetic", synthetic)
     if synthetic.shape[1] != real.shape[1]:
