@@ -2,13 +2,24 @@
 
 The public API is small; METHOD.md defines every number it returns.
 
+- :func:`analyze`: the whole job, images in, scores, tables and mean images out.
+- :func:`extract_features` / :func:`load_features`: image folders to a Zarr feature store, and back.
 - :func:`evaluate_features`: scores and per-image tables of synthetic vs real features.
 - :func:`real_neighbourhood`: the real radii alone, to reuse across synthetic groups.
+- :func:`feature_statistics`: FID and feature STD alone (for MM-FID / MM-STD).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .evaluate import EvaluationResult, RealNeighbourhood, evaluate_features, real_neighbourhood
+from .analyze import AnalysisResult, AnalyzeSettings, analyze
+from .evaluate import (
+    EvaluationResult,
+    RealNeighbourhood,
+    evaluate_features,
+    feature_statistics,
+    real_neighbourhood,
+)
+from .features import extract_features, load_features
 
 try:
     __version__ = version("medsyn-dask")
@@ -16,9 +27,15 @@ except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "AnalysisResult",
+    "AnalyzeSettings",
     "EvaluationResult",
     "RealNeighbourhood",
     "__version__",
+    "analyze",
     "evaluate_features",
+    "extract_features",
+    "feature_statistics",
+    "load_features",
     "real_neighbourhood",
 ]

@@ -314,6 +314,27 @@ def evaluate_features(
     )
 
 
+def feature_statistics(
+    real: Any,
+    synthetic: Any,
+    *,
+    metric: str = "euclidean",
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    fid_max_dim: int = DEFAULT_FID_MAX_DIM,
+) -> dict[str, float | str | None]:
+    """``std`` of the synthetic features and ``fid`` (None, with ``fid_reason``, for codes).
+
+    The per-(model, resolution) numbers behind MM-FID and MM-STD; no neighbourhoods.
+    """
+    get_metric(metric)
+    keep: list = []
+    real = as_features(real, "real", block_size, keep)
+    synthetic = as_features(synthetic, "synthetic", block_size, keep)
+    fid_parts, fid_reason = _fid_graph(real, synthetic, metric, True, fid_max_dim)
+    std, fid_parts = dask.compute(feature_std(synthetic), fid_parts)
+    return {"std": float(std), "fid": _fid_value(fid_parts, real), "fid_reason": fid_reason}
+
+
 def _check_reference(reference, real: da.Array, metric: str, nearest_k: int) -> None:
     if reference is None:
         return

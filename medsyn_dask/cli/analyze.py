@@ -1,0 +1,142 @@
+"""``medsyn-dask analyze``: the whole job, from image folders to scores, tables and mean images.
+
+Settings come from flags and/or a YAML file (``--config``); flags override the file. The YAML
+keys are the long flag names (``real``, ``synthetic``: a mapping NAME: ROOT, ``models``,
+``resolutions``, ``weights``: a mapping MODEL: PATH, ``num_channels``, ``nearest_k``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import yaml
+
+from ..analyze import AnalyzeSettings, analyze, check_settings
+from ..cluster import connect
+from ..metrics.variety import CODECS
+from ..report import METRICS_FILE, prepare_output, summary_table, write_outputs
+from . import UsageError
+from .extract import parse_storage_options
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "analyze", help="audit synthetic image groups against a real set (the full job)"
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--real", help="real image root (ROOT/CLASS/files), local path or URL")
+    p.add_argument("--synthetic", action="append", metavar="NAME=ROOT",
+                   help="a synthetic group; repeat for several")
+    p.add_argument("--output", help="output folder, local path or URL")
+    p.add_argument("--model", action="append", dest="models", metavar="NAME",
+                   help="feature extractor (default pixels); repeat for MM-FID/MM-STD")
+    p.add_argument("--resolution", action="append", dest="resolutions", type=int,
+                   metavar="PX", help="image side for extraction (default 256); repeatable")
+    p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
+                   help="weights file of a model (MODEL=PATH, or PATH for a single model)")
+    p.add_argument("--num-channels", type=int, choices=(1, 3), help="1 (default) or 3")
+    p.add_argument("--nearest-k", type=int, help="k of the k-th-neighbour radius (default 5)")
+    p.add_argument("--class-names", help="comma-separated classes to analyse (default: all)")
+    p.add_argument("--features-store", help="Zarr feature store (default OUT/features.zarr)")
+    p.add_argument("--codec", choices=CODECS, help="lossless codec of mean images (default png)")
+    p.add_argument("--on-bad-image", choices=("error", "skip"), help="default error")
+    p.add_argument("--block-size", type=int, help="rows per distance block (default 2048)")
+    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="fsspec option for roots, store and output (e.g. endpoint_url=...)")
+    p.add_argument("--config", type=Path, help="YAML file with the same settings")
+    p.add_argument("--scheduler-address", help="attach to a running Dask scheduler")
+    p.add_argument("--workers", type=int, help="workers of the embedded LocalCluster")
+
+
+def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
+    """Merge the YAML config (if any) and the flags (which win) into AnalyzeSettings."""
+    config = _read_config(args.config) if args.config else {}
+    flags = {
+        "real": args.real,
+        "synthetic": _pairs(args.synthetic, "--synthetic") if args.synthetic else None,
+        "output": args.output,
+        "models": args.models,
+        "resolutions": args.resolutions,
+        "weights": _weights(args.weights, args.models or config.get("models")),
+        "num_channels": args.num_channels,
+        "nearest_k": args.nearest_k,
+        "class_names": args.class_names.split(",") if args.class_names else None,
+        "features_store": args.features_store,
+        "codec": args.codec,
+        "on_bad_image": args.on_bad_image,
+        "block_size": args.block_size,
+    }
+    merged = {**config, **{k: v for k, v in flags.items() if v is not None}}
+    for required in ("real", "synthetic", "output"):
+        if not merged.get(required):
+            raise UsageError(f"--{required} is required (as a flag or in --config)")
+    for key in ("models", "resolutions", "class_names"):
+        if merged.get(key) is not None:
+            merged[key] = tuple(merged[key])
+    merged["storage_options"] = parse_storage_options(args.storage_option)
+    try:
+        return AnalyzeSettings(**merged)
+    except TypeError as exc:
+        raise UsageError(f"bad setting in --config: {exc}") from None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise UsageError(f"--config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"--config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--config {path} must hold a mapping of settings")
+    return {key.replace("-", "_"): value for key, value in data.items()}
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UsageError(f"{flag} wants NAME=VALUE, got {item!r}")
+        if name in out:
+            raise UsageError(f"{flag} {name} given twice")
+        out[name] = value
+    return out
+
+
+def _weights(items: list[str] | None, models: list[str] | None) -> dict[str, str] | None:
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        if not models or len(models) != 1:
+            raise UsageError("--weights PATH needs exactly one --model; use MODEL=PATH")
+        return {models[0]: items[0]}
+    return _pairs(items, "--weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    return run_job(settings, args.scheduler_address, args.workers)
+
+
+def run_job(settings: AnalyzeSettings, scheduler_address: str | None, workers: int | None) -> int:
+    """Check, prepare the output, run on Dask, write the outputs and print the summary."""
+    check_settings(settings)
+    prepare_output(settings.output, dict(settings.storage_options))
+    with connect(scheduler_address, workers=workers):
+        result = analyze(settings)
+        write_outputs(result, settings.output, dict(settings.storage_options))
+    with fsspec.open(f"{settings.output.rstrip('/')}/{METRICS_FILE}", "r",
+                     **dict(settings.storage_options)) as f:
+        metrics = json.load(f)
+    print("\n" + summary_table(metrics))
+    print(f"\noutputs: {settings.output}")
+    return 0

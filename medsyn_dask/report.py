@@ -1,0 +1,185 @@
+"""Outputs of a run: ``metrics.json``, per-image CSV tables, mean images, a printed summary.
+
+Everything is written through fsspec, so ``OUT`` may be a local folder or an ``s3://`` prefix.
+``metrics.json`` is removed when a run starts and written last, in one step (a temporary file
+moved into place), so an interrupted run never leaves one that looks complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import fsspec
+import numpy as np
+import pandas as pd
+
+from .analyze import AnalysisResult
+from .metrics.variety import encode_lossless
+
+METRICS_FILE = "metrics.json"
+_VERSIONED = ("medsyn-dask", "dask", "distributed", "numpy", "torch", "zarr", "pillow")
+
+
+def prepare_output(output: str, storage_options: dict | None = None) -> None:
+    """Create ``output``, check it is writable and remove a stale ``metrics.json``.
+
+    Raises ``PermissionError``/``OSError`` naming the folder before any work is done.
+    """
+    fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
+    try:
+        fs.makedirs(root, exist_ok=True)
+        probe = f"{root}/.medsyn-write-test"
+        with fs.open(probe, "wb") as f:
+            f.write(b"ok")
+        fs.rm(probe)
+    except OSError as exc:
+        raise PermissionError(f"output {output} is not writable: {exc}") from exc
+    if fs.exists(f"{root}/{METRICS_FILE}"):
+        fs.rm(f"{root}/{METRICS_FILE}")
+
+
+def metrics_dict(result: AnalysisResult) -> dict[str, Any]:
+    """The content of ``metrics.json``: per group scores, variety, MM-FID/MM-STD, settings."""
+    groups = {}
+    for name, score in result.scores.items():
+        entry = score.to_dict()
+        entry.pop("block_size", None)
+        entry["variety"] = result.variety.scores[name]
+        entry["mean_image_bytes"] = result.variety.sizes[name]
+        entry["n_images"] = entry.pop("n_synthetic")
+        entry.pop("n_real")
+        groups[name] = entry
+    return {
+        "complete": True,
+        "real": {"n_images": len(result.real.paths)},
+        "groups": groups,
+        "variety": result.variety.to_dict(),
+        "per_model_resolution": [
+            {"model": m, "resolution": r, "groups": stats}
+            for (m, r), stats in result.statistics.items()
+        ],
+        "multiscale": result.multiscale,
+        "bad_images": {k: len(v) for k, v in result.bad_images.items()},
+        "settings": result.settings.to_dict(),
+        "versions": _versions(),
+    }
+
+
+def per_image_table(result: AnalysisResult, group: str) -> pd.DataFrame:
+    """One row per synthetic image of ``group``: path, class, set, nearest real image, ..."""
+    table = result.scores[group].per_synthetic
+    synth = result.synthetic[group]
+    return pd.DataFrame(
+        {
+            "path": synth.paths,
+            "class": synth.classes,
+            "set": table["set"],
+            "nearest_real": result.real.paths[table["nearest_real"].to_numpy()],
+            "distance": table["distance"],
+            "copy_ratio": table["copy_ratio"],
+            "privacy_score": table["privacy_score"],
+        }
+    )
+
+
+def per_real_table(result: AnalysisResult) -> pd.DataFrame:
+    """One row per real image: its radii and, per group, its copies and in-radius counts."""
+    first = next(iter(result.scores.values()))
+    table = pd.DataFrame(
+        {
+            "path": result.real.paths,
+            "class": result.real.classes,
+            "radius_k": first.radius_k,
+            "radius_1": first.radius_1,
+        }
+    )
+    for name, score in result.scores.items():
+        table[f"copies_{name}"] = score.per_real["copies"].to_numpy()
+        table[f"in_radius_{name}"] = score.per_real["in_radius"].to_numpy()
+    return table
+
+
+def write_outputs(result: AnalysisResult, output: str, storage_options: dict | None = None):
+    """Write every output under ``output``; ``metrics.json`` last."""
+    fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
+    for group in result.scores:
+        _write_csv(fs, f"{root}/per_image/{group}.csv", per_image_table(result, group))
+    _write_csv(fs, f"{root}/per_real.csv", per_real_table(result))
+    _write_mean_images(fs, f"{root}/mean_images", result)
+    tmp = f"{root}/.{METRICS_FILE}.partial"
+    with fs.open(tmp, "w") as f:
+        json.dump(metrics_dict(result), f, indent=2, default=_json_default)
+    fs.mv(tmp, f"{root}/{METRICS_FILE}")
+
+
+def _write_csv(fs, path: str, table: pd.DataFrame) -> None:
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    with fs.open(path, "w") as f:
+        table.to_csv(f, index=False)
+
+
+def _write_mean_images(fs, root: str, result: AnalysisResult) -> None:
+    variety = result.variety
+    for group, means in variety.class_means.items():
+        images = {**means, "all_classes": variety.all_classes[group]}
+        fs.makedirs(f"{root}/{group}", exist_ok=True)
+        for name, image in images.items():
+            if image.ndim == 3 and image.shape[-1] != 3:  # a volume
+                data, suffix = _nifti_bytes(image), "nii.gz"
+            else:
+                data, suffix = encode_lossless(image, "png"), "png"
+            with fs.open(f"{root}/{group}/{name}.{suffix}", "wb") as f:
+                f.write(data)
+
+
+def _nifti_bytes(volume: np.ndarray) -> bytes:
+    import gzip
+
+    import nibabel as nib
+
+    raw = nib.Nifti1Image(volume.astype(np.uint8), affine=np.eye(4)).to_bytes()
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+        gz.write(raw)
+    return buf.getvalue()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in _VERSIONED:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def summary_table(metrics: dict[str, Any]) -> str:
+    """A plain-text table of the headline scores, one row per synthetic group."""
+    header = (f"{'group':<12}{'fidelity':>9}{'privacy':>9}{'prec.priv':>10}{'variety':>9}"
+              f"{'std':>8}{'fid':>10}{'copy':>6}{'real':>6}{'non-real':>9}")
+    rows = [header, "-" * len(header)]
+    for name, g in metrics["groups"].items():
+        fid = "n/a" if g["fid"] is None else f"{g['fid']:.2f}"
+        variety = "n/a" if g["variety"] is None else f"{g['variety']:.3f}"
+        sets = g["sets"]
+        rows.append(
+            f"{name:<12}{g['fidelity']:>9.3f}{g['privacy']:>9.3f}{g['precision_privacy']:>10.3f}"
+            f"{variety:>9}{g['std']:>8.3f}{fid:>10}{sets['copy']:>6}{sets['real']:>6}"
+            f"{sets['non-real']:>9}"
+        )
+    reason = metrics["variety"].get("variety_undefined_reason")
+    if reason:
+        rows.append(f"variety: {reason}")
+    return "\n".join(rows)
