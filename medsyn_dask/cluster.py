@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+import dask
 from distributed import Client, LocalCluster
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,13 @@ def connect(
 ) -> Iterator[Client]:
     """Yield a distributed ``Client``: attached to ``scheduler_address`` or to a new LocalCluster.
 
-    The embedded cluster listens on loopback only, with its dashboard on 127.0.0.1 (a free port
-    unless ``dashboard_address`` names one); its URL is logged so the run can be watched.
-    The cluster is closed on exit; an attached cluster is left running.
+    Without ``scheduler_address``, Dask's own setting (``DASK_SCHEDULER_ADDRESS`` or the
+    ``scheduler-address`` config key) is used when present. The embedded cluster listens on
+    loopback only, with its dashboard on 127.0.0.1 (a free port unless ``dashboard_address``
+    names one); its URL is printed so the run can be watched. The cluster is closed on exit;
+    an attached cluster is left running.
     """
+    scheduler_address = scheduler_address or dask.config.get("scheduler-address", None)
     if scheduler_address:
         with Client(scheduler_address) as client:
             _announce(client, quiet)

@@ -27,6 +27,8 @@ from .neighbours.reductions import RealPartial, SyntheticPartial
 DEFAULT_BLOCK_SIZE = 2048
 #: Above this feature dimension the D x D covariances of FID are not formed.
 DEFAULT_FID_MAX_DIM = 8192
+#: Below this many real x synthetic pairs, FID of low-rank covariances uses the Gram matrix.
+GRAM_MAX_PAIRS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -298,8 +300,8 @@ def evaluate_features(
         real, synthetic, smallest_blocks, margin, nearest_k, metric, center, backend
     )
     fid_parts, fid_reason = _fid_graph(real, synthetic, metric, compute_fid, fid_max_dim)
-    smallest, per_real, per_synth, fid_parts = _compute(
-        smallest_blocks, per_real, per_synth, fid_parts, progress=progress
+    smallest, per_real, per_synth, fid_moments = _compute(
+        smallest_blocks, per_real, per_synth, _lazy_moments(fid_parts), progress=progress
     )
     neighbourhood = RealNeighbourhood(np.concatenate(smallest), center, metric, nearest_k)
     return _assemble(
@@ -308,7 +310,7 @@ def evaluate_features(
         combine_blocks(per_synth),
         std,
         margin,
-        _fid_value(fid_parts, real),
+        _fid_value(fid_parts, fid_moments),
         fid_reason,
         block_size,
     )
@@ -331,8 +333,9 @@ def feature_statistics(
     real = as_features(real, "real", block_size, keep)
     synthetic = as_features(synthetic, "synthetic", block_size, keep)
     fid_parts, fid_reason = _fid_graph(real, synthetic, metric, True, fid_max_dim)
-    std, fid_parts = dask.compute(feature_std(synthetic), fid_parts)
-    return {"std": float(std), "fid": _fid_value(fid_parts, real), "fid_reason": fid_reason}
+    std, fid_moments = dask.compute(feature_std(synthetic), _lazy_moments(fid_parts))
+    fid = _fid_value(fid_parts, fid_moments)
+    return {"std": float(std), "fid": fid, "fid_reason": fid_reason}
 
 
 def _check_reference(reference, real: da.Array, metric: str, nearest_k: int) -> None:
@@ -356,19 +359,29 @@ def _fid_graph(real, synthetic, metric: str, compute_fid: bool, fid_max_dim: int
         return None, "FID is not defined for discrete codes (Hamming metric)"
     if not compute_fid:
         return None, "FID not requested"
-    dim = real.shape[1]
+    dim, n_r, n_s = real.shape[1], real.shape[0], synthetic.shape[0]
+    if n_r < 2 or n_s < 2:
+        return None, "FID needs at least 2 images in each set"
+    if min(n_r, n_s) < dim and n_r * n_s <= GRAM_MAX_PAIRS:
+        return ("gram", real, synthetic), None  # low-rank covariances: see frechet_distance_gram
     if dim > fid_max_dim:
         return None, f"FID skipped: D={dim} exceeds fid_max_dim={fid_max_dim} (D x D covariances)"
-    if real.shape[0] < 2 or synthetic.shape[0] < 2:
-        return None, "FID needs at least 2 images in each set"
     shift = real[0].astype("float64")
     return (fid_metric.moments(real, shift), fid_metric.moments(synthetic, shift), shift), None
 
 
-def _fid_value(parts, real) -> float | None:
+def _lazy_moments(parts):
+    """The part of the FID graph that joins the main computation (not the Gram route)."""
+    return None if parts is None or parts[0] == "gram" else parts
+
+
+def _fid_value(parts, moments) -> float | None:
+    """FID from the computed moments, or by the Gram route (its own two passes)."""
     if parts is None:
         return None
-    (sum_r, outer_r, n_r), (sum_s, outer_s, n_s), shift = parts
+    if parts[0] == "gram":
+        return fid_metric.frechet_distance_gram(parts[1], parts[2])
+    (sum_r, outer_r, n_r), (sum_s, outer_s, n_s), shift = moments
     fit_r = fid_metric.gaussian_fit(sum_r, outer_r, n_r, shift)
     fit_s = fid_metric.gaussian_fit(sum_s, outer_s, n_s, shift)
     return fid_metric.frechet_distance(fit_r, fit_s)

@@ -161,3 +161,17 @@ def test_nan_or_inf_names_the_set_and_row(where):
     arrays[where][7, 2] = np.nan if where == "real" else np.inf
     with pytest.raises(ValueError, match=f"{where}: features contain NaN or Inf .*row 7"):
         evaluate_features(arrays["real"], arrays["synthetic"], block_size=8)
+
+
+def test_fid_gram_route_equals_covariance_route():
+    """With fewer images than dimensions FID goes through the Gram matrix: same value."""
+    rng = np.random.default_rng(21)
+    real = rng.normal(size=(40, 60)) + 100.0
+    synth = rng.normal(scale=1.3, size=(30, 60)) + 100.2
+    r, s = real - real[0], synth - real[0]
+    cr, cs = np.cov(r, rowvar=False), np.cov(s, rowvar=False)
+    diff = r.mean(0) - s.mean(0)
+    eig = np.linalg.eigvals(cr @ cs)
+    expected = diff @ diff + np.trace(cr) + np.trace(cs) - 2 * np.sqrt(np.abs(eig)).sum()
+    result = evaluate_features(real, synth, block_size=16)
+    assert result.fid == pytest.approx(expected, rel=1e-6)
