@@ -107,6 +107,10 @@ def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Datase
                 f"group {name!r} ({', '.join(synthetic[name].class_names)}); "
                 "use --class-names to pick the shared ones"
             )
+    for dataset in (real, *synthetic.values()):
+        empty = sorted(set(dataset.class_names) - set(dataset.classes))
+        if empty:
+            raise ValueError(f"class folder {dataset.root}/{empty[0]} holds no images")
     if any(d.volumes != real.volumes for d in synthetic.values()):
         raise ValueError("real and synthetic sets mix 2D images and 3D volumes")
     return real, synthetic

@@ -83,7 +83,7 @@ def test_single_group_variety_is_null_with_reason(phantoms_2d, tmp_path, address
     assert main(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["groups"]["faithful"]["variety"] is None
-    assert "single" in metrics["variety"]["variety_undefined_reason"].lower()
+    assert "only one group" in metrics["variety"]["variety_undefined_reason"]
 
 
 def test_config_file_and_multiscale(phantoms_2d, tmp_path, address):
