@@ -12,7 +12,7 @@ import logging
 import sys
 
 #: Sub-command modules under ``medsyn_dask.cli``, in the order ``--help`` lists them.
-COMMANDS = ("demo",)
+COMMANDS = ("demo", "extract", "analyze")
 
 
 class UsageError(Exception):
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError) as exc:
+    except (UsageError, ValueError, FileNotFoundError, PermissionError) as exc:
         print(f"medsyn-dask {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import dask
 import dask.array as da
 import numpy as np
 from dask.base import tokenize
 from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from .reductions import (
     Candidates,
@@ -40,15 +40,43 @@ from .reductions import (
 from .registry import get_metric
 
 
-def _blocks(array: da.Array) -> tuple[list[Delayed], list[int]]:
-    """Delayed row blocks of a row-chunked array and the global index of each block's first row."""
-    blocks = list(array.to_delayed()[:, 0])
+class _Graph:
+    """One graph layer built as a plain dict: cheap to build and to ship, whatever its size
+    (one ``dask.delayed`` call per task grows far faster than the task count)."""
+
+    def __init__(self, layer: str, dependencies: list) -> None:
+        self.layer, self.dsk, self.dependencies = layer, {}, list(dependencies)
+
+    def task(self, key: tuple, fn: Callable, *args) -> tuple:
+        self.dsk[key] = (fn, *args)
+        return key
+
+    def value(self, key: tuple, obj) -> tuple:
+        """Put ``obj`` in the graph once, to be referred to by ``key`` from many tasks."""
+        self.dsk[key] = obj
+        return key
+
+    def input_keys(self, items: list) -> list:
+        """Keys for a list of Delayed (added as dependencies) or in-memory values."""
+        keys = []
+        for i, item in enumerate(items):
+            if isinstance(item, Delayed):
+                self.dependencies.append(item)
+                keys.append(item.key)
+            else:
+                keys.append(self.value((f"{self.layer}-input", i), item))
+        return keys
+
+    def outputs(self, keys: list) -> list[Delayed]:
+        graph = HighLevelGraph.from_collections(self.layer, self.dsk, self.dependencies)
+        return [Delayed(k, graph, layer=self.layer) for k in keys]
+
+
+def _block_keys(array: da.Array) -> tuple[list, list[int]]:
+    """Keys of the row blocks of a row-chunked array and the global index of each first row."""
+    keys = [row[0] for row in array.__dask_keys__()]
     offsets = np.concatenate([[0], np.cumsum(array.chunks[0])[:-1]]).astype(int).tolist()
-    return blocks, offsets
-
-
-def _task(name: str, index: tuple, fn: Callable, *args) -> Delayed:
-    return dask.delayed(fn, pure=True)(*args, dask_key_name=(name, *index))
+    return keys, offsets
 
 
 def _in_block(sel: Candidates, start: int, size: int, on: str = "col") -> Candidates:
@@ -59,11 +87,11 @@ def _in_block(sel: Candidates, start: int, size: int, on: str = "col") -> Candid
 # --- real x real: the k+1 smallest distances of every real image ---------------------------
 
 
-def _radii_candidates(x, y, offsets, same: bool, metric: str, center, n: int, backend: str):
+def _radii_candidates(x, y, x_offset, y_offset, same, metric, center, n, backend):
     """Candidates of the rows of x (global columns) and, unless same block, of the rows of y."""
     block = get_metric(metric).block_bounds(x, y, center, backend=backend)
-    rows = row_candidates(block, n).shifted(cols=offsets[1])
-    cols = None if same else row_candidates(block.transpose(), n).shifted(cols=offsets[0])
+    rows = row_candidates(block, n).shifted(cols=y_offset)
+    cols = None if same else row_candidates(block.transpose(), n).shifted(cols=x_offset)
     return rows, cols
 
 
@@ -72,7 +100,7 @@ def _radii_select(parts: list[tuple], sides: list[int], n: int) -> Candidates:
     return keep_smallest(Candidates.concat(picked), n)
 
 
-def _radii_exact(x, y, offsets, same: bool, metric: str, sel_x: Candidates, sel_y: Candidates):
+def _radii_exact(x, y, x_offset, y_offset, same, metric, sel_x: Candidates, sel_y: Candidates):
     """Exact distances of the selected pairs between blocks x and y, for both blocks' rows."""
     exact = get_metric(metric).exact_distances
 
@@ -80,7 +108,7 @@ def _radii_exact(x, y, offsets, same: bool, metric: str, sel_x: Candidates, sel_
         sel = _in_block(sel, b_offset, len(b))
         return sel.row, exact(a, b, sel.row, sel.col - b_offset)
 
-    return side(x, y, sel_x, offsets[1]), None if same else side(y, x, sel_y, offsets[0])
+    return side(x, y, sel_x, y_offset), None if same else side(y, x, sel_y, x_offset)
 
 
 def _radii_merge(parts: list[tuple], sides: list[int], n_rows: int, n: int) -> np.ndarray:
@@ -96,67 +124,62 @@ def radii_graph(real: da.Array, metric: str, center, n: int, backend: str) -> li
     Only block pairs I <= J are scored: pair (I, J) serves the rows of I against J and, through
     its transpose, the rows of J against I, halving the GEMM work.
     """
-    blocks, offsets = _blocks(real)
+    blocks, offsets = _block_keys(real)
     nb = len(blocks)
     token = tokenize(real, metric, center, n, backend)
+    g = _Graph(f"real-radii-{token}", [real])
+    center_key = g.value((f"center-{token}",), center)
     pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
-    cands = {
-        (i, j): _task(
-            f"real-radii-candidates-{token}",
-            (i, j),
+    for i, j in pairs:
+        g.task(
+            (f"real-radii-candidates-{token}", i, j),
             _radii_candidates,
             blocks[i],
             blocks[j],
-            (offsets[i], offsets[j]),
+            offsets[i],
+            offsets[j],
             i == j,
             metric,
-            center,
+            center_key,
             n,
             backend,
         )
-        for i, j in pairs
-    }
     # Block i is the rows of (i, j >= i) (side 0) and the transposed rows of (j < i, i) (side 1).
     keys = [[(i, j) for j in range(i, nb)] + [(j, i) for j in range(i)] for i in range(nb)]
     sides = [[0] * (nb - i) + [1] * i for i in range(nb)]
-    selected = [
-        _task(
-            f"real-radii-select-{token}",
-            (i,),
+    for i in range(nb):
+        g.task(
+            (f"real-radii-select-{token}", i),
             _radii_select,
-            [cands[k] for k in keys[i]],
+            [(f"real-radii-candidates-{token}", *k) for k in keys[i]],
             sides[i],
             n,
         )
-        for i in range(nb)
-    ]
-    exact = {
-        (i, j): _task(
-            f"real-radii-exact-{token}",
-            (i, j),
+    for i, j in pairs:
+        g.task(
+            (f"real-radii-exact-{token}", i, j),
             _radii_exact,
             blocks[i],
             blocks[j],
-            (offsets[i], offsets[j]),
+            offsets[i],
+            offsets[j],
             i == j,
             metric,
-            selected[i],
-            selected[j],
+            (f"real-radii-select-{token}", i),
+            (f"real-radii-select-{token}", j),
         )
-        for i, j in pairs
-    }
-    return [
-        _task(
-            f"real-radii-merge-{token}",
-            (i,),
+    merged = [
+        g.task(
+            (f"real-radii-merge-{token}", i),
             _radii_merge,
-            [exact[k] for k in keys[i]],
+            [(f"real-radii-exact-{token}", *k) for k in keys[i]],
             sides[i],
             real.chunks[0][i],
             n,
         )
         for i in range(nb)
     ]
+    return g.outputs(merged)
 
 
 # --- real x synthetic: per-real counts and per-synthetic results ---------------------------
@@ -211,23 +234,25 @@ def compare_graph(
     ``smallest`` holds, per real block, the (rows, k+1) smallest real distances (Delayed or
     NumPy): column ``k`` is radius_k, column 1 is radius_1.
     """
-    real_blocks, offsets = _blocks(real)
-    synth_blocks, _ = _blocks(synthetic)
-    token = tokenize(real, synthetic, margin, k, metric, center, backend)
+    real_blocks, offsets = _block_keys(real)
+    synth_blocks, _ = _block_keys(synthetic)
+    token = tokenize(real, synthetic, smallest, margin, k, metric, center, backend)
+    g = _Graph(f"compare-{token}", [real, synthetic])
+    center_key = g.value((f"center-{token}",), center)
+    radii = g.input_keys(smallest)
     grid = [
         [
-            _task(
-                f"compare-real-synthetic-{token}",
-                (i, j),
+            g.task(
+                (f"compare-real-synthetic-{token}", i, j),
                 _compare,
                 x,
                 y,
-                smallest[i],
+                radii[i],
                 margin,
                 k,
                 offsets[i],
                 metric,
-                center,
+                center_key,
                 backend,
             )
             for j, y in enumerate(synth_blocks)
@@ -235,21 +260,20 @@ def compare_graph(
         for i, x in enumerate(real_blocks)
     ]
     per_real = [
-        _task(f"combine-per-real-{token}", (i,), _combine_real, row) for i, row in enumerate(grid)
+        g.task((f"combine-per-real-{token}", i), _combine_real, row) for i, row in enumerate(grid)
     ]
     per_synthetic = []
     for j, y in enumerate(synth_blocks):
-        merged = _task(
-            f"select-per-synthetic-{token}", (j,), _select_synthetic, [row[j] for row in grid]
+        merged = g.task(
+            (f"select-per-synthetic-{token}", j), _select_synthetic, [row[j] for row in grid]
         )
         exact = [
-            _task(
-                f"exact-per-synthetic-{token}",
-                (i, j),
+            g.task(
+                (f"exact-per-synthetic-{token}", i, j),
                 _synthetic_exact,
                 x,
                 y,
-                smallest[i],
+                radii[i],
                 margin,
                 offsets[i],
                 metric,
@@ -258,13 +282,13 @@ def compare_graph(
             for i, x in enumerate(real_blocks)
         ]
         per_synthetic.append(
-            _task(
-                f"combine-per-synthetic-{token}",
-                (j,),
+            g.task(
+                (f"combine-per-synthetic-{token}", j),
                 _combine_synthetic,
                 merged,
                 exact,
                 synthetic.chunks[0][j],
             )
         )
-    return per_real, per_synthetic
+    outputs = g.outputs(per_real + per_synthetic)
+    return outputs[: len(per_real)], outputs[len(per_real) :]

@@ -1,0 +1,191 @@
+"""Images per second of feature extraction: the Dask path against a plain DataLoader loop.
+
+One run writes N PNG images (default 2000, 256 x 256, smooth phantoms with noise) and times,
+for the ``pixels`` extractor and for a small CNN (a TorchScript file written here):
+
+- ``dataloader``: the original package's way, a single-process ``torch.utils.data.DataLoader``
+  (``num_workers=0``, batch 32) over the same read + preprocess + model code, features gathered
+  in memory; torch limited to 1 thread, as a Dask worker is (its nanny sets OMP_NUM_THREADS=1);
+- ``dask-1w`` / ``dask-2w``: :func:`medsyn_dask.features.extract_features` on a LocalCluster
+  with 1 and 2 single-thread worker processes, writing a fresh Zarr store each time (listing,
+  model loading, Zarr writes and completion markers included; cluster start-up excluded).
+
+Ratios: Dask overhead = 1 - rate(dask-1w) / rate(dataloader) (target < 10%); scaling =
+rate(dask-2w) / rate(dask-1w) (target >= 1.8). Wall-clock rates need an otherwise idle machine
+with at least 3 cores (driver + scheduler beside 2 workers); the CPU milliseconds per image,
+summed over all processes, also show the Dask overhead on a busy machine.
+Run: ``python benchmarks/bench_extract.py [--repeats 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+
+def write_images(root: Path, n: int, size: int, seed: int = 0) -> None:
+    """``n`` grayscale PNGs in two class folders: blurred blobs plus noise (compressible)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        cls = root / ("a" if i % 2 else "b")
+        cls.mkdir(parents=True, exist_ok=True)
+        cx, cy, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.1, 0.3)
+        img = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r**2)) * 200
+        img += rng.normal(0, 8, img.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(cls / f"{i:05d}.png")
+
+
+class SmallCNN(nn.Module):
+    """Four strided 3x3 convolutions and a global average: 64 features per image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = [1, 16, 32, 64, 64]
+        for cin, cout in zip(channels, channels[1:], strict=False):
+            layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1), nn.ReLU()]
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+@dataclass
+class Cell:
+    """One timed run: images per second of wall time, and CPU milliseconds per image summed
+    over every process involved (driver with its in-process scheduler, and the workers)."""
+
+    rate: float
+    cpu_ms: float
+
+
+def dataloader_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
+    from medsyn_dask.features import create_extractor
+    from medsyn_dask.sources import list_images, preprocess, read_image
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, paths: tuple[str, ...]) -> None:
+            self.paths = paths
+
+        def __len__(self) -> int:
+            return len(self.paths)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return torch.from_numpy(preprocess(read_image(self.paths[i]), resolution, 1))
+
+    torch.set_num_threads(1)
+    start, cpu = time.perf_counter(), time.process_time()
+    paths = list_images(root).paths
+    extractor = create_extractor(model)
+    loader = torch.utils.data.DataLoader(Images(paths), batch_size=batch_size, num_workers=0)
+    feats = np.concatenate([extractor(batch) for batch in loader])
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert len(feats) == len(paths)
+    return Cell(len(paths) / elapsed, 1000 * cpu / len(paths))
+
+
+def dask_cell(
+    root: str,
+    model: str,
+    resolution: int,
+    batch_size: int,
+    workers: int,
+    scratch: Path,
+    partition_size: int | None = None,
+) -> Cell:
+    from distributed import Client, LocalCluster
+
+    from medsyn_dask.features import extract_features
+
+    store = scratch / f"bench-{workers}w.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    with (
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.run(lambda: __import__("medsyn_dask.features"))  # imports, as the baseline has
+        worker_cpu = sum(client.run(time.process_time).values())
+        start, cpu = time.perf_counter(), time.process_time()
+        result = extract_features(
+            root,
+            str(store),
+            "bench",
+            model,
+            resolution=resolution,
+            batch_size=batch_size,
+            partition_size=partition_size,
+            client=client,
+        )
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+        cpu += sum(client.run(time.process_time).values()) - worker_cpu
+    assert result.n_images > 0 and result.n_bad == 0
+    return Cell(result.n_images / elapsed, 1000 * cpu / result.n_images)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-images", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=256, help="image side (pixels)")
+    parser.add_argument("--resolution", type=int, default=256, help="preprocessing resolution")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--partition-size", type=int, help="images per task (default: auto)")
+    parser.add_argument("--models", default="pixels,small-cnn", help="comma-separated")
+    parser.add_argument("--repeats", type=int, default=1, help="best of R runs per cell")
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="medsyn-bench-"))
+    try:
+        root = scratch / "images"
+        write_images(root, args.n_images, args.size)
+        cnn = scratch / "small_cnn.pt"
+        torch.jit.save(torch.jit.script(SmallCNN().eval()), str(cnn))
+        models = {"pixels": "pixels", "small-cnn": f"torchscript:{cnn}"}
+        print(
+            f"{args.n_images} PNGs of {args.size}x{args.size}, resolution {args.resolution}, "
+            f"batch {args.batch_size}, {os.cpu_count()} CPUs; best of {args.repeats}"
+        )
+        print(
+            f"{'model':<10} {'dataloader':>10} {'dask-1w':>8} {'dask-2w':>8} {'overhead':>8} "
+            f"{'2w/1w':>6} | {'CPU ms/image: dl':>16} {'1w':>6} {'2w':>6} {'CPU overhead':>12}"
+            "  load avg"
+        )
+        for label in args.models.split(","):
+            model = models[label]
+            cells: dict[str, list[Cell]] = {"dl": [], "1w": [], "2w": []}
+            for _ in range(args.repeats):  # interleaved, so that slow spells hit all three
+                r = (str(root), model, args.resolution, args.batch_size)
+                cells["dl"].append(dataloader_cell(*r))
+                cells["1w"].append(dask_cell(*r, 1, scratch, args.partition_size))
+                cells["2w"].append(dask_cell(*r, 2, scratch, args.partition_size))
+            rate = {k: max(c.rate for c in v) for k, v in cells.items()}
+            cpu = {k: min(c.cpu_ms for c in v) for k, v in cells.items()}
+            print(
+                f"{label:<10} {rate['dl']:>10.1f} {rate['1w']:>8.1f} {rate['2w']:>8.1f} "
+                f"{1 - rate['1w'] / rate['dl']:>8.1%} {rate['2w'] / rate['1w']:>6.2f} | "
+                f"{cpu['dl']:>16.2f} {cpu['1w']:>6.2f} {cpu['2w']:>6.2f} "
+                f"{cpu['1w'] / cpu['dl'] - 1:>12.1%}  {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

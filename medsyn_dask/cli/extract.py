@@ -1,0 +1,111 @@
+"""``medsyn-dask extract``: image folders (local or object store) -> a Zarr feature store."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from . import UsageError
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "extract",
+        help="extract features of a dataset root into a Zarr feature store",
+        description=(
+            "Extract features of every image under ROOT/CLASS/ into the Zarr store URL (group "
+            "NAME), on Dask. Rerunning the same command resumes an interrupted extraction."
+        ),
+    )
+    p.add_argument("--root", required=True, help="dataset root (path or fsspec URL)")
+    p.add_argument("--store", required=True, help="Zarr feature store (path or fsspec URL)")
+    p.add_argument("--group", default="real", help="group in the store (default: real)")
+    p.add_argument(
+        "--model",
+        default="pixels",
+        help="extractor: pixels, pixels:N, vqvae-top, vqvae-bottom, torchscript:PATH, "
+        "timm:NAME, torchvision:NAME (default: pixels)",
+    )
+    p.add_argument("--weights", help="weights or checkpoint file (path or fsspec URL)")
+    p.add_argument("--resolution", type=int, default=512, help="pixels per side (default 512)")
+    p.add_argument(
+        "--num-channels", type=int, default=1, choices=(1, 3), help="1: grayscale, 3: RGB"
+    )
+    p.add_argument("--class-names", help="comma-separated class folders to use (default: all)")
+    p.add_argument("--scheduler-address", help="attach to this Dask scheduler")
+    p.add_argument("--workers", type=int, help="workers of the embedded LocalCluster")
+    p.add_argument("--partition-size", type=int, help="images per task (default: automatic)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call")
+    p.add_argument(
+        "--on-bad-image",
+        choices=("error", "skip"),
+        default="error",
+        help="error: stop naming the file; skip: list it in the store and go on",
+    )
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for ROOT, the weights and the store (repeatable), e.g. "
+        "endpoint_url=http://127.0.0.1:9000 or anon=true",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..cluster import connect
+    from ..features import extract_features
+
+    options = parse_storage_options(args.storage_option)
+    classes = (
+        [c.strip() for c in args.class_names.split(",") if c.strip()] if args.class_names else None
+    )
+    with connect(args.scheduler_address, workers=args.workers) as client:
+        result = extract_features(
+            args.root,
+            args.store,
+            args.group,
+            args.model,
+            weights=args.weights,
+            resolution=args.resolution,
+            num_channels=args.num_channels,
+            class_names=classes,
+            storage_options=options,
+            client=client,
+            partition_size=args.partition_size,
+            batch_size=args.batch_size,
+            on_bad_image=args.on_bad_image,
+            progress=True,
+        )
+    resumed = f", {result.n_resumed} resumed" if result.n_resumed else ""
+    print(
+        f"{result.group}/{result.name}: {result.n_images} images x {result.n_features} features "
+        f"in {result.n_partitions} partitions{resumed}; {result.n_bad} bad images"
+    )
+    return 0
+
+
+def parse_storage_options(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> fsspec options (``true``/``false``, integers and nested
+    ``client_kwargs.region_name=...`` keys understood). Values are never printed."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option wants KEY=VALUE, got key {key!r} with no value")
+        target = options
+        *parents, leaf = key.split(".")
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = _value(raw)
+    return options
+
+
+def _value(raw: str) -> Any:
+    low = raw.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if raw.isdigit():
+        return int(raw)
+    return raw

@@ -1,0 +1,270 @@
+"""``vqvae-top`` / ``vqvae-bottom``: the discrete code maps of a VQ-VAE-2 (discrete features).
+
+The module below rebuilds the reference VQ-VAE-2 (MedSynAnalyzer's ``vqvae.py``, after
+rosinality's vq-vae-2-pytorch) with the same parameter names and shapes, so that the original
+checkpoints load by name with ``strict=True``. The bottom encoder downsamples by
+``stride = size // 64`` (4 for ``size=256``, 8 for 512, 16 for 1024); the top encoder by 2 more.
+When loading a checkpoint the stride and ``in_channel`` are read from its shapes, so any of the
+reference sizes loads without being told which.
+
+Features: the code indices of ``encode()``, top (``vqvae-top``, ``(H/(2*stride))^2`` codes) or
+bottom (``vqvae-bottom``, ``(H/stride)^2`` codes), flattened row-major, ``int16`` in
+[0, n_embed). For a 512 x 512 input and the size-512 model: 32 x 32 top, 64 x 64 bottom.
+The checkpoint comes from ``--weights`` (a local path or fsspec URL) or ``vqvae-top:PATH``; a
+file holding ``{"model": state_dict}`` or ``{"state_dict": ...}``, or keys prefixed ``module.``
+(DataParallel), is accepted too.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .base import Extractor, read_weights, register
+
+
+class Quantize(nn.Module):
+    """Nearest-codeword quantiser; buffers ``embed`` (dim x n_embed), ``cluster_size``,
+    ``embed_avg`` as in the reference (the EMA update is training-only and left out)."""
+
+    def __init__(self, dim: int, n_embed: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.n_embed = n_embed
+        embed = torch.randn(dim, n_embed)
+        self.register_buffer("embed", embed)
+        self.register_buffer("cluster_size", torch.zeros(n_embed))
+        self.register_buffer("embed_avg", embed.clone())
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (..., dim) -> (quantised (..., dim), code indices (...))."""
+        flat = x.reshape(-1, self.dim)
+        dist = (
+            flat.pow(2).sum(1, keepdim=True)
+            - 2 * flat @ self.embed
+            + self.embed.pow(2).sum(0, keepdim=True)
+        )
+        ind = (-dist).max(1)[1].view(*x.shape[:-1])
+        return nn.functional.embedding(ind, self.embed.transpose(0, 1)), ind
+
+
+class ResBlock(nn.Module):
+    def __init__(self, in_channel: int, channel: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.ReLU(),
+            nn.Conv2d(in_channel, channel, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channel, in_channel, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x)
+
+
+class Encoder(nn.Module):
+    """Downsample by ``stride`` (a power of 2, >= 2) with 4x4 stride-2 convolutions, then a 3x3
+    convolution and the residual blocks (the reference's layout for strides 2, 4, 8, 16)."""
+
+    def __init__(
+        self, in_channel: int, channel: int, n_res_block: int, n_res_channel: int, stride: int
+    ) -> None:
+        super().__init__()
+        n_down = _log2(stride)
+        half = channel // 2
+        if n_down == 1:
+            blocks: list[nn.Module] = [
+                nn.Conv2d(in_channel, half, 4, stride=2, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(half, channel, 3, padding=1),
+            ]
+        else:
+            blocks = [nn.Conv2d(in_channel, half, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
+            for _ in range(n_down - 2):
+                blocks += [nn.Conv2d(half, half, 4, stride=2, padding=1), nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Conv2d(half, channel, 4, stride=2, padding=1),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(channel, channel, 3, padding=1),
+            ]
+        blocks += [ResBlock(channel, n_res_channel) for _ in range(n_res_block)]
+        blocks.append(nn.ReLU(inplace=True))
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class Decoder(nn.Module):
+    """Mirror of :class:`Encoder` with transposed convolutions (reference layout)."""
+
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        channel: int,
+        n_res_block: int,
+        n_res_channel: int,
+        stride: int,
+    ) -> None:
+        super().__init__()
+        n_up = _log2(stride)
+        half = channel // 2
+        blocks: list[nn.Module] = [nn.Conv2d(in_channel, channel, 3, padding=1)]
+        blocks += [ResBlock(channel, n_res_channel) for _ in range(n_res_block)]
+        blocks.append(nn.ReLU(inplace=True))
+        if n_up == 1:
+            blocks.append(nn.ConvTranspose2d(channel, out_channel, 4, stride=2, padding=1))
+        else:
+            blocks += [nn.ConvTranspose2d(channel, half, 4, stride=2, padding=1), nn.ReLU(True)]
+            for _ in range(n_up - 2):
+                blocks += [nn.ConvTranspose2d(half, half, 4, stride=2, padding=1), nn.ReLU(True)]
+            blocks.append(nn.ConvTranspose2d(half, out_channel, 4, stride=2, padding=1))
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class VQVAE(nn.Module):
+    """The reference two-level VQ-VAE-2; ``size`` sets the bottom stride to ``size // 64``."""
+
+    def __init__(
+        self,
+        in_channel: int = 1,
+        channel: int = 128,
+        n_res_block: int = 2,
+        n_res_channel: int = 32,
+        embed_dim: int = 64,
+        n_embed: int = 512,
+        size: int = 512,
+    ) -> None:
+        super().__init__()
+        stride = size // 64
+        if stride < 2 or stride & (stride - 1):
+            raise ValueError(f"VQVAE size must be 64 times a power of 2 >= 2, got {size}")
+        self.enc_b = Encoder(in_channel, channel, n_res_block, n_res_channel, stride=stride)
+        self.enc_t = Encoder(channel, channel, n_res_block, n_res_channel, stride=2)
+        self.quantize_conv_t = nn.Conv2d(channel, embed_dim, 1)
+        self.quantize_t = Quantize(embed_dim, n_embed)
+        self.dec_t = Decoder(embed_dim, embed_dim, channel, n_res_block, n_res_channel, stride=2)
+        self.quantize_conv_b = nn.Conv2d(embed_dim + channel, embed_dim, 1)
+        self.quantize_b = Quantize(embed_dim, n_embed)
+        self.upsample_t = nn.ConvTranspose2d(embed_dim, embed_dim, 4, stride=2, padding=1)
+        self.dec = Decoder(
+            embed_dim + embed_dim, in_channel, channel, n_res_block, n_res_channel, stride=stride
+        )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Code maps ``(id_t (B, H/(2s), W/(2s)), id_b (B, H/s, W/s))`` of ``x`` (B, C, H, W)."""
+        enc_b = self.enc_b(x)
+        enc_t = self.enc_t(enc_b)
+        quant_t, id_t = self.quantize_t(self.quantize_conv_t(enc_t).permute(0, 2, 3, 1))
+        dec_t = self.dec_t(quant_t.permute(0, 3, 1, 2))
+        enc_b = torch.cat([dec_t, enc_b], 1)
+        _, id_b = self.quantize_b(self.quantize_conv_b(enc_b).permute(0, 2, 3, 1))
+        return id_t, id_b
+
+
+def _log2(stride: int) -> int:
+    n = int(math.log2(stride)) if stride > 0 else 0
+    if stride < 2 or 2**n != stride:
+        raise ValueError(f"stride must be a power of 2 >= 2, got {stride}")
+    return n
+
+
+def clean_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint (unwrapping ``model``/``state_dict`` and the
+    DataParallel ``module.`` prefix)."""
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    for key in ("model", "state_dict"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not obj:
+        raise ValueError("checkpoint holds no state dict")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def vqvae_from_state_dict(state: Mapping[str, torch.Tensor]) -> VQVAE:
+    """A :class:`VQVAE` shaped after ``state`` (in_channel, channel, embeddings, stride), with
+    ``state`` loaded strictly. Raises ``ValueError`` naming the mismatching keys."""
+    try:
+        first = state["enc_b.blocks.0.weight"]
+        embed = state["quantize_t.embed"]
+        channel = state["enc_t.blocks.0.weight"].shape[1]
+        n_res_channel = state["enc_t.blocks.3.conv.1.weight"].shape[0]
+    except KeyError as exc:
+        raise ValueError(f"not a VQ-VAE-2 checkpoint: no parameter {exc}") from None
+    n_down = sum(
+        1
+        for k, v in state.items()
+        if k.startswith("enc_b.blocks.") and k.endswith(".weight") and v.shape[-1] == 4
+    )
+    n_res_block = len(
+        {k.split(".")[2] for k in state if k.startswith("dec_t.blocks.") and ".conv." in k}
+    )
+    model = VQVAE(
+        in_channel=first.shape[1],
+        channel=channel,
+        n_res_block=n_res_block,
+        n_res_channel=n_res_channel,
+        embed_dim=embed.shape[0],
+        n_embed=embed.shape[1],
+        size=64 * 2**n_down,
+    )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint does not match the VQ-VAE-2 layout: {exc}") from None
+    return model.eval()
+
+
+class VQVAEExtractor(Extractor):
+    """Top or bottom code indices of a :class:`VQVAE` checkpoint (see the module docstring)."""
+
+    dtype = np.dtype(np.int16)
+
+    def __init__(
+        self, level: str, weights: str, storage_options: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        if level not in ("top", "bottom"):
+            raise ValueError(f"VQ-VAE level must be 'top' or 'bottom', got {level!r}")
+        self.level = level
+        self.name = f"vqvae-{level}"
+        data, self.weights_sha256 = read_weights(weights, storage_options, self.name)
+        try:
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for a non-checkpoint file
+            raise ValueError(f"{weights} is not a readable torch checkpoint: {exc}") from None
+        self.model = vqvae_from_state_dict(clean_state_dict(obj))
+        self.in_channels = self.model.enc_b.blocks[0].in_channels
+        if self.model.quantize_t.n_embed > np.iinfo(np.int16).max:
+            self.dtype = np.dtype(np.int32)
+
+    def modules(self) -> list[torch.nn.Module]:
+        return [self.model]
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        id_t, id_b = self.model.encode(batch)
+        return id_t if self.level == "top" else id_b
+
+
+def _factory(level: str):
+    def make(arg: str | None, weights: str | None, storage_options: Mapping[str, Any] | None):
+        if arg and weights and arg != weights:
+            raise ValueError(f"give the checkpoint once: vqvae-{level}:PATH or --weights PATH")
+        return VQVAEExtractor(level, arg or weights or "", storage_options)
+
+    return make
+
+
+register("vqvae-top")(_factory("top"))
+register("vqvae-bottom")(_factory("bottom"))

@@ -1,0 +1,124 @@
+"""Listing a dataset root laid out as ``ROOT/CLASS/file`` through fsspec (disk or S3 alike)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+log = logging.getLogger(__name__)
+
+#: File name endings read by Pillow (2D images).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+#: File name endings read by nibabel (3D volumes).
+VOLUME_SUFFIXES = (".nii", ".nii.gz")
+#: File name endings read by pydicom (2D images, or one slice each).
+DICOM_SUFFIXES = (".dcm", ".dicom")
+SUPPORTED_SUFFIXES = IMAGE_SUFFIXES + VOLUME_SUFFIXES + DICOM_SUFFIXES
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """The images of one dataset root, in a fixed order (class, then file name).
+
+    ``paths`` are full paths or URLs in the form ``root`` was given (``s3://...`` stays a URL);
+    ``classes[i]`` is the class folder of ``paths[i]``; ``volumes`` says whether the files are
+    3D volumes (NIfTI) rather than 2D images. A dataset never mixes the two.
+    """
+
+    root: str
+    paths: tuple[str, ...]
+    classes: tuple[str, ...]
+    class_names: tuple[str, ...]
+    volumes: bool
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def is_volume_path(path: str) -> bool:
+    """Whether ``path`` names a 3D volume (``.nii`` / ``.nii.gz``)."""
+    return path.lower().endswith(VOLUME_SUFFIXES)
+
+
+def is_supported_path(path: str) -> bool:
+    """Whether ``path`` has a file name ending that :func:`read_image` understands."""
+    name = path.rsplit("/", 1)[-1]
+    return not name.startswith(".") and name.lower().endswith(SUPPORTED_SUFFIXES)
+
+
+def list_images(
+    root: str,
+    class_names: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Dataset:
+    """List the images under ``root/CLASS/`` (one level; hidden and unknown files are ignored).
+
+    ``class_names`` selects and orders classes; by default every class folder is used, sorted.
+    Raises ``FileNotFoundError`` for a missing root or class and ``ValueError`` for a root with
+    no images or one that mixes 2D images and 3D volumes.
+    """
+    fs, base = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
+    base = base.rstrip("/")
+    if not fs.isdir(base):
+        raise FileNotFoundError(f"dataset root not found or not a directory: {root}")
+    present = sorted(
+        _name(entry["name"]) for entry in fs.ls(base, detail=True) if entry["type"] == "directory"
+    )
+    present = [c for c in present if not c.startswith(".")]
+    if class_names:
+        missing = [c for c in class_names if c not in present]
+        if missing:
+            raise FileNotFoundError(
+                f"class folder(s) {missing} not found under {root} (found: {present})"
+            )
+        chosen = list(dict.fromkeys(class_names))
+    else:
+        chosen = present
+    paths: list[str] = []
+    classes: list[str] = []
+    for cls in chosen:
+        names = sorted(
+            _name(e["name"])
+            for e in fs.ls(f"{base}/{cls}", detail=True)
+            if e["type"] == "file" and is_supported_path(e["name"])
+        )
+        paths.extend(_join(root, f"{cls}/{n}") for n in names)
+        classes.extend([cls] * len(names))
+    if not paths:
+        raise ValueError(f"no images found under {root}/CLASS/ (classes: {chosen})")
+    kinds = {is_volume_path(p) for p in paths}
+    if len(kinds) > 1:
+        vol = next(p for p in paths if is_volume_path(p))
+        img = next(p for p in paths if not is_volume_path(p))
+        raise ValueError(
+            f"dataset {root} mixes 3D volumes and 2D images (e.g. {_name(vol)} and {_name(img)});"
+            " keep them in separate roots"
+        )
+    log.info("listed %d images in %d classes", len(paths), len(chosen))
+    return Dataset(
+        root=root,
+        paths=tuple(paths),
+        classes=tuple(classes),
+        class_names=tuple(chosen),
+        volumes=kinds == {True},
+    )
+
+
+def relative_path(root: str, path: str) -> str:
+    """``path`` relative to ``root`` (``CLASS/file``), as stored in the feature store."""
+    prefix = root.rstrip("/") + "/"
+    if not path.startswith(prefix):
+        raise ValueError(f"{path} is not under the dataset root {root}")
+    return path[len(prefix) :]
+
+
+def _join(root: str, rel: str) -> str:
+    return root.rstrip("/") + "/" + rel
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]

@@ -1,0 +1,152 @@
+"""Preprocessing for feature extraction, as METHOD.md fixes it.
+
+2D images (the reference behaviour): grayscale when ``num_channels == 1`` (Pillow's ITU-R 601-2
+luma, as ``Image.convert("L")``), RGB when 3 (a gray image is repeated); bilinear resize to
+``resolution x resolution`` (Pillow's ``BILINEAR``, which antialiases when shrinking, as the
+reference's ``transforms.Resize`` on PIL images); scale to [0, 1]; normalise to [-1, 1]
+(mean 0.5, std 0.5). Result: ``float32`` of shape ``(num_channels, resolution, resolution)``.
+
+Scaling to [0, 1], by input dtype:
+
+- ``uint8``: divided by 255, after the conversion and resize are done on the 8-bit image by
+  Pillow exactly as in the reference.
+- other unsigned integers (e.g. 16-bit TIFF/PNG) and bool: divided by the dtype's maximum
+  (65535 for ``uint16``), so that intensities stay comparable between images; the conversion
+  and resize are then done in floating point with the same weights and filter.
+- floating point and signed integers (NIfTI, DICOM after rescale, float TIFF): min-max scaled
+  per image (per volume); a constant image becomes all 0.
+
+An alpha channel is ignored; a two-channel image is gray plus alpha.
+
+3D volumes (NIfTI, ``(X, Y, Z)``): scaled as above, resized to ``resolution`` along every axis
+by trilinear interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``, no
+antialiasing), normalised to [-1, 1]; result ``(num_channels, R, R, R)`` (the one intensity
+channel repeated when ``num_channels == 3``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from .readers import BadImageError
+
+#: Pillow's weights for RGB -> L (ITU-R 601-2 luma).
+_LUMA = np.array([299 / 1000, 587 / 1000, 114 / 1000], dtype=np.float32)
+
+
+def preprocess(
+    array: np.ndarray, resolution: int, num_channels: int = 1, *, volume: bool = False
+) -> np.ndarray:
+    """Preprocess one decoded image (``volume=False``) or 3D volume (``volume=True``).
+
+    Returns ``float32`` in [-1, 1] of shape ``(num_channels, resolution, resolution)`` for an
+    image, ``(num_channels, resolution, resolution, resolution)`` for a volume. Raises
+    :class:`BadImageError` (a ``ValueError``) for an array of the wrong dimension.
+    """
+    _check_options(resolution, num_channels)
+    if volume:
+        return preprocess_volume(array, resolution, num_channels)
+    return preprocess_image(array, resolution, num_channels)
+
+
+def preprocess_image(array: np.ndarray, resolution: int, num_channels: int = 1) -> np.ndarray:
+    """Preprocess a 2D image ``(H, W)`` or ``(H, W, C)`` with C in 1..4; see the module doc."""
+    _check_options(resolution, num_channels)
+    arr = _as_hwc(array)
+    if arr.dtype == np.uint8:
+        unit = _resize_uint8(arr, resolution, num_channels)
+    else:
+        unit = _resize_float(_to_unit(arr), resolution, num_channels)
+    return _normalise(unit)
+
+
+def preprocess_volume(array: np.ndarray, resolution: int, num_channels: int = 1) -> np.ndarray:
+    """Preprocess a 3D volume ``(X, Y, Z)``; see the module doc."""
+    import torch
+    import torch.nn.functional as F
+
+    _check_options(resolution, num_channels)
+    if array.ndim != 3:
+        raise BadImageError(f"expected a 3D volume, got an array of shape {array.shape}")
+    unit = torch.from_numpy(_to_unit(array))[None, None]
+    size = (resolution,) * 3
+    if tuple(array.shape) != size:
+        unit = F.interpolate(unit, size=size, mode="trilinear", align_corners=False)
+    out = _normalise(unit[0].numpy())
+    return np.repeat(out, num_channels, axis=0) if num_channels > 1 else out
+
+
+def _check_options(resolution: int, num_channels: int) -> None:
+    if int(resolution) < 1:
+        raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
+    if num_channels not in (1, 3):
+        raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
+
+
+def _as_hwc(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        return array[:, :, None]
+    if array.ndim == 3 and 1 <= array.shape[2] <= 4:
+        return array
+    raise BadImageError(
+        f"expected a 2D image (H, W) or (H, W, C) with C <= 4, got an array of shape {array.shape}"
+    )
+
+
+def _resize_uint8(arr: np.ndarray, resolution: int, num_channels: int) -> np.ndarray:
+    channels = arr.shape[2]
+    if channels <= 2:
+        img = Image.fromarray(np.ascontiguousarray(arr[:, :, 0]), mode="L")
+    else:
+        img = Image.fromarray(np.ascontiguousarray(arr), mode="RGB" if channels == 3 else "RGBA")
+    img = img.convert("L" if num_channels == 1 else "RGB")
+    if img.size != (resolution, resolution):
+        img = img.resize((resolution, resolution), Image.Resampling.BILINEAR)
+    out = np.asarray(img, dtype=np.float32) / np.float32(255)
+    return out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
+
+
+def _to_unit(arr: np.ndarray) -> np.ndarray:
+    """Intensities scaled to [0, 1] as float32 (see the module doc for the rule per dtype)."""
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)
+    if np.issubdtype(arr.dtype, np.unsignedinteger):
+        return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise BadImageError(f"unsupported pixel type {arr.dtype}")
+    values = arr.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.all():
+        raise BadImageError("image holds NaN or infinite values")
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros(arr.shape, dtype=np.float32)
+    return ((values - lo) / (hi - lo)).astype(np.float32)
+
+
+def _resize_float(unit: np.ndarray, resolution: int, num_channels: int) -> np.ndarray:
+    channels = unit.shape[2]
+    if channels <= 2:
+        planes = [unit[:, :, 0]]
+    elif num_channels == 1:
+        planes = [unit[:, :, :3] @ _LUMA]
+    else:
+        planes = [unit[:, :, i] for i in range(3)]
+    out = np.stack([_resize_plane(p, resolution) for p in planes])
+    if num_channels == 3 and out.shape[0] == 1:
+        out = np.repeat(out, 3, axis=0)
+    return out
+
+
+def _resize_plane(plane: np.ndarray, resolution: int) -> np.ndarray:
+    if plane.shape == (resolution, resolution):
+        return plane.astype(np.float32, copy=False)
+    img = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    img = img.resize((resolution, resolution), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.float32)
+
+
+def _normalise(unit: np.ndarray) -> np.ndarray:
+    # (x - 0.5) / 0.5, as transforms.Normalize(mean=0.5, std=0.5)
+    return ((unit - np.float32(0.5)) / np.float32(0.5)).astype(np.float32, copy=False)

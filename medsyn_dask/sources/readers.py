@@ -1,0 +1,136 @@
+"""Decoding one image or volume file into a NumPy array, through fsspec (disk and S3 alike).
+
+:func:`read_image` returns the array as decoded, with only the conversions needed to make it a
+plain array of intensities:
+
+- Pillow (PNG, JPEG, TIFF, BMP): ``L``/``I;16``/``I``/``F`` give ``(H, W)``; colour images give
+  ``(H, W, 3)`` (``RGB``; palette, CMYK and YCbCr are converted to RGB) or ``(H, W, 4)``
+  (``RGBA``; ``LA`` is given as ``(H, W, 2)``). 16-bit images come back as ``uint16`` (a
+  32-bit ``I`` image whose values fit in 0..65535, as Pillow decodes some 16-bit PNGs, is
+  returned as ``uint16``); bilevel images as ``uint8`` 0/255. Only the first frame is read.
+- nibabel (``.nii``, ``.nii.gz``): the ``float32`` voxel values after the header's
+  ``scl_slope``/``scl_inter``, shape ``(X, Y, Z)`` (a trailing axis of length 1 is dropped).
+- pydicom (``.dcm``), optional: the ``float32`` pixel values after ``RescaleSlope`` and
+  ``RescaleIntercept``, ``(H, W)`` or ``(H, W, 3)``.
+
+How those intensities become [0, 1] is :mod:`medsyn_dask.sources.preprocess`'s job.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .listing import DICOM_SUFFIXES, IMAGE_SUFFIXES, VOLUME_SUFFIXES
+
+
+class BadImageError(ValueError):
+    """A file that cannot be decoded, or decodes to an array of the wrong dimension."""
+
+
+class MissingReaderError(ValueError):
+    """An optional package needed to read a file type is not installed (not a bad image)."""
+
+
+def read_bytes(path: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
+    """The whole content of ``path`` (local path or fsspec URL)."""
+    with fsspec.open(path, "rb", **dict(storage_options or {})) as f:
+        return f.read()
+
+
+def read_image(path: str, storage_options: Mapping[str, Any] | None = None) -> np.ndarray:
+    """Decode the image or volume at ``path`` (see the module docstring for shapes and dtypes).
+
+    Raises ``FileNotFoundError`` for a missing file and :class:`BadImageError` (a
+    ``ValueError``) naming the file for an unreadable, truncated or unsupported one.
+    """
+    data = read_bytes(path, storage_options)
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode the bytes of a file called ``name`` (its ending picks the decoder)."""
+    lower = name.lower()
+    try:
+        if lower.endswith(VOLUME_SUFFIXES):
+            return _decode_nifti(data)
+        if lower.endswith(DICOM_SUFFIXES):
+            return _decode_dicom(data)
+        if lower.endswith(IMAGE_SUFFIXES):
+            return _decode_pillow(data)
+    except MissingReaderError:
+        raise
+    except BadImageError as exc:
+        raise BadImageError(f"{name}: {exc}") from None
+    except UnidentifiedImageError:
+        raise BadImageError(
+            f"{name}: cannot decode (empty, or not a {_kind(lower)} file)"
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        # Pillow's size limit (Image.MAX_IMAGE_PIXELS) is left as the user set it.
+        raise BadImageError(f"{name}: cannot decode ({type(exc).__name__}: {exc})") from exc
+    raise BadImageError(f"{name}: unsupported file type (expected one of {_ENDINGS})")
+
+
+def _kind(lower_name: str) -> str:
+    return lower_name.rsplit(".", 1)[-1].upper()
+
+
+_ENDINGS = ", ".join(IMAGE_SUFFIXES + VOLUME_SUFFIXES + DICOM_SUFFIXES)
+
+
+def _decode_pillow(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()  # decode now: a truncated file fails here, not later
+        mode = img.mode
+        if mode == "1":
+            img = img.convert("L")
+        elif mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+            has_alpha = mode == "PA" or (mode == "P" and "transparency" in img.info)
+            img = img.convert("RGBA" if has_alpha else "RGB")
+        arr = np.asarray(img)
+    if arr.dtype == np.int32 and arr.size and arr.min() >= 0 and arr.max() <= 65535:
+        arr = arr.astype(np.uint16)  # a 16-bit image that Pillow decoded as 32-bit "I"
+    elif arr.dtype.byteorder == ">":
+        arr = arr.astype(arr.dtype.newbyteorder("="))  # "I;16B" and friends
+    return np.ascontiguousarray(arr)
+
+
+def _decode_nifti(data: bytes) -> np.ndarray:
+    import nibabel as nib
+
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    try:
+        img = nib.Nifti1Image.from_bytes(data)
+    except Exception:  # nibabel raises a zoo of types; try NIfTI-2 before giving up
+        try:
+            img = nib.Nifti2Image.from_bytes(data)
+        except Exception as exc:
+            raise BadImageError(f"cannot decode as NIfTI ({type(exc).__name__}: {exc})") from exc
+    vol = np.asarray(img.get_fdata(dtype=np.float32))
+    while vol.ndim > 3 and vol.shape[-1] == 1:
+        vol = vol[..., 0]
+    if vol.ndim != 3:
+        raise BadImageError(f"expected a 3D volume, got shape {vol.shape}")
+    return vol
+
+
+def _decode_dicom(data: bytes) -> np.ndarray:
+    try:
+        import pydicom
+    except ImportError:
+        raise MissingReaderError(
+            "reading DICOM needs pydicom: pip install 'medsyn-dask[dicom]'"
+        ) from None
+    ds = pydicom.dcmread(io.BytesIO(data))
+    arr = ds.pixel_array.astype(np.float32)
+    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    return arr * np.float32(slope) + np.float32(intercept)

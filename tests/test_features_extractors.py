@@ -1,0 +1,82 @@
+"""The extractor registry: pixels, TorchScript, and the optional timm/torchvision errors."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medsyn_dask.features import available_extractors, create_extractor
+
+
+def test_registry_names():
+    names = available_extractors()
+    for n in ("pixels", "torchscript", "vqvae-top", "vqvae-bottom", "timm", "torchvision"):
+        assert n in names
+    with pytest.raises(ValueError, match="unknown feature extractor 'resnet'"):
+        create_extractor("resnet")
+
+
+def test_pixels_are_block_means_2d_and_3d():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 1, 64, 64)).astype(np.float32)
+    out = create_extractor("pixels")(x)
+    assert out.shape == (2, 32 * 32) and out.dtype == np.float32
+    expected = x.reshape(2, 1, 32, 2, 32, 2).mean(axis=(3, 5)).reshape(2, -1)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
+    assert create_extractor("pixels:8")(x).shape == (2, 64)
+    rgb = rng.uniform(-1, 1, (1, 3, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(create_extractor("pixels")(rgb), rgb.reshape(1, -1))
+    vol = rng.uniform(-1, 1, (1, 1, 32, 32, 32)).astype(np.float32)
+    vout = create_extractor("pixels")(vol)
+    assert vout.shape == (1, 16**3)
+    np.testing.assert_allclose(
+        vout, vol.reshape(1, 16, 2, 16, 2, 16, 2).mean(axis=(2, 4, 6)).reshape(1, -1), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="integer grid"):
+        create_extractor("pixels:big")
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(torch.relu(self.conv(x)))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # exporting is the point
+def test_torchscript_output_is_flattened(tmp_path):
+    torch.manual_seed(0)
+    model = SmallCNN().eval()
+    path = tmp_path / "cnn.pt"
+    torch.jit.save(torch.jit.script(model), str(path))
+    ext = create_extractor(f"torchscript:{path}")
+    x = np.random.default_rng(1).uniform(-1, 1, (3, 1, 20, 20)).astype(np.float32)
+    out = ext(x)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).reshape(3, -1).numpy()
+    assert out.shape == (3, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert ext.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert create_extractor("torchscript", weights=str(path)).weights_sha256 == ext.weights_sha256
+    (tmp_path / "plain.pt").write_bytes(b"not torchscript")
+    with pytest.raises(ValueError, match="plain.pt"):
+        create_extractor(f"torchscript:{tmp_path / 'plain.pt'}")
+
+
+@pytest.mark.parametrize("library", ["timm", "torchvision"])
+def test_named_cnn_without_weights_explains_how_to_provide_them(library, tmp_path):
+    with pytest.raises(ValueError, match="--weights") as info:
+        create_extractor(f"{library}:inception_v3")
+    assert "never downloads" in str(info.value)
+    if importlib.util.find_spec(library) is None:
+        torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "w.pt")
+        with pytest.raises(ValueError, match=r"pip install 'medsyn-dask\[vision\]'"):
+            create_extractor(library, weights=str(tmp_path / "w.pt"))
