@@ -27,16 +27,25 @@ RATIO_ABS_CAP = 1e-3
 
 @dataclass
 class Candidates:
-    """Pairs that may matter, with bounds ``lower <= value <= upper`` on their exact value."""
+    """Pairs that may matter, with bounds ``lower <= value <= upper`` on their exact value.
 
-    row: np.ndarray  # int64
-    col: np.ndarray  # int64
-    lower: np.ndarray  # float64
-    upper: np.ndarray  # float64
+    Stored compactly (they wait in worker memory until every block has reported): int32
+    indices while they fit, float32 bounds rounded outward so they stay bounds.
+    """
+
+    row: np.ndarray
+    col: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.row, self.col = _compact_index(self.row), _compact_index(self.col)
+        self.lower = _round32(self.lower, -np.inf)
+        self.upper = _round32(self.upper, np.inf)
 
     @classmethod
     def empty(cls) -> Candidates:
-        return cls(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0), np.empty(0))
+        return cls(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0), np.empty(0))
 
     @classmethod
     def concat(cls, parts: list[Candidates]) -> Candidates:
@@ -52,10 +61,29 @@ class Candidates:
 
     def shifted(self, rows: int = 0, cols: int = 0) -> Candidates:
         """The same pairs with ``rows`` and ``cols`` added to the indices (local -> global)."""
-        return Candidates(self.row + rows, self.col + cols, self.lower, self.upper)
+        return Candidates(
+            self.row.astype(np.int64) + rows,
+            self.col.astype(np.int64) + cols,
+            self.lower,
+            self.upper,
+        )
 
     def transposed(self) -> Candidates:
         return Candidates(self.col, self.row, self.lower, self.upper)
+
+
+def _compact_index(index: np.ndarray) -> np.ndarray:
+    index = np.asarray(index)
+    if index.dtype == np.int32 or (index.size and index.max() >= 2**31):
+        return index
+    return index.astype(np.int32)
+
+
+def _round32(values: np.ndarray, toward: float) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype == np.float32:
+        return values
+    return np.nextafter(values.astype(np.float32), np.float32(toward))
 
 
 def _on_scores(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, by: str) -> Candidates:
