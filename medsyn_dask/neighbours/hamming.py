@@ -3,27 +3,33 @@
 The distance is the FRACTION of differing positions, ``mismatches / D`` in float64, as
 scikit-learn's ``hamming``. Counts are integers, so the block is exact and needs no recheck.
 
-Counting matches is a sparse matrix product: a code ``c`` at position ``p`` is a one-hot column
-``(p, c)``, and two images match at ``p`` when they share that column. Columns are split by how
-often they occur in the block:
-
-- constant columns (in every row of both blocks, e.g. a fixed background) add 1 to every pair;
-- frequent columns go into a dense 0/1 float32 GEMM (exact: counts stay far below 2**24);
-- rare columns go into a scipy sparse product, whose cost is the number of actual matches.
-
+Positions that hold one code in every image of both blocks (a black border, say) cannot differ
+and are dropped first. The rest are compared by a small compiled kernel (numba; SIMD over
+positions). Without numba, matches are counted as a sparse product instead: a code ``c`` at
+position ``p`` is a one-hot column ``(p, c)``; frequent columns go into a dense 0/1 float32 GEMM
+(exact: counts stay far below 2**24) and rare ones are listed pair by pair.
 On a GPU, or with ``backend="torch"``, positions are compared directly in torch instead.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from .backend import torch_device
 from .bounds import ScoreBlock, nonzero_2d
 
+#: Measured costs (ns, one core) that choose the method: one position compared by the compiled
+#: kernel, one match listed by the sparse product, one multiply-add of the dense GEMM.
+KERNEL_NS_PER_COMPARISON = 0.4
+LISTED_MATCH_NS = 25.0
+DENSE_MAC_NS = 0.03
 #: A column is dense when ``count_x * count_y * SPARSE_COST > n_x * n_y``: a sparse match costs
 #: about this many dense multiply-adds.
-SPARSE_COST = 32
+SPARSE_COST = int(LISTED_MATCH_NS / DENSE_MAC_NS)
+#: Columns per dense GEMM: bounds the 0/1 matrices to n x DENSE_WIDTH float32.
+DENSE_WIDTH = 2048
 #: Beyond this many one-hot columns (positions x codebook size) the direct comparison is used.
 MAX_ONEHOT_COLUMNS = 1 << 26
 #: Bytes of comparison results per chunk in the direct path.
@@ -65,30 +71,103 @@ def match_counts(x: np.ndarray, y: np.ndarray, *, backend: str = "auto") -> np.n
     device = torch_device(backend)
     if device is not None:
         return _matches_torch(x, y, device)
-    if min(x.min(initial=0), y.min(initial=0)) < 0:
+    varying = _varying_positions(x, y)
+    constant = x.shape[1] - int(varying.sum())
+    return constant + _varying_matches(x[:, varying], y[:, varying])
+
+
+def _varying_matches(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Matches over positions that vary: by whichever of the two methods costs less here."""
+    kernel = _compiled_kernel()
+    plan = _onehot_plan(x, y)
+    kernel_ns = KERNEL_NS_PER_COMPARISON * len(x) * len(y) * x.shape[1]
+    if plan is not None and (kernel is None or plan.cost_ns < kernel_ns):
+        return plan.run()
+    if kernel is None or not len(x) or not len(y):
         return _matches_direct(x, y)
+    out = np.empty((len(x), len(y)), dtype=np.int64)
+    kernel(_compact_codes(x), _compact_codes(y), out)
+    return x.shape[1] - out
+
+
+def _varying_positions(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(D,) bool: positions whose code is not the same in every row of both blocks."""
+    if len(x) == 0:
+        return np.ones(x.shape[1], dtype=bool)
+    first = x[0]
+    return ~((x == first).all(axis=0) & (y == first).all(axis=0))
+
+
+def _compact_codes(codes: np.ndarray) -> np.ndarray:
+    """C-contiguous codes in the narrowest dtype the kernel compares fastest."""
+    if codes.size and codes.min() >= 0 and codes.max() < 2**16:
+        return np.ascontiguousarray(codes, dtype=np.uint16)
+    return np.ascontiguousarray(codes, dtype=np.int64)
+
+
+@functools.cache
+def _compiled_kernel():
+    """The numba mismatch-count kernel, or None when numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(nogil=True)
+    def mismatches(x, y, out):  # pragma: no cover - compiled
+        for i in range(x.shape[0]):
+            for j in range(y.shape[0]):
+                count = 0
+                for k in range(x.shape[1]):
+                    count += x[i, k] != y[j, k]
+                out[i, j] = count
+
+    return mismatches
+
+
+def _matches_numpy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Matches without numba: the one-hot product, or direct comparison for odd codes."""
+    plan = _onehot_plan(x, y)
+    return _matches_direct(x, y) if plan is None else plan.run()
+
+
+class _OneHotPlan:
+    """The one-hot product for a block: columns split into constant, dense and sparse ones,
+    and its estimated cost (listed sparse matches dominate)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, n_codes: int) -> None:
+        dim, n_columns = x.shape[1], x.shape[1] * n_codes
+        offsets = np.arange(dim, dtype=np.int64) * n_codes
+        self.col_x, self.col_y = x.astype(np.int64) + offsets, y.astype(np.int64) + offsets
+        count_x = np.bincount(self.col_x.ravel(), minlength=n_columns)
+        count_y = np.bincount(self.col_y.ravel(), minlength=n_columns)
+        shared = (count_x > 0) & (count_y > 0)
+        self.constant = shared & (count_x == len(x)) & (count_y == len(y))
+        pairs = count_x * count_y
+        self.dense = shared & ~self.constant & (pairs * SPARSE_COST > len(x) * len(y))
+        self.sparse = shared & ~self.constant & ~self.dense
+        self.shape = (len(x), len(y))
+        self.cost_ns = LISTED_MATCH_NS * float(pairs[self.sparse].sum()) + (
+            DENSE_MAC_NS * len(x) * len(y) * float(self.dense.sum())
+        )
+
+    def run(self) -> np.ndarray:
+        matches = np.full(self.shape, int(self.constant.sum()), dtype=np.int64)
+        if self.dense.any():
+            matches += _dense_product(self.col_x, self.col_y, self.dense)
+        if self.sparse.any():
+            matches += _sparse_product(self.col_x, self.col_y, self.sparse)
+        return matches
+
+
+def _onehot_plan(x: np.ndarray, y: np.ndarray) -> _OneHotPlan | None:
+    """The one-hot plan, or None for codes it cannot index (negative, or a huge codebook)."""
+    if min(x.min(initial=0), y.min(initial=0)) < 0:
+        return None
     n_codes = int(max(x.max(initial=0), y.max(initial=0))) + 1
     if x.shape[1] * n_codes > MAX_ONEHOT_COLUMNS:
-        return _matches_direct(x, y)
-    return _matches_onehot(x, y, n_codes)
-
-
-def _matches_onehot(x: np.ndarray, y: np.ndarray, n_codes: int) -> np.ndarray:
-    dim, n_columns = x.shape[1], x.shape[1] * n_codes
-    offsets = np.arange(dim, dtype=np.int64) * n_codes
-    col_x, col_y = x.astype(np.int64) + offsets, y.astype(np.int64) + offsets
-    count_x = np.bincount(col_x.ravel(), minlength=n_columns)
-    count_y = np.bincount(col_y.ravel(), minlength=n_columns)
-    shared = (count_x > 0) & (count_y > 0)
-    constant = shared & (count_x == len(x)) & (count_y == len(y))
-    dense = shared & ~constant & (count_x * count_y * SPARSE_COST > len(x) * len(y))
-    sparse = shared & ~constant & ~dense
-    matches = np.full((len(x), len(y)), int(constant.sum()), dtype=np.int64)
-    if dense.any():
-        matches += _dense_product(col_x, col_y, dense)
-    if sparse.any():
-        matches += _sparse_product(col_x, col_y, sparse)
-    return matches
+        return None
+    return _OneHotPlan(x, y, n_codes)
 
 
 def _compact_ids(selected: np.ndarray) -> np.ndarray:
@@ -106,13 +185,23 @@ def _one_hot_rows(columns: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def _dense_product(col_x: np.ndarray, col_y: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """Matches through frequent columns: 0/1 float32 GEMMs, DENSE_WIDTH columns at a time."""
     ids = _compact_ids(selected)
-    width = int(selected.sum())
-    hot_x = np.zeros((len(col_x), width), dtype=np.float32)
-    hot_y = np.zeros((len(col_y), width), dtype=np.float32)
-    hot_x[_one_hot_rows(col_x, ids)] = 1.0
-    hot_y[_one_hot_rows(col_y, ids)] = 1.0
-    return np.rint(hot_x @ hot_y.T).astype(np.int64)
+    rows_x, cols_x = _one_hot_rows(col_x, ids)
+    rows_y, cols_y = _one_hot_rows(col_y, ids)
+    out = np.zeros((len(col_x), len(col_y)), dtype=np.float32)
+    for start in range(0, int(selected.sum()), DENSE_WIDTH):
+        hot_x = _one_hot_slice(rows_x, cols_x, len(col_x), start)
+        hot_y = _one_hot_slice(rows_y, cols_y, len(col_y), start)
+        out += hot_x @ hot_y.T  # integers below 2**24: exact in float32
+    return np.rint(out).astype(np.int64)
+
+
+def _one_hot_slice(rows: np.ndarray, cols: np.ndarray, n: int, start: int) -> np.ndarray:
+    keep = (cols >= start) & (cols < start + DENSE_WIDTH)
+    hot = np.zeros((n, DENSE_WIDTH), dtype=np.float32)
+    hot[rows[keep], cols[keep] - start] = 1.0
+    return hot
 
 
 def _sparse_product(col_x: np.ndarray, col_y: np.ndarray, selected: np.ndarray) -> np.ndarray:
