@@ -9,9 +9,9 @@ The public API is small; METHOD.md defines every number it returns.
 - :func:`feature_statistics`: FID and feature STD alone (for MM-FID / MM-STD).
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from .analyze import AnalysisResult, AnalyzeSettings, analyze
 from .evaluate import (
     EvaluationResult,
     RealNeighbourhood,
@@ -19,12 +19,29 @@ from .evaluate import (
     feature_statistics,
     real_neighbourhood,
 )
-from .features import extract_features, load_features
 
 try:
     __version__ = version("medsyn-dask")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
+
+# Imported on first use: they bring torch, which distance-only workers need not load.
+_LAZY = {
+    "AnalysisResult": "analyze",
+    "AnalyzeSettings": "analyze",
+    "analyze": "analyze",
+    "extract_features": "features",
+    "load_features": "features",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value  # also replaces the submodule attribute named like the function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AnalysisResult",
