@@ -79,8 +79,11 @@ def match_counts(x: np.ndarray, y: np.ndarray, *, backend: str = "auto") -> np.n
 def _varying_matches(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Matches over positions that vary: by whichever of the two methods costs less here."""
     kernel = _compiled_kernel()
-    plan = _onehot_plan(x, y)
     kernel_ns = KERNEL_NS_PER_COMPARISON * len(x) * len(y) * x.shape[1]
+    # Listing matches one by one only pays when there are few: estimate from sampled pairs
+    # before paying for the plan.
+    few = LISTED_MATCH_NS * _sampled_matches(x, y) * len(x) * len(y) < kernel_ns
+    plan = _onehot_plan(x, y) if kernel is None or few else None
     if plan is not None and (kernel is None or plan.cost_ns < kernel_ns):
         return plan.run()
     if kernel is None or not len(x) or not len(y):
@@ -88,6 +91,15 @@ def _varying_matches(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     out = np.empty((len(x), len(y)), dtype=np.int64)
     kernel(_compact_codes(x), _compact_codes(y), out)
     return x.shape[1] - out
+
+
+def _sampled_matches(x: np.ndarray, y: np.ndarray, n: int = 256) -> float:
+    """Mean matches per pair over ``n`` pairs drawn (deterministically) from the block."""
+    if not len(x) or not len(y):
+        return 0.0
+    rng = np.random.default_rng(0)
+    i, j = rng.integers(0, len(x), n), rng.integers(0, len(y), n)
+    return float((x[i] == y[j]).sum(axis=1).mean())
 
 
 def _varying_positions(x: np.ndarray, y: np.ndarray) -> np.ndarray:
