@@ -517,8 +517,14 @@ def main(argv=None) -> None:
         default=None,
         help="run the Euclidean scikit-learn baseline at this N, scale by N^2",
     )
+    parser.add_argument(
+        "--only",
+        default="euclidean,hamming,memory",
+        help="comma-separated cases to run (default: all)",
+    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
+    cases = set(args.only.split(","))
 
     gemm = {"size": cfg["gemm"], "1": gemm_rate(cfg["gemm"], 1), "2": gemm_rate(cfg["gemm"], 2)}
     print(f"GEMM float32: 1 thread {gemm['1']:.1f}, 2 threads {gemm['2']:.1f} GFLOP/s", flush=True)
@@ -527,9 +533,13 @@ def main(argv=None) -> None:
     cluster, client = start_cluster()
     try:
         blas = worker_blas_threads(client)
-        rows = euclidean_case(client, cfg["euclidean"], args.sklearn_n or cfg["euclidean"]["n"])
-        rows += hamming_case(client, cfg["hamming"])
-        if not args.skip_memory:
+        rows = []
+        if "euclidean" in cases:
+            n = args.sklearn_n or cfg["euclidean"]["n"]
+            rows += euclidean_case(client, cfg["euclidean"], n)
+        if "hamming" in cases:
+            rows += hamming_case(client, cfg["hamming"])
+        if "memory" in cases and not args.skip_memory:
             memory_cfg = cfg["memory"]
             if args.memory_n:
                 memory_cfg = {**memory_cfg, "n": args.memory_n, "m": args.memory_n}
