@@ -218,17 +218,15 @@ def real_neighbourhood(
     keep: list = []
     real = as_features(real, "real", block_size, keep)
     _check_real(real, metric, nearest_k)
-    (ok,) = dask.compute(_finite_flag(real))
+    ok, center = _compute(_finite_flag(real), _lazy_center(real, metric), progress=progress)
     _check_finite({"real": real}, [ok])
-    center = _center(real, metric, progress)
     smallest = _compute(_radii(real, metric, center, nearest_k, backend), progress=progress)[0]
     return RealNeighbourhood(np.concatenate(smallest), center, metric, nearest_k)
 
 
-def _center(real: da.Array, metric: str, progress: bool) -> np.ndarray | None:
-    if metric != "euclidean":
-        return None
-    return _compute(real.astype("float64").mean(axis=0), progress=progress)[0]
+def _lazy_center(real: da.Array, metric: str) -> da.Array | None:
+    """The centre of the Euclidean fast path (the real mean, float64), lazily; None otherwise."""
+    return real.astype("float64").mean(axis=0) if metric == "euclidean" else None
 
 
 def _radii(real: da.Array, metric: str, center, nearest_k: int, backend: str) -> list:
@@ -278,8 +276,7 @@ def evaluate_features(
         )
     _check_reference(reference, real, metric, nearest_k)
 
-    need_center = metric == "euclidean" and reference is None
-    center_lazy = real.astype("float64").mean(axis=0) if need_center else None
+    center_lazy = None if reference is not None else _lazy_center(real, metric)
     flags_std = _compute(
         _finite_flag(real),
         _finite_flag(synthetic),
