@@ -88,8 +88,10 @@ def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Datase
         raise ValueError("at least one synthetic group is needed (--synthetic NAME=ROOT)")
     for name in settings.synthetic:
         if not _GROUP_NAME.fullmatch(name) or name == "real":
-            raise ValueError(f"synthetic group name must be letters, digits, '_', '.', '-' "
-                             f"(and not 'real'): {name!r}")
+            raise ValueError(
+                f"synthetic group name must be letters, digits, '_', '.', '-' "
+                f"(and not 'real'): {name!r}"
+            )
     for model in settings.models:
         resolve_name(model, settings.weights.get(model))
     if settings.codec not in CODECS:
@@ -116,18 +118,29 @@ def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Datase
     return real, synthetic
 
 
-def analyze(settings: AnalyzeSettings, *, progress: bool = True) -> AnalysisResult:
-    """Run the whole job on the current Dask client (see the module docstring)."""
-    real_set, synthetic_sets = check_settings(settings)
+def analyze(
+    settings: AnalyzeSettings,
+    *,
+    progress: bool = True,
+    datasets: tuple[Dataset, dict[str, Dataset]] | None = None,
+) -> AnalysisResult:
+    """Run the whole job on the current Dask client (see the module docstring).
+
+    ``datasets`` is what :func:`check_settings` returned, when the caller has checked already
+    (listing a large bucket twice is not free).
+    """
+    real_set, synthetic_sets = datasets or check_settings(settings)
     classes = list(real_set.class_names)
     pairs = [(m, r) for m in settings.models for r in settings.resolutions]
     features = {pair: _extract_all(settings, pair, classes, progress) for pair in pairs}
-    real, synthetic = features[pairs[0]]["real"], {
-        g: features[pairs[0]][g] for g in settings.synthetic
-    }
+    real, synthetic = (
+        features[pairs[0]]["real"],
+        {g: features[pairs[0]][g] for g in settings.synthetic},
+    )
     scores = _score_groups(settings, real, synthetic, progress)
-    statistics = {pair: _statistics(settings, features[pair], scores, pair == pairs[0])
-                  for pair in pairs}
+    statistics = {
+        pair: _statistics(settings, features[pair], scores, pair == pairs[0]) for pair in pairs
+    }
     return AnalysisResult(
         settings=settings,
         real=real,
@@ -150,14 +163,22 @@ def _extract_all(settings, pair, classes, progress) -> dict[str, LoadedFeatures]
         if progress:
             print(f"features: {name} ({model}, {resolution} px)", flush=True)
         done = extract_features(
-            root, settings.store, group, model,
-            weights=settings.weights.get(model), resolution=resolution,
-            num_channels=settings.num_channels, class_names=classes,
-            storage_options=dict(settings.storage_options), batch_size=settings.batch_size,
-            on_bad_image=settings.on_bad_image, progress=progress,
+            root,
+            settings.store,
+            group,
+            model,
+            weights=settings.weights.get(model),
+            resolution=resolution,
+            num_channels=settings.num_channels,
+            class_names=classes,
+            storage_options=dict(settings.storage_options),
+            batch_size=settings.batch_size,
+            on_bad_image=settings.on_bad_image,
+            progress=progress,
         )
-        out[name] = load_features(settings.store, group, name=done.name,
-                                  storage_options=dict(settings.storage_options))
+        out[name] = load_features(
+            settings.store, group, name=done.name, storage_options=dict(settings.storage_options)
+        )
     return out
 
 
@@ -170,16 +191,26 @@ def _score_groups(settings, real, synthetic, progress) -> dict[str, EvaluationRe
     metric = metric_for(real)
     if progress:
         print(f"neighbourhoods: real radii ({metric}, k={settings.nearest_k})", flush=True)
-    reference = real_neighbourhood(real.features, metric=metric, nearest_k=settings.nearest_k,
-                                   block_size=settings.block_size, progress=progress)
+    reference = real_neighbourhood(
+        real.features,
+        metric=metric,
+        nearest_k=settings.nearest_k,
+        block_size=settings.block_size,
+        progress=progress,
+    )
     out = {}
     for name, synth in synthetic.items():
         if progress:
             print(f"neighbourhoods: real x {name}", flush=True)
         out[name] = evaluate_features(
-            real.features, synth.features, metric=metric, nearest_k=settings.nearest_k,
+            real.features,
+            synth.features,
+            metric=metric,
+            nearest_k=settings.nearest_k,
             mode_collapse_threshold=settings.mode_collapse_threshold,
-            block_size=settings.block_size, reference=reference, progress=progress,
+            block_size=settings.block_size,
+            reference=reference,
+            progress=progress,
         )
     return out
 
@@ -213,8 +244,9 @@ def _multiscale(statistics, settings) -> dict[str, Any]:
 def _variety(settings, synthetic_sets: dict[str, Dataset]) -> GroupVariety:
     read = functools.partial(read_image, storage_options=dict(settings.storage_options))
     paths = {
-        g: {c: [p for p, k in zip(d.paths, d.classes, strict=True) if k == c]
-            for c in d.class_names}
+        g: {
+            c: [p for p, k in zip(d.paths, d.classes, strict=True) if k == c] for c in d.class_names
+        }
         for g, d in synthetic_sets.items()
     }
     return group_variety(paths, read, codec=settings.codec)

@@ -102,17 +102,21 @@ def per_real_table(result: AnalysisResult) -> pd.DataFrame:
     return table
 
 
-def write_outputs(result: AnalysisResult, output: str, storage_options: dict | None = None):
-    """Write every output under ``output``; ``metrics.json`` last."""
+def write_outputs(
+    result: AnalysisResult, output: str, storage_options: dict | None = None
+) -> dict[str, Any]:
+    """Write every output under ``output``; ``metrics.json`` last. Returns its content."""
     fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
     for group in result.scores:
         _write_csv(fs, f"{root}/per_image/{group}.csv", per_image_table(result, group))
     _write_csv(fs, f"{root}/per_real.csv", per_real_table(result))
     _write_mean_images(fs, f"{root}/mean_images", result)
+    metrics = json.loads(json.dumps(metrics_dict(result), default=_json_default))
     tmp = f"{root}/.{METRICS_FILE}.partial"
     with fs.open(tmp, "w") as f:
-        json.dump(metrics_dict(result), f, indent=2, default=_json_default)
+        json.dump(metrics, f, indent=2)
     fs.mv(tmp, f"{root}/{METRICS_FILE}")
+    return metrics
 
 
 def _write_csv(fs, path: str, table: pd.DataFrame) -> None:
@@ -167,8 +171,10 @@ def _json_default(value: Any) -> Any:
 
 def summary_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of the headline scores, one row per synthetic group."""
-    header = (f"{'group':<12}{'fidelity':>9}{'privacy':>9}{'prec.priv':>10}{'variety':>9}"
-              f"{'std':>8}{'fid':>10}{'copy':>6}{'real':>6}{'non-real':>9}")
+    header = (
+        f"{'group':<12}{'fidelity':>9}{'privacy':>9}{'prec.priv':>10}{'variety':>9}"
+        f"{'std':>8}{'fid':>10}{'copy':>6}{'real':>6}{'non-real':>9}"
+    )
     rows = [header, "-" * len(header)]
     for name, g in metrics["groups"].items():
         fid = "n/a" if g["fid"] is None else f"{g['fid']:.2f}"

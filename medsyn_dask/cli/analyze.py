@@ -8,17 +8,15 @@ keys are the long flag names (``real``, ``synthetic``: a mapping NAME: ROOT, ``m
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-import fsspec
 import yaml
 
 from ..analyze import AnalyzeSettings, analyze, check_settings
 from ..cluster import connect
 from ..metrics.variety import CODECS
-from ..report import METRICS_FILE, prepare_output, summary_table, write_outputs
+from ..report import prepare_output, summary_table, write_outputs
 from . import UsageError
 from .extract import parse_storage_options
 
@@ -33,15 +31,34 @@ def add_parser(subparsers: Any) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--real", help="real image root (ROOT/CLASS/files), local path or URL")
-    p.add_argument("--synthetic", action="append", metavar="NAME=ROOT",
-                   help="a synthetic group; repeat for several")
+    p.add_argument(
+        "--synthetic",
+        action="append",
+        metavar="NAME=ROOT",
+        help="a synthetic group; repeat for several",
+    )
     p.add_argument("--output", help="output folder, local path or URL")
-    p.add_argument("--model", action="append", dest="models", metavar="NAME",
-                   help="feature extractor (default pixels); repeat for MM-FID/MM-STD")
-    p.add_argument("--resolution", action="append", dest="resolutions", type=int,
-                   metavar="PX", help="image side for extraction (default 256); repeatable")
-    p.add_argument("--weights", action="append", metavar="[MODEL=]PATH",
-                   help="weights file of a model (MODEL=PATH, or PATH for a single model)")
+    p.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help="feature extractor (default pixels); repeat for MM-FID/MM-STD",
+    )
+    p.add_argument(
+        "--resolution",
+        action="append",
+        dest="resolutions",
+        type=int,
+        metavar="PX",
+        help="image side for extraction (default 256); repeatable",
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        metavar="[MODEL=]PATH",
+        help="weights file of a model (MODEL=PATH, or PATH for a single model)",
+    )
     p.add_argument("--num-channels", type=int, choices=(1, 3), help="1 (default) or 3")
     p.add_argument("--nearest-k", type=int, help="k of the k-th-neighbour radius (default 5)")
     p.add_argument("--class-names", help="comma-separated classes to analyse (default: all)")
@@ -49,8 +66,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codec", choices=CODECS, help="lossless codec of mean images (default png)")
     p.add_argument("--on-bad-image", choices=("error", "skip"), help="default error")
     p.add_argument("--block-size", type=int, help="rows per distance block (default 2048)")
-    p.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="fsspec option for roots, store and output (e.g. endpoint_url=...)")
+    p.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option for roots, store and output (e.g. endpoint_url=...)",
+    )
     p.add_argument("--config", type=Path, help="YAML file with the same settings")
     p.add_argument("--scheduler-address", help="attach to a running Dask scheduler")
     p.add_argument("--workers", type=int, help="workers of the embedded LocalCluster")
@@ -123,20 +145,22 @@ def _weights(items: list[str] | None, models: list[str] | None) -> dict[str, str
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = settings_from_args(args)
-    return run_job(settings, args.scheduler_address, args.workers)
+    run_job(settings_from_args(args), args.scheduler_address, args.workers)
+    return 0
 
 
-def run_job(settings: AnalyzeSettings, scheduler_address: str | None, workers: int | None) -> int:
-    """Check, prepare the output, run on Dask, write the outputs and print the summary."""
-    check_settings(settings)
+def run_job(
+    settings: AnalyzeSettings, scheduler_address: str | None, workers: int | None
+) -> dict[str, Any]:
+    """Check, prepare the output, run on Dask, write the outputs and print the summary.
+
+    Returns the content of ``metrics.json``.
+    """
+    datasets = check_settings(settings)
     prepare_output(settings.output, dict(settings.storage_options))
     with connect(scheduler_address, workers=workers):
-        result = analyze(settings)
-        write_outputs(result, settings.output, dict(settings.storage_options))
-    with fsspec.open(f"{settings.output.rstrip('/')}/{METRICS_FILE}", "r",
-                     **dict(settings.storage_options)) as f:
-        metrics = json.load(f)
+        result = analyze(settings, datasets=datasets)
+        metrics = write_outputs(result, settings.output, dict(settings.storage_options))
     print("\n" + summary_table(metrics))
     print(f"\noutputs: {settings.output}")
-    return 0
+    return metrics

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             nearest_k=args.nearest_k,
             class_names=classes,
         )
-        return run_job(settings, None, None)
+        run_job(settings, None, None)
+        return 0
     except (UsageError, ValueError, FileNotFoundError, PermissionError) as exc:
         print(f"synthetic_image_analyzer: error: {exc}", file=sys.stderr)
         return 2
