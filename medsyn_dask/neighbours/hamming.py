@@ -73,12 +73,12 @@ def match_counts(x: np.ndarray, y: np.ndarray, *, backend: str = "auto") -> np.n
         return _matches_torch(x, y, device)
     varying = _varying_positions(x, y)
     constant = x.shape[1] - int(varying.sum())
-    return constant + _varying_matches(x[:, varying], y[:, varying])
+    return constant + _varying_matches(x[:, varying], y[:, varying], _compiled_kernel())
 
 
-def _varying_matches(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Matches over positions that vary: by whichever of the two methods costs less here."""
-    kernel = _compiled_kernel()
+def _varying_matches(x: np.ndarray, y: np.ndarray, kernel) -> np.ndarray:
+    """Matches over positions that vary: by whichever of the two methods costs less here
+    (``kernel`` None: the one-hot product, or direct comparison for codes it cannot index)."""
     kernel_ns = KERNEL_NS_PER_COMPARISON * len(x) * len(y) * x.shape[1]
     # Listing matches one by one only pays when there are few: estimate from sampled pairs
     # before paying for the plan.
@@ -135,12 +135,6 @@ def _compiled_kernel():
                 out[i, j] = count
 
     return mismatches
-
-
-def _matches_numpy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Matches without numba: the one-hot product, or direct comparison for odd codes."""
-    plan = _onehot_plan(x, y)
-    return _matches_direct(x, y) if plan is None else plan.run()
 
 
 class _OneHotPlan:
