@@ -130,7 +130,7 @@ class _Stage:
 
 
 def settings_for(data: Path, groups: list[str], output: Path):
-    from medsyn_dask.analyze import AnalyzeSettings
+    from medsyn_dask.settings import AnalyzeSettings
 
     return AnalyzeSettings(
         real=str(data / "real"),
@@ -148,12 +148,13 @@ def medsyn_stages(data: Path, groups: list[str], scratch: Path, workers: int) ->
     """The public functions one by one, as ``analyze`` calls them; then ``write_outputs``."""
     import functools
 
-    from medsyn_dask.analyze import AnalysisResult, check_settings, metric_for
     from medsyn_dask.cluster import connect
     from medsyn_dask.evaluate import evaluate_features, real_neighbourhood
     from medsyn_dask.features import extract_features, load_features
+    from medsyn_dask.job import AnalysisResult, metric_for
     from medsyn_dask.metrics.variety import group_variety
     from medsyn_dask.report import prepare_output, write_outputs
+    from medsyn_dask.settings import check_settings
     from medsyn_dask.sources import read_image
 
     out = scratch / "stages"
@@ -224,9 +225,10 @@ def medsyn_stages(data: Path, groups: list[str], scratch: Path, workers: int) ->
 
 def medsyn_end_to_end(data: Path, groups: list[str], scratch: Path, workers: int) -> dict:
     """``check_settings``, ``prepare_output``, then ``analyze`` + ``write_outputs`` (as the CLI)."""
-    from medsyn_dask.analyze import analyze, check_settings
     from medsyn_dask.cluster import connect
+    from medsyn_dask.job import analyze
     from medsyn_dask.report import prepare_output, write_outputs
+    from medsyn_dask.settings import check_settings
 
     out = scratch / "end-to-end"
     shutil.rmtree(out, ignore_errors=True)

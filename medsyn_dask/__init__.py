@@ -27,9 +27,9 @@ except PackageNotFoundError:  # running from a source tree without installation
 
 # Imported on first use: they bring torch, which distance-only workers need not load.
 _LAZY = {
-    "AnalysisResult": "analyze",
-    "AnalyzeSettings": "analyze",
-    "analyze": "analyze",
+    "AnalysisResult": "job",
+    "AnalyzeSettings": "settings",
+    "analyze": "job",
     "extract_features": "features",
     "load_features": "features",
 }

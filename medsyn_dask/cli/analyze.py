@@ -13,10 +13,11 @@ from typing import Any
 
 import yaml
 
-from ..analyze import AnalyzeSettings, analyze, check_settings
 from ..cluster import connect
+from ..job import analyze
 from ..metrics.variety import CODECS
 from ..report import prepare_output, summary_table, write_outputs
+from ..settings import AnalyzeSettings, check_settings
 from . import UsageError
 from .extract import parse_storage_options
 

@@ -13,7 +13,7 @@ import sys
 
 import fsspec
 
-from ..analyze import AnalyzeSettings
+from ..settings import AnalyzeSettings
 from ..sources import list_images
 from . import UsageError
 from .analyze import run_job

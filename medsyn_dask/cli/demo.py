@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..analyze import AnalyzeSettings
 from ..phantoms import write_demo_dataset
+from ..settings import AnalyzeSettings
 from .analyze import run_job
 
 

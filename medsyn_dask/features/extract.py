@@ -10,14 +10,12 @@ worker resource ``GPU=1`` when the cluster has GPU workers.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
 import random
 import sys
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..cluster import GPU_RESOURCE, connect
+from ..cluster import GPU_RESOURCE, current_client, relax_malloc_trim
 from ..sources import (
     BadImageError,
     Dataset,
@@ -164,7 +162,7 @@ def extract_features(
         volumes=dataset.volumes,
         paths_sha256=fstore.paths_digest(rel, dataset.classes),
     )
-    with _client(client) as cl:
+    with current_client(client) as cl:
         return _run(cl, job, config, dataset, rel, group, partition_size, progress, shuffle_seed)
 
 
@@ -354,7 +352,7 @@ def _problem(exc: Exception, path: str) -> str:
 def _worker_extractor(job: _Job):
     import torch
 
-    _relax_malloc_trim()
+    relax_malloc_trim()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     extractor = cached_extractor(job.model, job.weights, job.storage_options, device)
     if extractor.weights_sha256 != job.weights_sha256:
@@ -378,41 +376,6 @@ def features_of(extractor: Extractor, batch: np.ndarray) -> np.ndarray:
     d, h, w = (n // 2 for n in batch.shape[2:])
     slices = (batch[:, :, d], batch[:, :, :, h], batch[:, :, :, :, w])
     return np.concatenate([extractor(np.ascontiguousarray(s)) for s in slices], axis=1)
-
-
-_MALLOC_TUNED = False
-#: glibc mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-#: Free heap kept by a worker (bytes) and the allocation size served by mmap instead (the
-#: largest glibc accepts).
-_TRIM_BYTES, _MMAP_BYTES = 256 * 2**20, 32 * 2**20
-
-
-def _relax_malloc_trim() -> None:
-    """Undo, in this worker process, the small malloc trim threshold set by Dask's nanny.
-
-    The nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536`` so that freed memory goes
-    back to the OS at once; glibc then also stops adapting its mmap threshold. Extraction frees
-    and reallocates image-sized arrays and model activations every batch, so each of them was
-    page-faulted afresh: measured 1.5x (images) to 2x (a small CNN) the CPU time per image of a
-    plain process. Keeping up to 256 MiB of free heap (the working set of a batch) removes
-    that cost; memory beyond it still goes back to the OS.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    current = os.environ.get("MALLOC_TRIM_THRESHOLD_", "")
-    if not sys.platform.startswith("linux") or not current.isdigit():
-        return
-    if int(current) >= _TRIM_BYTES:
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES)
-        libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES)
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
-        pass
 
 
 def _probe(job: _Job) -> tuple[int, str]:
@@ -440,24 +403,6 @@ def _resources(client) -> dict[str, float] | None:
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     has_gpu = any(w.get("resources", {}).get(GPU_RESOURCE) for w in workers)
     return {GPU_RESOURCE: 1} if has_gpu else None
-
-
-@contextlib.contextmanager
-def _client(client) -> Iterator[Any]:
-    if client is not None:
-        yield client
-        return
-    from distributed import default_client
-
-    try:
-        current = default_client()
-    except ValueError:  # no client yet: a LocalCluster for this call
-        current = None
-    if current is not None:
-        yield current
-        return
-    with connect(quiet=True) as cl:
-        yield cl
 
 
 def _replace(job: _Job, **changes: Any) -> _Job:

@@ -9,60 +9,19 @@ variety) -> report (:mod:`medsyn_dask.report`). It runs on the current Dask clie
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .evaluate import EvaluationResult, evaluate_features, feature_statistics, real_neighbourhood
 from .features import extract_features, load_features
-from .features.base import resolve_name
 from .features.store import LoadedFeatures
 from .metrics.multiscale import multiscale_score
-from .metrics.variety import CODECS, GroupVariety, group_variety
-from .sources import Dataset, list_images, read_image
-
-_GROUP_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-
-
-@dataclass(frozen=True)
-class AnalyzeSettings:
-    """Everything a run needs. Roots and ``output`` are local paths or fsspec URLs.
-
-    ``models`` x ``resolutions`` are all extracted; the first pair gives the neighbourhood
-    scores and per-image tables, all pairs give FID and STD (MM-FID/MM-STD when there are
-    several). ``weights`` maps a model name to its weights file.
-    """
-
-    real: str
-    synthetic: Mapping[str, str]
-    output: str
-    models: tuple[str, ...] = ("pixels",)
-    resolutions: tuple[int, ...] = (256,)
-    weights: Mapping[str, str] = field(default_factory=dict)
-    num_channels: int = 1
-    nearest_k: int = 5
-    class_names: tuple[str, ...] | None = None
-    features_store: str | None = None
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
-    codec: str = "png"
-    mode_collapse_threshold: float = 0.05
-    block_size: int = 2048
-    batch_size: int = 32
-    on_bad_image: str = "error"
-
-    @property
-    def store(self) -> str:
-        return self.features_store or f"{self.output.rstrip('/')}/features.zarr"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings, without storage options (they may hold credentials)."""
-        out = asdict(self)
-        out.pop("storage_options")
-        out["features_store"] = self.store
-        return out
+from .metrics.variety import GroupVariety, group_variety
+from .progress import stage
+from .settings import REAL, AnalyzeSettings, check_settings
+from .sources import Dataset, read_image
 
 
 @dataclass
@@ -79,45 +38,6 @@ class AnalysisResult:
     bad_images: dict[str, list[dict[str, str]]]
 
 
-def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Dataset]]:
-    """Fail fast, before any work: names, models, codec, roots and their classes.
-
-    Returns the listed real and synthetic datasets.
-    """
-    if not settings.synthetic:
-        raise ValueError("at least one synthetic group is needed (--synthetic NAME=ROOT)")
-    for name in settings.synthetic:
-        if not _GROUP_NAME.fullmatch(name) or name == "real":
-            raise ValueError(
-                f"synthetic group name must be letters, digits, '_', '.', '-' "
-                f"(and not 'real'): {name!r}"
-            )
-    for model in settings.models:
-        resolve_name(model, settings.weights.get(model))
-    if settings.codec not in CODECS:
-        raise ValueError(f"codec must be one of {list(CODECS)}, got {settings.codec!r}")
-    if not settings.resolutions or min(settings.resolutions) < 8:
-        raise ValueError(f"resolutions must be at least 8 pixels, got {settings.resolutions}")
-    so = dict(settings.storage_options)
-    real = list_images(settings.real, settings.class_names, so)
-    synthetic = {}
-    for name, root in settings.synthetic.items():
-        synthetic[name] = list_images(root, settings.class_names, so)
-        if set(synthetic[name].class_names) != set(real.class_names):
-            raise ValueError(
-                f"classes differ between real ({', '.join(real.class_names)}) and synthetic "
-                f"group {name!r} ({', '.join(synthetic[name].class_names)}); "
-                "use --class-names to pick the shared ones"
-            )
-    for dataset in (real, *synthetic.values()):
-        empty = sorted(set(dataset.class_names) - set(dataset.classes))
-        if empty:
-            raise ValueError(f"class folder {dataset.root}/{empty[0]} holds no images")
-    if any(d.volumes != real.volumes for d in synthetic.values()):
-        raise ValueError("real and synthetic sets mix 2D images and 3D volumes")
-    return real, synthetic
-
-
 def analyze(
     settings: AnalyzeSettings,
     *,
@@ -131,13 +51,13 @@ def analyze(
     """
     real_set, synthetic_sets = datasets or check_settings(settings)
     classes = list(real_set.class_names)
-    pairs = [(m, r) for m in settings.models for r in settings.resolutions]
-    features = {pair: _extract_all(settings, pair, classes, progress) for pair in pairs}
+    pairs = model_resolution_pairs(settings)
+    features = {pair: extract_all(settings, pair, classes, progress=progress) for pair in pairs}
     real, synthetic = (
-        features[pairs[0]]["real"],
+        features[pairs[0]][REAL],
         {g: features[pairs[0]][g] for g in settings.synthetic},
     )
-    scores = _score_groups(settings, real, synthetic, progress)
+    scores = score_groups(settings, real, synthetic, progress=progress)
     statistics = {
         pair: _statistics(settings, features[pair], scores, pair == pairs[0]) for pair in pairs
     }
@@ -146,22 +66,36 @@ def analyze(
         real=real,
         synthetic=synthetic,
         scores=scores,
-        variety=_variety(settings, synthetic_sets),
+        variety=measure_variety(settings, synthetic_sets, progress=progress),
         statistics=statistics,
         multiscale=_multiscale(statistics, settings) if len(pairs) > 1 else None,
         bad_images={name: _bad(f) for name, f in features[pairs[0]].items()},
     )
 
 
-def _extract_all(settings, pair, classes, progress) -> dict[str, LoadedFeatures]:
-    """Features of the real set and every group for one (model, resolution)."""
+def model_resolution_pairs(settings: AnalyzeSettings) -> list[tuple[str, int]]:
+    """Every (model, resolution) of the run; the first gives the neighbourhood scores."""
+    return [(m, r) for m in settings.models for r in settings.resolutions]
+
+
+def extract_all(
+    settings: AnalyzeSettings,
+    pair: tuple[str, int],
+    classes: list[str],
+    *,
+    progress: bool = True,
+) -> dict[str, LoadedFeatures]:
+    """Stage 1: features of the real set and every group for one (model, resolution).
+
+    Extracted into ``settings.store`` (reused when already there) and loaded back; keyed by
+    ``"real"`` and the group names.
+    """
     model, resolution = pair
-    roots = {"real": settings.real, **settings.synthetic}
+    roots = {REAL: settings.real, **settings.synthetic}
     out = {}
     for name, root in roots.items():
-        group = name if name == "real" else f"synthetic-{name}"
-        if progress:
-            print(f"features: {name} ({model}, {resolution} px)", flush=True)
+        group = name if name == REAL else f"synthetic-{name}"
+        stage(f"features: {name} ({model}, {resolution} px)", enabled=progress)
         done = extract_features(
             root,
             settings.store,
@@ -187,10 +121,16 @@ def metric_for(features: LoadedFeatures) -> str:
     return "hamming" if np.dtype(features.features.dtype).kind in "iu" else "euclidean"
 
 
-def _score_groups(settings, real, synthetic, progress) -> dict[str, EvaluationResult]:
+def score_groups(
+    settings: AnalyzeSettings,
+    real: LoadedFeatures,
+    synthetic: dict[str, LoadedFeatures],
+    *,
+    progress: bool = True,
+) -> dict[str, EvaluationResult]:
+    """Stage 2: the real radii once, then each group's real x synthetic pass (METHOD.md)."""
     metric = metric_for(real)
-    if progress:
-        print(f"neighbourhoods: real radii ({metric}, k={settings.nearest_k})", flush=True)
+    stage(f"neighbourhoods: real radii ({metric}, k={settings.nearest_k})", enabled=progress)
     reference = real_neighbourhood(
         real.features,
         metric=metric,
@@ -200,8 +140,7 @@ def _score_groups(settings, real, synthetic, progress) -> dict[str, EvaluationRe
     )
     out = {}
     for name, synth in synthetic.items():
-        if progress:
-            print(f"neighbourhoods: real x {name}", flush=True)
+        stage(f"neighbourhoods: real x {name}", enabled=progress)
         out[name] = evaluate_features(
             real.features,
             synth.features,
@@ -241,7 +180,11 @@ def _multiscale(statistics, settings) -> dict[str, Any]:
     return out
 
 
-def _variety(settings, synthetic_sets: dict[str, Dataset]) -> GroupVariety:
+def measure_variety(
+    settings: AnalyzeSettings, synthetic_sets: dict[str, Dataset], *, progress: bool = True
+) -> GroupVariety:
+    """Stage 3: the mean image of every group and class, its lossless size and the variety."""
+    stage(f"variety: mean images ({settings.codec})", enabled=progress)
     read = functools.partial(read_image, storage_options=dict(settings.storage_options))
     paths = {
         g: {

@@ -1,0 +1,58 @@
+"""The rules for values that enter the package, in one place (every boundary calls these).
+
+Each check raises :class:`~medsyn_dask.errors.SettingsError` naming the option and the value.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import SettingsError
+
+#: Smallest and largest image side for extraction (pixels): below 8 no extractor has anything
+#: to see; above 8192 one 3D volume alone would not fit in a worker.
+MIN_RESOLUTION, MAX_RESOLUTION = 8, 8192
+#: Names of groups in a run and in a feature store: used as folder and file names.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+ON_BAD_IMAGE = ("error", "skip")
+NUM_CHANNELS = (1, 3)
+
+
+def check_plain_name(value: Any, option: str) -> str:
+    """A name of letters, digits, ``_``, ``.``, ``-`` (not ``.`` or ``..``)."""
+    if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or value in (".", ".."):
+        raise SettingsError(f"{option} must be letters, digits, '_', '.', '-': got {value!r}")
+    return value
+
+
+def check_int(value: Any, option: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in ``[minimum, maximum]`` (bools and non-integral values refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if not (hasattr(value, "__index__") and not isinstance(value, bool)):
+            raise SettingsError(f"{option} must be an integer, got {value!r}")
+        value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+        raise SettingsError(f"{option} must be {bound}, got {value}")
+    return int(value)
+
+
+def check_number(value: Any, option: str, *, minimum: float = 0.0) -> float:
+    """A finite real number ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise SettingsError(f"{option} must be a number, got {value!r}")
+    if value in (float("inf"), float("-inf")) or value < minimum:
+        raise SettingsError(f"{option} must be finite and >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def check_resolution(value: Any, option: str = "resolution") -> int:
+    """An image side in pixels, ``MIN_RESOLUTION..MAX_RESOLUTION``."""
+    return check_int(value, option, minimum=MIN_RESOLUTION, maximum=MAX_RESOLUTION)
+
+
+def check_choice(value: Any, option: str, choices: tuple[Any, ...]) -> Any:
+    if value not in choices:
+        raise SettingsError(f"{option} must be one of {list(choices)}, got {value!r}")
+    return value

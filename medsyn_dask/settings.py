@@ -1,0 +1,183 @@
+"""The settings of a run (:class:`AnalyzeSettings`) and all their validation, in one place.
+
+The command line, the YAML config file and the Python API all end here, before any cluster
+starts and before anything is written: :meth:`AnalyzeSettings.validate` checks every value,
+:func:`settings_from_mapping` builds settings from a config mapping (unknown keys refused with
+the valid ones listed), and :func:`check_settings` also lists the roots and their classes.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from . import checks
+from .errors import SettingsError
+from .sources import Dataset, list_images
+
+#: Rows per distance block: a worker's peak memory grows with block_size**2 (~40 bytes a pair).
+DEFAULT_BLOCK_SIZE = 2048
+#: Image side for extraction when none is given. 256 keeps the pixel and VQ-VAE defaults
+#: cheap; the compat CLI keeps the original's 512.
+DEFAULT_RESOLUTION = 256
+#: The role name of the real set in the feature store and the tables; no group may use it.
+REAL = "real"
+
+
+@dataclass(frozen=True)
+class AnalyzeSettings:
+    """Everything a run needs. Roots and ``output`` are local paths or fsspec URLs.
+
+    ``models`` x ``resolutions`` are all extracted; the first pair gives the neighbourhood
+    scores and per-image tables, all pairs give FID and STD (MM-FID/MM-STD when there are
+    several). ``weights`` maps a model name to its weights file.
+    """
+
+    real: str
+    synthetic: Mapping[str, str]
+    output: str
+    models: tuple[str, ...] = ("pixels",)
+    resolutions: tuple[int, ...] = (DEFAULT_RESOLUTION,)
+    weights: Mapping[str, str] = field(default_factory=dict)
+    num_channels: int = 1
+    nearest_k: int = 5
+    class_names: tuple[str, ...] | None = None
+    features_store: str | None = None
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    codec: str = "png"
+    mode_collapse_threshold: float = 0.05
+    block_size: int = DEFAULT_BLOCK_SIZE
+    batch_size: int = 32
+    on_bad_image: str = "error"
+
+    @property
+    def store(self) -> str:
+        return self.features_store or f"{self.output.rstrip('/')}/features.zarr"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings, without storage options (they may hold credentials)."""
+        out = asdict(self)
+        out.pop("storage_options")
+        out["features_store"] = self.store
+        return out
+
+    def validate(self) -> AnalyzeSettings:
+        """Raise :class:`SettingsError` naming the first invalid setting; returns ``self``."""
+        for name in ("real", "output"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise SettingsError(f"{name} must be a path or URL, got {getattr(self, name)!r}")
+        _check_groups(self.synthetic)
+        _check_models(self.models, self.weights)
+        if not self.resolutions:
+            raise SettingsError("resolutions: give at least one")
+        for r in self.resolutions:
+            checks.check_resolution(r, "resolution")
+        checks.check_choice(self.num_channels, "num_channels", checks.NUM_CHANNELS)
+        checks.check_int(self.nearest_k, "nearest_k")
+        checks.check_number(self.mode_collapse_threshold, "mode_collapse_threshold")
+        checks.check_int(self.block_size, "block_size", minimum=2)
+        checks.check_int(self.batch_size, "batch_size")
+        checks.check_choice(self.on_bad_image, "on_bad_image", checks.ON_BAD_IMAGE)
+        _check_codec(self.codec)
+        if self.class_names is not None and not all(
+            isinstance(c, str) and c for c in self.class_names
+        ):
+            raise SettingsError(f"class_names must be folder names, got {self.class_names!r}")
+        return self
+
+
+def _check_groups(synthetic: Any) -> None:
+    if not isinstance(synthetic, Mapping):
+        raise SettingsError(
+            "synthetic must map group names to roots (NAME: ROOT in the config, "
+            f"--synthetic NAME=ROOT on the command line), got {type(synthetic).__name__}"
+        )
+    if not synthetic:
+        raise SettingsError("at least one synthetic group is needed (--synthetic NAME=ROOT)")
+    for name, root in synthetic.items():
+        checks.check_plain_name(name, "synthetic group name")
+        if name == REAL:
+            raise SettingsError(f"synthetic group name {REAL!r} is reserved for the real set")
+        if not isinstance(root, str) or not root:
+            raise SettingsError(f"synthetic group {name!r}: root must be a path or URL")
+
+
+def _check_models(models: Any, weights: Any) -> None:
+    # Imported here: the registry brings torch, which checking the other settings does not need.
+    from .features.base import resolve_name  # moving to features.registry
+
+    if not models or isinstance(models, str):
+        raise SettingsError(f"models must be a list of extractor names, got {models!r}")
+    if not isinstance(weights, Mapping):
+        raise SettingsError(f"weights must map a model name to a file, got {weights!r}")
+    for model in weights:
+        if model not in models:
+            raise SettingsError(f"weights given for {model!r}, which is not among models")
+    for model in models:
+        resolve_name(model, weights.get(model))
+
+
+def _check_codec(codec: Any) -> None:
+    from .metrics.variety import check_codec
+
+    check_codec(codec)
+
+
+#: Config keys that take a list (a single value is accepted as a one-item list).
+_LISTS = ("models", "resolutions", "class_names")
+#: Config keys of the command line's cluster options, read by :mod:`medsyn_dask.cli.analyze`.
+CLUSTER_KEYS = ("cluster", "scheduler_address", "workers")
+
+
+def settings_from_mapping(values: Mapping[str, Any], source: str = "config") -> AnalyzeSettings:
+    """Settings from a mapping of keys (YAML config + flags), validated.
+
+    Unknown keys are refused with the valid ones listed (and the closest one suggested).
+    """
+    valid = [f.name for f in fields(AnalyzeSettings)]
+    unknown = [k for k in values if k not in valid]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, valid + [f"{v}s" for v in valid], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = f" (did you mean {key + 's'!r}?)" if key + "s" in valid else hint
+        raise SettingsError(
+            f"{source}: unknown key {key!r}{hint}; valid keys: {', '.join(sorted(valid))}"
+        )
+    for required in ("real", "synthetic", "output"):
+        if not values.get(required):
+            raise SettingsError(f"{required} is required (as a flag or a key of {source})")
+    data = dict(values)
+    for key in _LISTS:
+        if data.get(key) is not None:
+            value = data[key]
+            data[key] = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    return AnalyzeSettings(**data).validate()
+
+
+def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Dataset]]:
+    """Validate ``settings`` and list the roots: fails fast, before any work.
+
+    Returns the listed real and synthetic datasets.
+    """
+    settings.validate()
+    so = dict(settings.storage_options)
+    real = list_images(settings.real, settings.class_names, so)
+    synthetic = {}
+    for name, root in settings.synthetic.items():
+        synthetic[name] = list_images(root, settings.class_names, so)
+        if set(synthetic[name].class_names) != set(real.class_names):
+            raise SettingsError(
+                f"classes differ between real ({', '.join(real.class_names)}) and synthetic "
+                f"group {name!r} ({', '.join(synthetic[name].class_names)}); "
+                "use --class-names to pick the shared ones"
+            )
+    for dataset in (real, *synthetic.values()):
+        empty = sorted(set(dataset.class_names) - set(dataset.classes))
+        if empty:
+            raise SettingsError(f"class folder {dataset.root}/{empty[0]} holds no images")
+    if any(d.volumes != real.volumes for d in synthetic.values()):
+        raise SettingsError("real and synthetic sets mix 2D images and 3D volumes")
+    return real, synthetic
