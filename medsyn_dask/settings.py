@@ -51,6 +51,8 @@ class AnalyzeSettings:
     block_size: int = DEFAULT_BLOCK_SIZE
     batch_size: int = 32
     on_bad_image: str = "error"
+    #: Closest synthetic/real pairs shown as thumbnails in the report (0: none; patient images).
+    gallery: int = 0
 
     @property
     def store(self) -> str:
@@ -80,6 +82,7 @@ class AnalyzeSettings:
         checks.check_int(self.block_size, "block_size", minimum=2)
         checks.check_int(self.batch_size, "batch_size")
         checks.check_choice(self.on_bad_image, "on_bad_image", checks.ON_BAD_IMAGE)
+        checks.check_int(self.gallery, "gallery", minimum=0)
         _check_codec(self.codec)
         if self.class_names is not None and not all(
             isinstance(c, str) and c for c in self.class_names

@@ -148,10 +148,10 @@ def test_preprocess_rejects_wrong_dimensions_and_options():
 
 def test_preprocess_volume_shape_and_range():
     vol = np.random.default_rng(5).normal(size=(12, 10, 8)).astype(np.float32)
-    out = preprocess(vol, 6, volume=True)
-    assert out.shape == (1, 6, 6, 6) and out.dtype == np.float32
+    out = preprocess(vol, 9, volume=True)  # 9: not a divisor of any side
+    assert out.shape == (1, 9, 9, 9) and out.dtype == np.float32
     assert -1 <= out.min() < out.max() <= 1
-    assert preprocess(vol, 6, 3, volume=True).shape == (3, 6, 6, 6)
+    assert preprocess(vol, 9, 3, volume=True).shape == (3, 9, 9, 9)
 
 
 def test_s3_listing_and_reading_match_disk(tmp_path, s3_server, s3_bucket):
@@ -194,4 +194,4 @@ def test_read_dicom_applies_rescale(tmp_path):
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, raw * 2.0 - 1024)
     # floats are min-max scaled, so the rescale does not change the preprocessed image
-    np.testing.assert_allclose(preprocess(got, 4), preprocess(raw.astype(np.float32), 4))
+    np.testing.assert_allclose(preprocess(got, 8), preprocess(raw.astype(np.float32), 8))

@@ -1,7 +1,9 @@
 """The ``medsyn-dask`` command line: one module per sub-command, each with ``add_parser``.
 
 A sub-command module defines ``add_parser(subparsers)`` that registers its parser and sets
-``func`` (called with the parsed namespace, returns the exit code).
+``func`` (called with the parsed namespace, returns the exit code). :func:`run_command` turns
+what a user caused (a bad setting or input, an interruption) into one line and exit status 2;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +12,18 @@ import argparse
 import importlib
 import logging
 import sys
+from collections.abc import Callable
 
 #: Sub-command modules under ``medsyn_dask.cli``, in the order ``--help`` lists them.
 COMMANDS = ("demo", "extract", "analyze")
+#: Exit status of a user error (bad setting, bad input) and of an interrupted run.
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
 
-class UsageError(Exception):
-    """A bad option or input: printed as one line, exit code 2."""
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,11 +31,45 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medsyn-dask",
         description="Audit synthetic medical images for fidelity, variety and privacy on Dask.",
     )
+    parser.add_argument("--version", action="version", version=f"medsyn-dask {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks of errors (for bug reports)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a user causes: shown as one line, never as a traceback."""
+    from ..errors import MedsynError
+
+    return (MedsynError, FileNotFoundError, NotADirectoryError, PermissionError)
+
+
+def run_command(prog: str, func: Callable[[], int], *, debug: bool = False) -> int:
+    """Run ``func``; a user error or Ctrl-C becomes one line on stderr and an exit status."""
+    try:
+        return int(func() or 0)
+    except KeyboardInterrupt:
+        print(
+            f"{prog}: interrupted; nothing incomplete is left marked complete, and rerunning the "
+            "same command resumes from the finished feature partitions",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    except user_errors() as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split("\n"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,11 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
     )
-    try:
-        return int(args.func(args) or 0)
-    except (UsageError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"medsyn-dask {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(f"medsyn-dask {args.command}", lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,11 @@ from typing import Any
 import yaml
 
 from ..cluster import connect
+from ..errors import SettingsError
 from ..job import analyze
 from ..metrics.variety import CODECS
 from ..report import prepare_output, summary_table, write_outputs
-from ..settings import AnalyzeSettings, check_settings
-from . import UsageError
+from ..settings import CLUSTER_KEYS, AnalyzeSettings, check_settings, settings_from_mapping
 from .extract import parse_storage_options
 
 
@@ -68,6 +68,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-image", choices=("error", "skip"), help="default error")
     p.add_argument("--block-size", type=int, help="rows per distance block (default 2048)")
     p.add_argument(
+        "--gallery",
+        type=int,
+        metavar="N",
+        help="show the N closest synthetic/real pairs as thumbnails in report.html "
+        "(off by default: these are patient images)",
+    )
+    p.add_argument(
         "--storage-option",
         action="append",
         default=[],
@@ -80,8 +87,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
-    """Merge the YAML config (if any) and the flags (which win) into AnalyzeSettings."""
+    """Merge the YAML config (if any) and the flags (which win) into validated settings."""
     config = _read_config(args.config) if args.config else {}
+    for key in CLUSTER_KEYS:  # read by the cluster options, not settings
+        config.pop(key, None)
     flags = {
         "real": args.real,
         "synthetic": _pairs(args.synthetic, "--synthetic") if args.synthetic else None,
@@ -96,31 +105,25 @@ def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
         "codec": args.codec,
         "on_bad_image": args.on_bad_image,
         "block_size": args.block_size,
+        "gallery": args.gallery,
     }
     merged = {**config, **{k: v for k, v in flags.items() if v is not None}}
-    for required in ("real", "synthetic", "output"):
-        if not merged.get(required):
-            raise UsageError(f"--{required} is required (as a flag or in --config)")
-    for key in ("models", "resolutions", "class_names"):
-        if merged.get(key) is not None:
-            merged[key] = tuple(merged[key])
-    merged["storage_options"] = parse_storage_options(args.storage_option)
-    try:
-        return AnalyzeSettings(**merged)
-    except TypeError as exc:
-        raise UsageError(f"bad setting in --config: {exc}") from None
+    if args.storage_option:
+        merged["storage_options"] = parse_storage_options(args.storage_option)
+    source = f"--config {args.config}" if args.config else "the command line"
+    return settings_from_mapping(merged, source)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
-        raise UsageError(f"--config file not found: {path}") from None
+        raise SettingsError(f"--config file not found: {path}") from None
     except yaml.YAMLError as exc:
-        raise UsageError(f"--config {path} is not valid YAML: {exc}") from None
+        raise SettingsError(f"--config {path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise UsageError(f"--config {path} must hold a mapping of settings")
-    return {key.replace("-", "_"): value for key, value in data.items()}
+        raise SettingsError(f"--config {path} must hold a mapping of settings")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -128,9 +131,9 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name or not value:
-            raise UsageError(f"{flag} wants NAME=VALUE, got {item!r}")
+            raise SettingsError(f"{flag} wants NAME=VALUE, got {item!r}")
         if name in out:
-            raise UsageError(f"{flag} {name} given twice")
+            raise SettingsError(f"{flag} {name} given twice")
         out[name] = value
     return out
 
@@ -140,7 +143,7 @@ def _weights(items: list[str] | None, models: list[str] | None) -> dict[str, str
         return None
     if len(items) == 1 and "=" not in items[0]:
         if not models or len(models) != 1:
-            raise UsageError("--weights PATH needs exactly one --model; use MODEL=PATH")
+            raise SettingsError("--weights PATH needs exactly one --model; use MODEL=PATH")
         return {models[0]: items[0]}
     return _pairs(items, "--weights")
 

@@ -15,7 +15,7 @@ import fsspec
 
 from ..settings import AnalyzeSettings
 from ..sources import list_images
-from . import UsageError
+from . import run_command
 from .analyze import run_job
 
 #: The original ``--select_model`` values and their extractor names here.
@@ -54,28 +54,28 @@ def synthetic_groups(data_dir: str, real_classes: tuple[str, ...]) -> dict[str, 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.gpu_ids is not None:
-            os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
-        classes = tuple(args.class_names.split(",")) if args.class_names else None
-        real_classes = list_images(args.ref_dir, classes).class_names
-        model = MODELS.get(args.select_model, args.select_model)
-        settings = AnalyzeSettings(
-            real=args.ref_dir,
-            synthetic=synthetic_groups(args.data_dir, real_classes),
-            output=args.output_dir,
-            models=(model,),
-            resolutions=(args.resolution,),
-            weights={model: args.pretrained_model_path} if args.pretrained_model_path else {},
-            num_channels=args.num_channels,
-            nearest_k=args.nearest_k,
-            class_names=classes,
-        )
-        run_job(settings, None, None)
-        return 0
-    except (UsageError, ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"synthetic_image_analyzer: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command("synthetic_image_analyzer", lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = args.gpu_ids
+    classes = tuple(args.class_names.split(",")) if args.class_names else None
+    real_classes = list_images(args.ref_dir, classes).class_names
+    model = MODELS.get(args.select_model, args.select_model)
+    settings = AnalyzeSettings(
+        real=args.ref_dir,
+        synthetic=synthetic_groups(args.data_dir, real_classes),
+        output=args.output_dir,
+        models=(model,),
+        resolutions=(args.resolution,),
+        weights={model: args.pretrained_model_path} if args.pretrained_model_path else {},
+        num_channels=args.num_channels,
+        nearest_k=args.nearest_k,
+        class_names=classes,
+    )
+    run_job(settings, None, None)
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import UsageError
+from ..errors import SettingsError
 
 
 def add_parser(subparsers: Any) -> None:
@@ -93,7 +93,7 @@ def parse_storage_options(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise UsageError(f"--storage-option wants KEY=VALUE, got key {key!r} with no value")
+            raise SettingsError(f"--storage-option wants KEY=VALUE, got key {key!r} with no value")
         target = options
         *parents, leaf = key.split(".")
         for part in parents:

@@ -9,6 +9,8 @@ from typing import Any
 
 import fsspec
 
+from ..errors import InputError
+
 log = logging.getLogger(__name__)
 
 #: File name endings read by Pillow (2D images).
@@ -89,12 +91,12 @@ def list_images(
         paths.extend(_join(root, f"{cls}/{n}") for n in names)
         classes.extend([cls] * len(names))
     if not paths:
-        raise ValueError(f"no images found under {root}/CLASS/ (classes: {chosen})")
+        raise InputError(f"no images found under {root}/CLASS/ (classes: {chosen})")
     kinds = {is_volume_path(p) for p in paths}
     if len(kinds) > 1:
         vol = next(p for p in paths if is_volume_path(p))
         img = next(p for p in paths if not is_volume_path(p))
-        raise ValueError(
+        raise InputError(
             f"dataset {root} mixes 3D volumes and 2D images (e.g. {_name(vol)} and {_name(img)});"
             " keep them in separate roots"
         )
@@ -112,7 +114,7 @@ def relative_path(root: str, path: str) -> str:
     """``path`` relative to ``root`` (``CLASS/file``), as stored in the feature store."""
     prefix = root.rstrip("/") + "/"
     if not path.startswith(prefix):
-        raise ValueError(f"{path} is not under the dataset root {root}")
+        raise InputError(f"{path} is not under the dataset root {root}")
     return path[len(prefix) :]
 
 

@@ -27,14 +27,15 @@ import fsspec
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..errors import InputError
 from .listing import DICOM_SUFFIXES, IMAGE_SUFFIXES, VOLUME_SUFFIXES
 
 
-class BadImageError(ValueError):
+class BadImageError(InputError):
     """A file that cannot be decoded, or decodes to an array of the wrong dimension."""
 
 
-class MissingReaderError(ValueError):
+class MissingReaderError(InputError):
     """An optional package needed to read a file type is not installed (not a bad image)."""
 
 
