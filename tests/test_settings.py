@@ -1,0 +1,96 @@
+"""Bad settings are refused before any work: exit status 2, one line, nothing created."""
+
+from __future__ import annotations
+
+import pytest
+
+from medsyn_dask.cli import main
+from medsyn_dask.errors import SettingsError
+from medsyn_dask.phantoms import write_demo_dataset
+from medsyn_dask.settings import AnalyzeSettings, settings_from_mapping
+
+
+@pytest.fixture(scope="module")
+def phantoms(tmp_path_factory):
+    return write_demo_dataset(tmp_path_factory.mktemp("ps"), n_real=8, n_synthetic=4, size=32)
+
+
+def _base(data, out) -> list[str]:
+    return [
+        "analyze",
+        "--real",
+        str(data.real),
+        "--synthetic",
+        f"poor={data.synthetic['poor']}",
+        "--output",
+        str(out),
+    ]
+
+
+CONFIGS = {
+    "nearest_k_word": ("nearest_k: five\n", "nearest_k must be an integer"),
+    "unknown_key": ("model: pixels\n", "did you mean 'models'"),
+    "synthetic_list": ("synthetic: [a, b]\n", "synthetic must map group names"),
+    "negative_resolution": ("resolutions: [-1]\n", "resolution must be between 8"),
+    "huge_resolution": ("resolutions: [100000]\n", "resolution must be between 8"),
+    "bad_codec": ("codec: gif\n", "codec"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONFIGS))
+def test_bad_config_exits_2_before_any_work(case, phantoms, tmp_path, capsys):
+    text, message = CONFIGS[case]
+    if case == "synthetic_list":  # the flag would override the key: leave it out
+        args = ["analyze", "--real", str(phantoms.real), "--output", str(tmp_path / "out")]
+    else:
+        args = _base(phantoms, tmp_path / "out")
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    assert main([*args, "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+FLAGS = {
+    "nearest_k_zero": (["--nearest-k", "0"], "nearest_k must be >= 1"),
+    "resolution_negative": (["--resolution", "-1"], "between 8 and 8192, got -1"),
+    "weights_missing_model": (["--model", "vqvae-bottom"], "--weights"),
+    "weights_file_missing": (
+        ["--model", "vqvae-bottom", "--weights", "/nonexistent/ckpt.pt"],
+        "/nonexistent/ckpt.pt",
+    ),
+    "group_name_real": (["--synthetic", "real=/x"], "reserved"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FLAGS))
+def test_bad_flags_exit_2_before_any_work(case, phantoms, tmp_path, capsys):
+    extra, message = FLAGS[case]
+    assert main([*_base(phantoms, tmp_path / "out"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_config_key_lists_the_valid_keys():
+    with pytest.raises(SettingsError, match="valid keys: .*nearest_k"):
+        settings_from_mapping({"real": "r", "synthetic": {"a": "s"}, "output": "o", "k": 5})
+
+
+def test_settings_validate_in_python_too():
+    good = AnalyzeSettings(real="r", synthetic={"a": "s"}, output="o")
+    assert good.validate() is good
+    with pytest.raises(SettingsError, match="nearest_k"):
+        AnalyzeSettings(real="r", synthetic={"a": "s"}, output="o", nearest_k=True).validate()
+    with pytest.raises(SettingsError, match="on_bad_image"):
+        AnalyzeSettings(real="r", synthetic={"a": "s"}, output="o", on_bad_image="x").validate()
+
+
+def test_version_prints_the_version(capsys):
+    import medsyn_dask
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"medsyn-dask {medsyn_dask.__version__}"
