@@ -4,14 +4,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Which torch to install first. CPU-only laptops and CI: the CPU build, e.g.
+#   make test TORCH_INDEX="--index-url https://download.pytorch.org/whl/cpu"
+# GPU nodes: the CUDA build matching the driver, e.g. TORCH="torch==2.13.0" TORCH_INDEX=""
+# (PyPI's default torch wheel for Linux is a CUDA build of several GB).
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 
 .PHONY: demo test lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# The CPU wheel first: a bare `torch` requirement would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
+	# torch first, as chosen above: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet $(TORCH_INDEX) '$(TORCH)'
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
