@@ -12,27 +12,29 @@ The public API is small; METHOD.md defines every number it returns.
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
-from .evaluate import (
-    EvaluationResult,
-    RealNeighbourhood,
-    evaluate_features,
-    feature_statistics,
-    real_neighbourhood,
-)
-
 try:
     __version__ = version("medsyn-dask")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-# Imported on first use: they bring torch, which distance-only workers need not load.
+# Imported on first use: the command line starts without them, and distance-only workers
+# never load torch.
 _LAZY = {
+    "EvaluationResult": "evaluate",
+    "RealNeighbourhood": "evaluate",
+    "evaluate_features": "evaluate",
+    "feature_statistics": "evaluate",
+    "real_neighbourhood": "evaluate",
     "AnalysisResult": "job",
     "AnalyzeSettings": "settings",
     "analyze": "job",
     "extract_features": "features",
     "load_features": "features",
 }
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str):
