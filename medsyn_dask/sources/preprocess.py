@@ -53,7 +53,7 @@ def preprocess(
 def preprocess_image(array: np.ndarray, resolution: int, num_channels: int = 1) -> np.ndarray:
     """Preprocess a 2D image ``(H, W)`` or ``(H, W, C)`` with C in 1..4; see the module doc."""
     _check_options(resolution, num_channels)
-    arr = _as_hwc(array)
+    arr = as_channels_last(array)
     if arr.dtype == np.uint8:
         unit = _resize_uint8(arr, resolution, num_channels)
     else:
@@ -67,8 +67,7 @@ def preprocess_volume(array: np.ndarray, resolution: int, num_channels: int = 1)
     import torch.nn.functional as F
 
     _check_options(resolution, num_channels)
-    if array.ndim != 3:
-        raise BadImageError(f"expected a 3D volume, got an array of shape {array.shape}")
+    array = as_volume(array)
     unit = torch.from_numpy(_to_unit(array))[None, None]
     size = (resolution,) * 3
     if tuple(array.shape) != size:
@@ -84,7 +83,11 @@ def _check_options(resolution: int, num_channels: int) -> None:
         raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
 
 
-def _as_hwc(array: np.ndarray) -> np.ndarray:
+def as_channels_last(array: np.ndarray) -> np.ndarray:
+    """A 2D image as ``(H, W, C)``: ``(H, W)`` gains an axis, ``C`` must be 1..4.
+
+    Raises :class:`BadImageError` for any other shape.
+    """
     if array.ndim == 2:
         return array[:, :, None]
     if array.ndim == 3 and 1 <= array.shape[2] <= 4:
@@ -92,6 +95,18 @@ def _as_hwc(array: np.ndarray) -> np.ndarray:
     raise BadImageError(
         f"expected a 2D image (H, W) or (H, W, C) with C <= 4, got an array of shape {array.shape}"
     )
+
+
+def as_volume(array: np.ndarray) -> np.ndarray:
+    """A 3D volume as ``(X, Y, Z)`` (a trailing axis of length 1 is dropped).
+
+    Raises :class:`BadImageError` for any other shape.
+    """
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise BadImageError(f"expected a 3D volume (X, Y, Z), got an array of shape {array.shape}")
+    return array
 
 
 def _resize_uint8(arr: np.ndarray, resolution: int, num_channels: int) -> np.ndarray:
@@ -113,16 +128,27 @@ def _to_unit(arr: np.ndarray) -> np.ndarray:
         return arr.astype(np.float32)
     if np.issubdtype(arr.dtype, np.unsignedinteger):
         return arr.astype(np.float32) / np.float32(np.iinfo(arr.dtype).max)
+    return min_max_unit(arr).astype(np.float32)
+
+
+def min_max_unit(arr: np.ndarray) -> np.ndarray:
+    """``(v - min) / (max - min)`` over the whole array, in float64; a constant array is 0.
+
+    ``arr`` is any shape of a bool, integer or real dtype. Raises :class:`BadImageError` for
+    another dtype and for NaN or infinite values, which have no place on the scale.
+    """
     if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise BadImageError(f"unsupported pixel type {arr.dtype}")
+        if arr.dtype != np.bool_:
+            raise BadImageError(f"unsupported pixel type {arr.dtype}")
     values = arr.astype(np.float64)
     finite = np.isfinite(values)
     if not finite.all():
-        raise BadImageError("image holds NaN or infinite values")
-    lo, hi = float(values.min()), float(values.max())
+        bad = values[~finite].ravel()[0]
+        raise BadImageError(f"image has non-finite values (e.g. {bad}); cannot scale it")
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     if hi <= lo:
-        return np.zeros(arr.shape, dtype=np.float32)
-    return ((values - lo) / (hi - lo)).astype(np.float32)
+        return np.zeros(arr.shape, dtype=np.float64)
+    return (values - lo) / (hi - lo)
 
 
 def _resize_float(unit: np.ndarray, resolution: int, num_channels: int) -> np.ndarray:
@@ -133,17 +159,21 @@ def _resize_float(unit: np.ndarray, resolution: int, num_channels: int) -> np.nd
         planes = [unit[:, :, :3] @ _LUMA]
     else:
         planes = [unit[:, :, i] for i in range(3)]
-    out = np.stack([_resize_plane(p, resolution) for p in planes])
+    out = np.stack([resize_plane(p, (resolution, resolution)) for p in planes])
     if num_channels == 3 and out.shape[0] == 1:
         out = np.repeat(out, 3, axis=0)
     return out
 
 
-def _resize_plane(plane: np.ndarray, resolution: int) -> np.ndarray:
-    if plane.shape == (resolution, resolution):
+def resize_plane(plane: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize (Pillow's ``BILINEAR`` on a float32 ``F`` image) of a 2D plane.
+
+    ``shape`` is the array shape ``(rows, columns)``; the result is float32 of that shape.
+    """
+    if plane.shape == tuple(shape):
         return plane.astype(np.float32, copy=False)
     img = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
-    img = img.resize((resolution, resolution), Image.Resampling.BILINEAR)
+    img = img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.float32)
 
 

@@ -1,0 +1,107 @@
+"""The entry point of an analysis: mean images, lossless sizes and variety of synthetic groups."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dask
+import numpy as np
+
+from ...errors import SettingsError
+from ...sources.readers import read_image
+from .codecs import Codec, check_codec, codec_version, lossless_size
+from .graph import (
+    PathsByClass,
+    Reader,
+    check_paths,
+    check_reduction,
+    first_image_shape,
+    mean_images_delayed,
+)
+from .score import all_classes_mean, variety_scores, variety_undefined_reason
+
+
+@dataclass(frozen=True)
+class GroupVariety:
+    """Mean-image variety of several synthetic groups analysed together.
+
+    ``class_means[group][cls]`` and ``all_classes[group]`` are the uint8 mean images
+    (``(H, W, 3)`` or ``(X, Y, Z)``, one shape for all groups); ``sizes`` their lossless sizes
+    in bytes (the raw measure); ``scores`` the normalised variety, ``None`` with ``reason``
+    when it is undefined.
+    """
+
+    class_means: dict[str, dict[str, np.ndarray]]
+    all_classes: dict[str, np.ndarray]
+    sizes: dict[str, int]
+    scores: dict[str, float | None]
+    reason: str | None
+    codec: str
+    codec_version: str | None
+    shape: tuple[int, ...]
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary (no images): per group size and score, plus codec and shape."""
+        return {
+            "groups": {
+                g: {"mean_image_bytes": self.sizes[g], "variety": self.scores[g]}
+                for g in self.sizes
+            },
+            "variety_undefined_reason": self.reason,
+            "codec": self.codec,
+            "codec_version": self.codec_version,
+            "shape": list(self.shape),
+        }
+
+
+def group_variety(
+    paths_by_group: Mapping[str, PathsByClass],
+    read: Reader = read_image,
+    *,
+    codec: Codec = "png",
+    partition_size: int = 64,
+    target_size: tuple[int, ...] | None = None,
+    volumes: bool | None = None,
+    split_every: int = 8,
+) -> GroupVariety:
+    """Mean images, their lossless sizes and the variety scores of synthetic groups.
+
+    ``paths_by_group`` maps group -> class -> paths. All groups' means are computed in one
+    Dask computation on the current scheduler, every image resized to one ``target_size``
+    (by default the shape of the first image of the first class of the first group), so that
+    the sizes compare like with like. Other arguments are as for
+    :func:`~medsyn_dask.metrics.variety.mean_images`.
+    """
+    check_codec(codec)
+    if not paths_by_group:
+        raise SettingsError("group_variety needs at least one group, got none")
+    groups = {g: check_paths(p) for g, p in paths_by_group.items()}
+    every = {f"{g}/{c}": p for g, classes in groups.items() for c, p in classes.items()}
+    volumes = check_reduction(every, partition_size, target_size, volumes, split_every)
+    if target_size is None:
+        target_size = first_image_shape(next(iter(every.values()))[0], read, volumes)
+    graphs = {
+        g: mean_images_delayed(
+            classes,
+            read,
+            partition_size=partition_size,
+            target_size=target_size,
+            volumes=volumes,
+            split_every=split_every,
+        )
+        for g, classes in groups.items()
+    }
+    (class_means,) = dask.compute(graphs)
+    all_classes = {g: all_classes_mean(means) for g, means in class_means.items()}
+    sizes = {g: lossless_size(m, codec, volume=volumes) for g, m in all_classes.items()}
+    return GroupVariety(
+        class_means=class_means,
+        all_classes=all_classes,
+        sizes=sizes,
+        scores=variety_scores(sizes),
+        reason=variety_undefined_reason(sizes),
+        codec=codec,
+        codec_version=codec_version(codec),
+        shape=tuple(int(n) for n in target_size),
+    )
