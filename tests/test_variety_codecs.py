@@ -68,6 +68,8 @@ def _test_images() -> dict[str, np.ndarray]:
     i, j = np.mgrid[0:33, 0:47]
     return {
         "noise-rgb": rng.integers(0, 256, (33, 47, 3), dtype=np.uint8),
+        # incompressible: the file is larger than the pixels (a codec's buffer must allow it)
+        "noise-rgb-big": rng.integers(0, 256, (128, 160, 3), dtype=np.uint8),
         # distinct channels: a swap of R and B would show
         "ramps-rgb": np.stack([i * 7 % 256, j * 5 % 256, (i * j) % 256], axis=2).astype(np.uint8),
         "noise-gray": rng.integers(0, 256, (33, 47), dtype=np.uint8),

@@ -107,7 +107,10 @@ def _encode_opencv_png(a: np.ndarray) -> bytes:
 def _encode_jpegls(a: np.ndarray) -> bytes:
     import imagecodecs
 
-    return bytes(imagecodecs.jpegls_encode(a, level=0))  # level = NEAR: 0 is lossless
+    # level is NEAR: 0 is lossless. CharLS's own buffer estimate (the raw size plus a header)
+    # is too small for noise, which JPEG-LS expands; a regular-mode sample takes at most
+    # LIMIT = 32 bits at 8 bits per sample (ITU T.87, A.2.1), hence 4 bytes per sample.
+    return bytes(imagecodecs.jpegls_encode(a, level=0, out=4 * a.nbytes + 4096))
 
 
 def _encode_jpeg_lossless(a: np.ndarray) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ...errors import SettingsError
 from ...sources.preprocess import as_channels_last, as_volume, min_max_unit, resize_plane
 
 
@@ -91,7 +92,7 @@ def resize_image(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         v = _resize_axes01(image.astype(np.float32), shape[:2])
         v = _resize_axes01(v.transpose(1, 2, 0), (shape[1], shape[2])).transpose(2, 0, 1)
         return np.rint(np.clip(v, 0.0, 255.0)).astype(np.uint8)
-    raise ValueError(f"cannot resize an image of shape {image.shape} to {shape}")
+    raise SettingsError(f"cannot resize an image of shape {image.shape} to {shape}")
 
 
 def _resize_axes01(v: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
