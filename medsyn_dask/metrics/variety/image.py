@@ -27,8 +27,8 @@ def to_uint8_image(array: np.ndarray, *, volume: bool = False) -> np.ndarray:
 
     * ``uint8``: unchanged (8-bit as read);
     * ``uint16``: ``v >> 8`` (``floor(v / 256)``), what ``cv2.imread`` does with 16-bit PNG
-      and TIFF files (checked with OpenCV 5.0); a 12-bit image in a 16-bit container comes out
-      dark, as it did in the reference;
+      and TIFF files (tests/test_variety_image.py compares with it); a 12-bit image in a 16-bit
+      container comes out dark, as it did in the reference;
     * ``bool``: 0 and 255;
     * float with all values in [0, 1]: ``round(v * 255)``;
     * any other dtype (signed or wider integers, other floats): min-max scaled per image to
