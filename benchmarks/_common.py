@@ -1,145 +1,32 @@
-"""Shared helpers of the benchmarks: synthetic feature generators, memory sampling, isolation.
+"""Shared helpers of the benchmarks: memory, isolation, timing, the cluster, quick mode, JSON.
 
-Features are generated block by block from (seed, block index), so the engine can build them on
-its Dask workers (nothing travels through the scheduler) and a baseline subprocess can build the
-very same arrays in NumPy.
+- :class:`TreeMemory`, :class:`OtherLoad`: peak RSS of this process tree, CPU of everyone else;
+- :func:`run_isolated`: a baseline in a fresh spawned process, with its RSS high-water mark;
+- :func:`timed`, :func:`repeat` (:class:`Spread`: min/median/max of repeats), :class:`Stages`
+  (seconds and peak RSS per named stage, also split at the job's own progress messages);
+- :func:`local_cluster`: the LocalCluster every benchmark runs medsyn-dask on;
+- :func:`blas_threads`, :func:`worker_blas_threads`, :func:`jsonable`, :func:`quick_note`.
+
+The synthetic features live in ``_features.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing as mp
 import resource
+import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import psutil
 
-#: Clusters of the Euclidean features and templates of the Hamming codes.
-N_CLUSTERS = 64
-#: Rank of each cluster's low-rank variation (Euclidean).
-CLUSTER_RANK = 16
-#: Per-dimension noise of real features, and the extra noise of synthetic ones.
-REAL_NOISE = 0.3
-ARTEFACT_NOISE = 0.85
-#: Copies planted in every synthetic block: exact copies, then near copies of real rows.
-EXACT_COPIES = 2
-NEAR_COPIES = 2
-
-
-def block_rows(n: int, block: int) -> list[tuple[int, int]]:
-    """(index, rows) of each row block of an n-row array."""
-    return [(i, min(block, n - s)) for i, s in enumerate(range(0, n, block))]
-
-
-# --- Euclidean features: clustered, low-rank, post-ReLU like a CNN's pooled activations ---------
-
-
-def _euclidean_structure(seed: int, dim: int):
-    rng = np.random.default_rng([seed, 0])
-    centres = rng.standard_normal((N_CLUSTERS, dim), dtype=np.float32)
-    basis = rng.standard_normal((N_CLUSTERS, CLUSTER_RANK, dim), dtype=np.float32) * 0.35
-    return centres, basis
-
-
-def _euclidean_rows(seed: int, kind: int, index: int, rows: int, dim: int) -> np.ndarray:
-    centres, basis = _euclidean_structure(seed, dim)
-    rng = np.random.default_rng([seed, kind, index])
-    # Synthetic (kind 1) drops a quarter of the clusters and carries generator artefacts
-    # (extra noise): about half of it is "real" and under 10 % "copies" by the method.
-    clusters = rng.integers(0, N_CLUSTERS if kind == 0 else (3 * N_CLUSTERS) // 4, rows)
-    noise = REAL_NOISE if kind == 0 else np.hypot(REAL_NOISE, ARTEFACT_NOISE)
-    latent = rng.standard_normal((rows, CLUSTER_RANK), dtype=np.float32)
-    out = centres[clusters] + np.einsum("nr,nrd->nd", latent, basis[clusters])
-    out += rng.standard_normal((rows, dim), dtype=np.float32) * np.float32(noise)
-    return np.maximum(out, 0.0)
-
-
-def euclidean_block(seed: int, kind: int, index: int, rows: int, dim: int) -> np.ndarray:
-    """Rows of block ``index``: kind 0 = real, 1 = synthetic (rows float32, ``dim`` columns).
-
-    Every real block holds one exact duplicate pair (so some radius_1 are 0); every synthetic
-    block holds EXACT_COPIES exact and NEAR_COPIES near copies (1e-4 relative noise) of rows of
-    the real block with the same index.
-    """
-    out = _euclidean_rows(seed, kind, index, rows, dim)
-    if kind == 0 and rows >= 2:
-        out[1] = out[0]
-    n_copy = EXACT_COPIES + NEAR_COPIES
-    if kind == 1 and rows >= n_copy + 8:
-        real = _euclidean_rows(seed, 0, index, n_copy + 8, dim)
-        out[:n_copy] = real[8 : 8 + n_copy]
-        noise = np.random.default_rng([seed, 2, index]).standard_normal((NEAR_COPIES, dim))
-        near = out[EXACT_COPIES:n_copy]
-        near += (noise * 1e-4 * np.abs(near).mean()).astype(np.float32)
-    return out
-
-
-# --- Hamming codes: VQ-VAE-like code maps with a black border ----------------------------------
-
-
-def _zipf_codes(rng: np.random.Generator, n_codes: int, size) -> np.ndarray:
-    """Codes 1..n_codes-1 with a Zipf-like frequency (a few codes are very common)."""
-    weights = 1.0 / (np.arange(1, n_codes) + 5.0) ** 1.1
-    return rng.choice(np.arange(1, n_codes), size=size, p=weights / weights.sum())
-
-
-def hamming_block(seed: int, kind: int, index: int, rows: int, side: int, n_codes: int):
-    """Code maps of block ``index`` (rows x side*side int16, values 0..n_codes-1).
-
-    Construction: a ``side x side`` code map whose outside of a centred disc (about half the
-    positions) is background code 0 in every image, like a black border. The disc radius varies
-    by +-6 % per image, so a ring of positions is background in some images only. Inside, each
-    image is one of N_CLUSTERS template maps with 15-45 % of its positions redrawn from a
-    Zipf-like code distribution. Synthetic blocks plant exact and near (20 positions changed)
-    copies of real rows, as in :func:`euclidean_block`.
-    """
-    out = _hamming_rows(seed, kind, index, rows, side, n_codes)
-    n_copy = EXACT_COPIES + NEAR_COPIES
-    if kind == 1 and rows >= n_copy + 8:
-        real = _hamming_rows(seed, 0, index, n_copy + 8, side, n_codes)
-        out[:n_copy] = real[8 : 8 + n_copy]
-        rng = np.random.default_rng([seed, 2, index])
-        for row in range(EXACT_COPIES, n_copy):
-            pos = rng.choice(out.shape[1], 20, replace=False)
-            out[row, pos] = rng.integers(1, n_codes, 20)
-    return out
-
-
-def _hamming_rows(seed: int, kind: int, index: int, rows: int, side: int, n_codes: int):
-    templates = _zipf_codes(np.random.default_rng([seed, 0]), n_codes, (N_CLUSTERS, side * side))
-    rng = np.random.default_rng([seed, kind, index])
-    codes = templates[rng.integers(0, N_CLUSTERS, rows)]
-    redraw = rng.random((rows, side * side)) < rng.uniform(0.15, 0.45, (rows, 1))
-    codes[redraw] = _zipf_codes(rng, n_codes, int(redraw.sum()))
-    yy, xx = np.mgrid[:side, :side]
-    dist = np.hypot(yy - (side - 1) / 2, xx - (side - 1) / 2).ravel()
-    radius = side * 0.399 * rng.uniform(0.94, 1.06, (rows, 1))  # disc of ~50 % of the map
-    codes[dist[None, :] > radius] = 0
-    return codes.astype(np.int16)
-
-
-# --- Assembling blocks ---------------------------------------------------------------------------
-
-
-def numpy_features(make: Callable, n: int, block: int, *args) -> np.ndarray:
-    """The whole array in NumPy: ``make(seed, kind, index, rows, ...)`` per block, stacked."""
-    return np.concatenate([make(*args[:2], i, rows, *args[2:]) for i, rows in block_rows(n, block)])
-
-
-def dask_features(make: Callable, n: int, block: int, width: int, dtype, *args):
-    """The same array as a Dask array whose blocks are generated where they are computed."""
-    import dask
-    import dask.array as da
-
-    parts = [
-        da.from_delayed(
-            dask.delayed(make, pure=True)(*args[:2], i, rows, *args[2:]), (rows, width), dtype
-        )
-        for i, rows in block_rows(n, block)
-    ]
-    return da.concatenate(parts, axis=0)
+#: What every benchmark prints in --quick mode, instead of verdicts against its targets.
+QUICK_NOTE = "quick mode: sizes too small for the targets; run without --quick to check them"
 
 
 # --- Memory and isolation ----------------------------------------------------------------------
@@ -255,8 +142,161 @@ def run_isolated(func: Callable, *args) -> dict:
     return result
 
 
+# --- Timing ------------------------------------------------------------------------------------
+
+
 def timed(func: Callable, *args, **kwargs):
     """(result, seconds) of one call."""
     start = time.perf_counter()
     out = func(*args, **kwargs)
     return out, time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The spread of repeated measurements (any unit): min, median, max and the count."""
+
+    values: tuple[float, ...]
+
+    @property
+    def min(self) -> float:
+        return min(self.values)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def max(self) -> float:
+        return max(self.values)
+
+    def format(self, spec: str = ".2f") -> str:
+        """``median`` alone for one value, else ``median [min-max]``."""
+        text = format(self.median, spec)
+        if len(self.values) > 1:
+            text += f" [{self.min:{spec}}-{self.max:{spec}}]"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"min": self.min, "median": self.median, "max": self.max, "n": len(self.values)}
+
+
+def repeat(func: Callable, repeats: int, *args, warmup: bool = False, **kwargs):
+    """(last result, :class:`Spread` of seconds) of ``repeats`` calls, after one untimed call
+    when ``warmup``."""
+    if warmup:
+        func(*args, **kwargs)
+    out, seconds = None, []
+    for _ in range(max(1, repeats)):
+        out, s = timed(func, *args, **kwargs)
+        seconds.append(s)
+    return out, Spread(tuple(seconds))
+
+
+class Stages:
+    """Seconds and peak tree RSS (:class:`TreeMemory`) of named stages, in ``rows``.
+
+    ``with stages("name"): ...`` times one stage. ``with stages.at_progress(name_of): ...`` times
+    the stages that medsyn-dask announces itself: each message of the ``medsyn_dask.progress``
+    logger (``progress.stage``) ends the current stage and starts ``name_of(message)``, so a job
+    function is split where it says it moves on, without copying its loop.
+    """
+
+    def __init__(self, memory: bool = True) -> None:
+        self.rows: dict[str, dict] = {}
+        self.memory = memory
+        self._open: tuple[str, float, TreeMemory | None] | None = None
+
+    def start(self, name: str) -> None:
+        self.stop()
+        memory = TreeMemory().__enter__() if self.memory else None
+        self._open = (name, time.perf_counter(), memory)
+
+    def stop(self) -> None:
+        if self._open is None:
+            return
+        name, start, memory = self._open
+        seconds = time.perf_counter() - start
+        row: dict = {"seconds": seconds}
+        if memory is not None:
+            memory.__exit__(None, None, None)
+            row["peak_rss"] = memory.peak
+        self.rows[name] = row
+        self._open = None
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        self.start(name)
+        try:
+            yield
+        finally:
+            self.stop()
+
+    @contextlib.contextmanager
+    def at_progress(self, name_of: Callable[[str], str]) -> Iterator[None]:
+        stages = self
+
+        class Split(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                stages.start(name_of(record.getMessage()))
+
+        log = logging.getLogger("medsyn_dask.progress")
+        handler, level = Split(logging.INFO), log.level
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)  # stage() logs at INFO; the default level hides it
+        try:
+            yield
+        finally:
+            log.removeHandler(handler)
+            log.setLevel(level)
+            self.stop()
+
+
+# --- Cluster, threads, output ------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def local_cluster(workers: int = 2) -> Iterator:
+    """A Client on a new LocalCluster of ``workers`` single-thread processes (loopback).
+
+    ``medsyn_dask.cluster.connect``, as the CLI starts it, but never attached to a scheduler
+    named by DASK_SCHEDULER_ADDRESS: a benchmark measures the cluster it describes.
+    """
+    import dask
+
+    from medsyn_dask.cluster import connect
+
+    with dask.config.set({"scheduler-address": None}), connect(workers=workers, quiet=True) as c:
+        yield c
+
+
+def blas_threads() -> list[int]:
+    """Threads of each BLAS library loaded in this process (threadpoolctl)."""
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+
+
+def worker_blas_threads(client) -> list[int]:
+    """The largest BLAS thread count of each worker, sorted."""
+    return sorted(max(t, default=0) for t in client.run(blas_threads).values())
+
+
+def jsonable(obj):
+    """``obj`` with NumPy scalars as Python numbers and keys as strings, for ``json.dumps``;
+    arrays are left out (``None``): results files hold figures, not data."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return None
+    return obj
+
+
+def quick_note(quick: bool) -> None:
+    """Say at the start of a --quick run what it checks (that the benchmark runs)."""
+    if quick:
+        print("quick mode: checks that the benchmark runs, not its targets", flush=True)
