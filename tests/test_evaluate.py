@@ -144,7 +144,7 @@ def test_to_dict_is_json_ready():
         (np.zeros((0, 3)), _rand((4, 3)), {}, "real: features are empty"),
         (_rand((9, 3)), _rand((4, 3)), {"metric": "hamming"}, "integer codes"),
         (_rand((9, 3)), _rand((4, 3)), {"metric": "cosine"}, "metric must be"),
-        (_rand((9, 3)), _rand((4, 3)), {"nearest_k": 0}, "positive integer"),
+        (_rand((9, 3)), _rand((4, 3)), {"nearest_k": 0}, "nearest_k must be >= 1, got 0"),
         (_rand(9), _rand((4, 3)), {}, "2-D"),
         (_rand((9, 3)), _rand((4, 3)), {"backend": "cuda"}, "backend"),
     ],

@@ -36,8 +36,8 @@ def _envelope_bounds(block: ScoreBlock):
 @pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
 def test_euclidean_bounds_enclose_cdist(name):
     real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(1))
-    center = real.astype(np.float64).mean(axis=0)
-    block = euclidean.block_bounds(real, synth, center, backend="numpy")
+    centre = real.astype(np.float64).mean(axis=0)
+    block = euclidean.block_bounds(real, synth, centre, backend="numpy")
     exact = cdist(real.astype(np.float64), synth.astype(np.float64))
     row_lo, row_hi, col_lo, col_hi = _envelope_bounds(block)
     assert (row_lo <= exact).all() and (exact <= row_hi).all()
@@ -64,9 +64,9 @@ def test_score_thresholds_are_conservative():
 
 def test_euclidean_torch_backend_matches_numpy():
     real, synth = scenarios.clustered(np.random.default_rng(2))
-    center = real.astype(np.float64).mean(axis=0)
+    centre = real.astype(np.float64).mean(axis=0)
     exact = cdist(real.astype(np.float64), synth.astype(np.float64))
-    block = euclidean.block_bounds(real, synth, center, backend="torch")
+    block = euclidean.block_bounds(real, synth, centre, backend="torch")
     row_lo, row_hi, _, _ = _envelope_bounds(block)
     assert (row_lo <= exact).all() and (exact <= row_hi).all()
 

@@ -1,71 +1,162 @@
 """Fréchet distance between Gaussians fitted to real and synthetic features (METHOD.md, ``fid``).
 
-The moments come from one distributed pass: sums of ``x - s`` and of its outer products, with a
-shift ``s`` (a sample row) so that features far from the origin keep their precision.
+:func:`plan_fid` chooses how FID is computed and returns an :class:`FIDPlan`: its ``lazy``
+part (Dask arrays) joins the caller's one ``dask.compute``, its :meth:`FIDPlan.finish` is plain
+NumPy (:mod:`.fid_linalg`). Routes:
 
-With fewer images than dimensions (pixels of 3D volumes, say) the covariances are low rank and a
-D x D ``sqrtm`` is both slow and ill-conditioned; :func:`frechet_distance_gram` gets the same
-value from the n_r x n_s matrix of centred dot products instead.
+- ``covariance``: per set, one pass for the sums of ``x - shift`` and of their outer products,
+  shifted by one of the set's own rows so that features far from the origin keep their
+  precision; the real side may come ready-made from a :class:`RealFID` (computed once per run
+  by :func:`real_fid_plan`), so that each group pays only its own pass;
+- ``gram``: with fewer images than dimensions (pixels of 3D volumes, say) the covariances are
+  low rank; the n_r x n_s matrix of dot products gives the same value with no D x D matrix;
+- ``none``: FID is not computed, with the reason (discrete codes, not requested, too few
+  images, D above ``fid_max_dim``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import dask
 import dask.array as da
-import numpy as np
-from scipy import linalg
+
+from .fid_linalg import (
+    GaussianFit,
+    RealFID,
+    frechet_distance,
+    frechet_distance_sqrtm,
+    gaussian_fit,
+    gram_distance,
+)
+
+__all__ = [
+    "DEFAULT_FID_MAX_DIM",
+    "GRAM_MAX_PAIRS",
+    "FIDPlan",
+    "GaussianFit",
+    "RealFID",
+    "frechet_distance",
+    "frechet_distance_sqrtm",
+    "moments",
+    "plan_fid",
+    "real_fid_plan",
+]
+
+#: Above this feature dimension the D x D covariances of FID are not formed.
+DEFAULT_FID_MAX_DIM = 8192
+#: Below this many real x synthetic pairs, FID of low-rank covariances uses the Gram matrix.
+GRAM_MAX_PAIRS = 50_000_000
+ROUTES = ("covariance", "gram", "none")
+
+
+def moments(features: da.Array) -> tuple[da.Array, da.Array, int, da.Array]:
+    """Lazy sum (D,) and sum of outer products (D, D) of ``features - shift``, the count, and
+    the shift (the first row, float64)."""
+    shift = features[0].astype("float64")
+    centred = features.astype("float64") - shift
+    return centred.sum(axis=0), centred.T @ centred, features.shape[0], shift
+
+
+def _row_sums(features: da.Array) -> tuple[da.Array, da.Array, da.Array, int, da.Array]:
+    """The shifted features ``X`` (lazy), their sum over images (D,), sum of squares, count,
+    and the shift (the first row, float64)."""
+    shift = features[0].astype("float64")
+    shifted = features.astype("float64") - shift
+    return shifted, shifted.sum(axis=0), (shifted**2).sum(), features.shape[0], shift
 
 
 @dataclass(frozen=True)
-class GaussianFit:
-    """Mean (D,) and covariance (D, D, ddof=1) of a feature set, float64."""
+class FIDPlan:
+    """How FID is computed for one (real, synthetic) pair: compute ``lazy``, then ``finish``.
 
-    mean: np.ndarray
-    cov: np.ndarray
-
-
-def moments(features: da.Array, shift: np.ndarray) -> tuple[da.Array, da.Array, int]:
-    """Lazy sum (D,) and sum of outer products (D, D) of ``features - shift``, and the count."""
-    centred = features.astype("float64") - shift
-    return centred.sum(axis=0), centred.T @ centred, features.shape[0]
-
-
-def gaussian_fit(total: np.ndarray, outer: np.ndarray, n: int, shift: np.ndarray) -> GaussianFit:
-    """Mean and ddof=1 covariance from the shifted sums of :func:`moments`."""
-    offset = total / n
-    cov = (outer - n * np.outer(offset, offset)) / (n - 1)
-    return GaussianFit(mean=shift + offset, cov=cov)
-
-
-def frechet_distance(real: GaussianFit, synthetic: GaussianFit, eps: float = 1e-6) -> float:
-    """``|mu_r - mu_s|^2 + Tr(C_r + C_s - 2 sqrtm(C_r C_s))``, as pytorch-fid computes it.
-
-    When the product is singular enough that ``sqrtm`` fails, ``eps`` is added to the diagonals.
+    Attributes:
+        route: one of ``ROUTES``.
+        lazy: the Dask part, to pass to ``dask.compute`` with the caller's other work.
+        reason: why FID is not computed (route ``none``), else None.
+        real: the real side already computed (route ``covariance``), else None.
     """
-    diff = real.mean - synthetic.mean
-    covmean = linalg.sqrtm(real.cov @ synthetic.cov)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(real.cov.shape[0]) * eps
-        covmean = linalg.sqrtm((real.cov + offset) @ (synthetic.cov + offset))
-    covmean = np.real(covmean)
-    return float(diff @ diff + np.trace(real.cov) + np.trace(synthetic.cov) - 2 * np.trace(covmean))
+
+    route: str
+    lazy: tuple = ()
+    reason: str | None = None
+    real: RealFID | None = None
+
+    def finish(self, computed: tuple) -> float | None:
+        """FID from the computed ``lazy`` part (plain NumPy); None for route ``none``."""
+        if self.route == "none":
+            return None
+        if self.route == "gram":
+            (sum_r, sq_r, n_r, shift_r), (sum_s, sq_s, n_s, shift_s), gram = computed
+            return gram_distance(shift_r, sum_r, sq_r, n_r, shift_s, sum_s, sq_s, n_s, gram)
+        real = self.real if self.real is not None else self._real(computed[0])
+        return real.distance(gaussian_fit(*computed[-1]))
+
+    def finish_real(self, computed: tuple) -> RealFID | None:
+        """The real side of a plan from :func:`real_fid_plan`, ready to reuse; None if none."""
+        return None if self.route == "none" else self._real(computed[0])
+
+    @staticmethod
+    def _real(moments_r: tuple[Any, ...]) -> RealFID:
+        return RealFID(gaussian_fit(*moments_r), n_images=int(moments_r[2]))
 
 
-def frechet_distance_gram(real: da.Array, synthetic: da.Array) -> float:
-    """The Fréchet distance through the Gram matrix, for features with D above the image count.
+def _unavailable(metric: str, compute_fid: bool, n_r: int, n_s: int) -> str | None:
+    if metric != "euclidean":
+        return "FID is not defined for discrete codes (Hamming metric)"
+    if not compute_fid:
+        return "FID not requested"
+    if n_r < 2 or n_s < 2:
+        return "FID needs at least 2 images in each set"
+    return None
 
-    With A_r, A_s the centred features (n x D) and C = A^T A / (n - 1), the eigenvalues of
-    C_r C_s are the squared singular values of A_r A_s^T / sqrt((n_r - 1)(n_s - 1)), so
-    ``Tr sqrtm(C_r C_s)`` is the sum of those singular values (exact, no D x D matrix).
+
+def _too_wide(dim: int, fid_max_dim: int) -> str | None:
+    if dim > fid_max_dim:
+        return f"FID skipped: D={dim} exceeds fid_max_dim={fid_max_dim} (D x D covariances)"
+    return None
+
+
+def plan_fid(
+    real: da.Array,
+    synthetic: da.Array,
+    *,
+    metric: str,
+    compute_fid: bool = True,
+    fid_max_dim: int = DEFAULT_FID_MAX_DIM,
+    real_fid: RealFID | None = None,
+) -> FIDPlan:
+    """The FID plan for ``real`` (N, D) and ``synthetic`` (M, D), row-chunked Dask arrays.
+
+    With ``real_fid`` (the real set's statistics, from an earlier run of :func:`real_fid_plan`
+    on the same ``real``) only the synthetic set's moments are computed.
     """
-    shift = real[0].astype("float64")
-    xr, xs = real.astype("float64") - shift, synthetic.astype("float64") - shift
-    mean_r, mean_s = dask.compute(xr.mean(axis=0), xs.mean(axis=0))
-    ar, as_ = xr - mean_r, xs - mean_s
-    gram, ss_r, ss_s = dask.compute(ar @ as_.T, (ar**2).sum(), (as_**2).sum())
-    n_r, n_s = real.shape[0], synthetic.shape[0]
-    tr_sqrt = np.linalg.svd(gram, compute_uv=False).sum() / np.sqrt((n_r - 1) * (n_s - 1))
-    diff = mean_r - mean_s
-    return float(diff @ diff + ss_r / (n_r - 1) + ss_s / (n_s - 1) - 2 * tr_sqrt)
+    (n_r, dim), n_s = real.shape, synthetic.shape[0]
+    reason = _unavailable(metric, compute_fid, n_r, n_s)
+    if reason is not None:
+        return FIDPlan("none", reason=reason)
+    if real_fid is not None:
+        return FIDPlan("covariance", (moments(synthetic),), real=real_fid)
+    if min(n_r, n_s) < dim and n_r * n_s <= GRAM_MAX_PAIRS:
+        side_r, side_s = _row_sums(real), _row_sums(synthetic)
+        return FIDPlan("gram", (side_r[1:], side_s[1:], side_r[0] @ side_s[0].T))
+    reason = _too_wide(dim, fid_max_dim)
+    if reason is not None:
+        return FIDPlan("none", reason=reason)
+    return FIDPlan("covariance", (moments(real), moments(synthetic)))
+
+
+def real_fid_plan(
+    real: da.Array,
+    *,
+    metric: str,
+    fid_max_dim: int = DEFAULT_FID_MAX_DIM,
+    requested: bool = True,
+) -> FIDPlan:
+    """The plan of the real side alone; :meth:`FIDPlan.finish_real` then gives its RealFID
+    (None, with the plan's reason, where FID is not requested or not defined)."""
+    n_r, dim = real.shape
+    reason = _unavailable(metric, requested, n_r, 2) or _too_wide(dim, fid_max_dim)
+    if reason is not None:
+        return FIDPlan("none", reason=reason)
+    return FIDPlan("covariance", (moments(real),))

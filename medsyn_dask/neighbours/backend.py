@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+from ..checks import check_choice
 
 #: ``"auto"``: torch on a CUDA GPU when the worker has one, else NumPy. ``"numpy"``: always
 #: NumPy. ``"torch"``: always torch (CUDA when available, else its CPU kernels).
 BACKENDS = ("auto", "numpy", "torch")
 
+#: Held by every float32 torch GEMM of the package from clearing the TF32 flag to restoring it.
+#: The flag is process-wide; without the lock, two tasks on one multi-threaded worker interleave
+#: (A saves True and clears; B saves False; A restores True; B multiplies with TF32 on).
+_FULL_FLOAT32 = threading.Lock()
+
 
 def check_backend(backend: str) -> str:
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return backend
+    """``backend`` if it is one of BACKENDS; SettingsError otherwise."""
+    return check_choice(backend, "backend", BACKENDS)
 
 
 def torch_device(backend: str) -> Any | None:
@@ -28,6 +37,25 @@ def torch_device(backend: str) -> Any | None:
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu") if backend == "torch" else None
+
+
+@contextmanager
+def full_float32_matmul() -> Iterator[None]:
+    """Run the enclosed torch matmuls in full float32, never TF32 (which would void the
+    error bounds of :mod:`.euclidean`), whatever other threads of the process do meanwhile.
+
+    The enclosed code must finish its GPU work before leaving (copy the result to the host):
+    cuBLAS reads the flag when a kernel is launched.
+    """
+    import torch
+
+    with _FULL_FLOAT32:
+        saved = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def _may_have_cuda() -> bool:

@@ -16,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from .backend import torch_device
+from ..errors import SettingsError
+from .backend import full_float32_matmul, torch_device
 from .bounds import Envelope, ScoreBlock
 
 #: Unit roundoff of float32 and float64.
@@ -27,9 +28,9 @@ SAFETY = 2.0
 
 
 def validate(name: str, features: np.ndarray) -> None:
-    """Raise ValueError unless ``features`` are numbers (float, int or bool) per image."""
+    """Raise SettingsError unless ``features`` are numbers (float, int or bool) per image."""
     if features.dtype.kind not in "fiub":
-        raise ValueError(f"{name}: euclidean needs numeric features, got dtype {features.dtype}")
+        raise SettingsError(f"{name}: euclidean needs numeric features, got dtype {features.dtype}")
 
 
 def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -57,11 +58,11 @@ def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.nda
 
 
 def block_bounds(
-    x: np.ndarray, y: np.ndarray, center: np.ndarray, *, backend: str = "auto"
+    x: np.ndarray, y: np.ndarray, centre: np.ndarray, *, backend: str = "auto"
 ) -> ScoreBlock:
-    """Scores and bounds for a block: x (n_x, D), y (n_y, D), center (D,) float64."""
-    ax, nx = _augmented(x, center, left=True)
-    by, ny = _augmented(y, center, left=False)
+    """Scores and bounds for a block: x (n_x, D), y (n_y, D), centre (D,) float64."""
+    ax, nx = _augmented(x, centre, left=True)
+    by, ny = _augmented(y, centre, left=False)
     score = _gemm_f32(ax, by, backend)
     rx, ry = np.sqrt(nx), np.sqrt(ny)
     dim = x.shape[1]
@@ -80,7 +81,7 @@ def block_bounds(
     return ScoreBlock(score, envelope(rx, ry.max()), envelope(ry, rx.max()), exact)
 
 
-def _augmented(a: np.ndarray, center: np.ndarray, left: bool) -> tuple[np.ndarray, np.ndarray]:
+def _augmented(a: np.ndarray, centre: np.ndarray, left: bool) -> tuple[np.ndarray, np.ndarray]:
     """float32 rows ``[a - c, |a - c|^2, 1]`` (left) or ``[-2(a - c), 1, |a - c|^2]`` (right),
     and the squared norms of the float32 centred rows (float64).
 
@@ -92,9 +93,9 @@ def _augmented(a: np.ndarray, center: np.ndarray, left: bool) -> tuple[np.ndarra
     out = np.empty((len(a), a.shape[1] + 2), dtype=np.float32)
     body = out[:, :-2]
     if a.dtype == np.float32:
-        np.subtract(a, center.astype(np.float32), out=body)
+        np.subtract(a, centre.astype(np.float32), out=body)
     else:
-        np.subtract(a, center, out=body, casting="unsafe")
+        np.subtract(a, centre, out=body, casting="unsafe")
     norms = np.einsum("ij,ij->i", body, body, dtype=np.float64)
     if left:
         out[:, -2], out[:, -1] = norms, 1.0
@@ -111,11 +112,6 @@ def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray:
         return a @ b.T
     import torch
 
-    # Full float32 products: TF32 would void the error bound.
-    saved = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
+    with full_float32_matmul():  # TF32 would void the error bound
         ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
         return (ta @ tb.T).cpu().numpy()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = saved

@@ -87,17 +87,18 @@ def _in_block(sel: Candidates, start: int, size: int, on: str = "col") -> Candid
 # --- real x real: the k+1 smallest distances of every real image ---------------------------
 
 
-def _radii_candidates(x, y, x_offset, y_offset, same, metric, center, n, backend):
-    """Candidates of the rows of x (global columns) and, unless same block, of the rows of y."""
-    block = get_metric(metric).block_bounds(x, y, center, backend=backend)
-    rows = row_candidates(block, n).shifted(cols=y_offset)
-    cols = None if same else row_candidates(block.transpose(), n).shifted(cols=x_offset)
+def _radii_candidates(x, y, x_offset, y_offset, same, metric, centre, nearest_k, backend):
+    """Candidates of the rows of x (global columns) and, unless same block, of the rows of y:
+    the pairs that may be among the nearest_k + 1 smallest (self included)."""
+    block = get_metric(metric).block_bounds(x, y, centre, backend=backend)
+    rows = row_candidates(block, nearest_k + 1).shifted(cols=y_offset)
+    cols = None if same else row_candidates(block.transpose(), nearest_k + 1).shifted(cols=x_offset)
     return rows, cols
 
 
-def _radii_select(parts: list[tuple], sides: list[int], n: int) -> Candidates:
+def _radii_select(parts: list[tuple], sides: list[int], nearest_k: int) -> Candidates:
     picked = [p[s] for p, s in zip(parts, sides, strict=True)]
-    return keep_smallest(Candidates.concat(picked), n)
+    return keep_smallest(Candidates.concat(picked), nearest_k + 1)
 
 
 def _radii_exact(x, y, x_offset, y_offset, same, metric, sel_x: Candidates, sel_y: Candidates):
@@ -111,24 +112,25 @@ def _radii_exact(x, y, x_offset, y_offset, same, metric, sel_x: Candidates, sel_
     return side(x, y, sel_x, y_offset), None if same else side(y, x, sel_y, x_offset)
 
 
-def _radii_merge(parts: list[tuple], sides: list[int], n_rows: int, n: int) -> np.ndarray:
+def _radii_merge(parts: list[tuple], sides: list[int], n_rows: int, nearest_k: int) -> np.ndarray:
     pieces = [p[s] for p, s in zip(parts, sides, strict=True)]
     rows = np.concatenate([r for r, _ in pieces])
     values = np.concatenate([v for _, v in pieces])
-    return smallest_values(rows, values, n_rows, n)
+    return smallest_values(rows, values, n_rows, nearest_k + 1)
 
 
-def radii_graph(real: da.Array, metric: str, center, n: int, backend: str) -> list[Delayed]:
-    """Per real block, a Delayed (rows, n) array: the ``n`` smallest distances to all reals.
+def radii_graph(real: da.Array, metric: str, centre, nearest_k: int, backend: str) -> list[Delayed]:
+    """Per real block, a Delayed (rows, nearest_k + 1) array: the nearest_k + 1 smallest
+    distances of each real image to all real images, self included, ascending.
 
     Only block pairs I <= J are scored: pair (I, J) serves the rows of I against J and, through
     its transpose, the rows of J against I, halving the GEMM work.
     """
     blocks, offsets = _block_keys(real)
     nb = len(blocks)
-    token = tokenize(real, metric, center, n, backend)
+    token = tokenize(real, metric, centre, nearest_k, backend)
     g = _Graph(f"real-radii-{token}", [real])
-    center_key = g.value((f"center-{token}",), center)
+    centre_key = g.value((f"centre-{token}",), centre)
     pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
     for i, j in pairs:
         g.task(
@@ -140,8 +142,8 @@ def radii_graph(real: da.Array, metric: str, center, n: int, backend: str) -> li
             offsets[j],
             i == j,
             metric,
-            center_key,
-            n,
+            centre_key,
+            nearest_k,
             backend,
         )
     # Block i is the rows of (i, j >= i) (side 0) and the transposed rows of (j < i, i) (side 1).
@@ -153,7 +155,7 @@ def radii_graph(real: da.Array, metric: str, center, n: int, backend: str) -> li
             _radii_select,
             [(f"real-radii-candidates-{token}", *k) for k in keys[i]],
             sides[i],
-            n,
+            nearest_k,
         )
     for i, j in pairs:
         g.task(
@@ -175,7 +177,7 @@ def radii_graph(real: da.Array, metric: str, center, n: int, backend: str) -> li
             [(f"real-radii-exact-{token}", *k) for k in keys[i]],
             sides[i],
             real.chunks[0][i],
-            n,
+            nearest_k,
         )
         for i in range(nb)
     ]
@@ -185,9 +187,9 @@ def radii_graph(real: da.Array, metric: str, center, n: int, backend: str) -> li
 # --- real x synthetic: per-real counts and per-synthetic results ---------------------------
 
 
-def _compare(x, y, smallest, margin, k, offset, metric, center, backend):
-    block = get_metric(metric).block_bounds(x, y, center, backend=backend)
-    return compare_block(block, smallest[:, k], smallest[:, 1] + margin, offset)
+def _compare(x, y, smallest, margin, nearest_k, offset, metric, centre, backend):
+    block = get_metric(metric).block_bounds(x, y, centre, backend=backend)
+    return compare_block(block, smallest[:, nearest_k], smallest[:, 1] + margin, offset)
 
 
 def _combine_real(partials: list[tuple[RealPartial, SyntheticCandidates]]) -> RealPartial:
@@ -224,21 +226,21 @@ def compare_graph(
     synthetic: da.Array,
     smallest: list,
     margin: float,
-    k: int,
+    nearest_k: int,
     metric: str,
-    center,
+    centre,
     backend: str,
 ) -> tuple[list[Delayed], list[Delayed]]:
     """Per real block a Delayed RealPartial, per synthetic block a Delayed SyntheticPartial.
 
-    ``smallest`` holds, per real block, the (rows, k+1) smallest real distances (Delayed or
-    NumPy): column ``k`` is radius_k, column 1 is radius_1.
+    ``smallest`` holds, per real block, the (rows, nearest_k + 1) smallest real distances
+    (Delayed or NumPy): column ``nearest_k`` is radius_k, column 1 is radius_1.
     """
     real_blocks, offsets = _block_keys(real)
     synth_blocks, _ = _block_keys(synthetic)
-    token = tokenize(real, synthetic, smallest, margin, k, metric, center, backend)
+    token = tokenize(real, synthetic, smallest, margin, nearest_k, metric, centre, backend)
     g = _Graph(f"compare-{token}", [real, synthetic])
-    center_key = g.value((f"center-{token}",), center)
+    centre_key = g.value((f"centre-{token}",), centre)
     radii = g.input_keys(smallest)
     grid = [
         [
@@ -249,10 +251,10 @@ def compare_graph(
                 y,
                 radii[i],
                 margin,
-                k,
+                nearest_k,
                 offsets[i],
                 metric,
-                center_key,
+                centre_key,
                 backend,
             )
             for j, y in enumerate(synth_blocks)

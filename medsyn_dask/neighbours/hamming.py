@@ -17,6 +17,7 @@ import functools
 
 import numpy as np
 
+from ..errors import SettingsError
 from .backend import torch_device
 from .bounds import ScoreBlock, nonzero_2d
 
@@ -39,16 +40,16 @@ PAIR_CHUNK = 1 << 22
 
 
 def validate(name: str, codes: np.ndarray) -> None:
-    """Raise ValueError unless ``codes`` are non-negative integer code indices."""
+    """Raise SettingsError unless ``codes`` are integer code indices."""
     if codes.dtype.kind not in "iub":
-        raise ValueError(
+        raise SettingsError(
             f"{name}: hamming needs integer codes (e.g. VQ-VAE indices), got dtype {codes.dtype}; "
             "use metric='euclidean' for continuous features"
         )
 
 
 def block_bounds(
-    x: np.ndarray, y: np.ndarray, center: object = None, *, backend: str = "auto"
+    x: np.ndarray, y: np.ndarray, centre: object = None, *, backend: str = "auto"
 ) -> ScoreBlock:
     """Exact Hamming distances of a block: x (n_x, D), y (n_y, D) integer codes."""
     dim = x.shape[1]
