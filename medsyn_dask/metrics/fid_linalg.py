@@ -41,11 +41,12 @@ def gaussian_fit(total: np.ndarray, outer: np.ndarray, n: int, shift: np.ndarray
 def sqrt_factor(cov: np.ndarray) -> np.ndarray:
     """(D, r) ``L`` with ``L @ L.T == cov`` for a symmetric PSD ``cov`` (D, D).
 
-    Eigenvalues at or below zero (rounding noise of a rank-deficient covariance) are dropped:
-    their columns would be zero, and dropping them makes the later products r x r.
+    Eigenvalues below the usual rank tolerance (``D * eps * largest``, as ``matrix_rank``)
+    are rounding noise of a rank-deficient covariance (they come out of either sign); they are
+    dropped, which also makes the later products r x r.
     """
     values, vectors = linalg.eigh(cov, driver=EIGH_DRIVER, check_finite=False)
-    keep = values > 0
+    keep = values > len(values) * np.finfo(np.float64).eps * max(values[-1], 0.0)
     return vectors[:, keep] * np.sqrt(values[keep])
 
 
