@@ -66,7 +66,7 @@ def analyze(
         real=real,
         synthetic=synthetic,
         scores=scores,
-        variety=measure_variety(settings, synthetic_sets, progress=progress),
+        variety=measure_variety(settings, synthetic_sets, real_set=real_set, progress=progress),
         statistics=statistics,
         multiscale=_multiscale(statistics, settings) if len(pairs) > 1 else None,
         bad_images={name: _bad(f) for name, f in features[pairs[0]].items()},
@@ -181,18 +181,28 @@ def _multiscale(statistics, settings) -> dict[str, Any]:
 
 
 def measure_variety(
-    settings: AnalyzeSettings, synthetic_sets: dict[str, Dataset], *, progress: bool = True
+    settings: AnalyzeSettings,
+    synthetic_sets: dict[str, Dataset],
+    *,
+    real_set: Dataset | None = None,
+    progress: bool = True,
 ) -> GroupVariety:
-    """Stage 3: the mean image of every group and class, its lossless size and the variety."""
+    """Stage 3: the mean image of every group and class, its lossless size and the variety.
+
+    With ``real_set``, the real set's mean images too (for comparison, not scored).
+    """
     stage(f"variety: mean images ({settings.codec})", enabled=progress)
     read = functools.partial(read_image, storage_options=dict(settings.storage_options))
-    paths = {
-        g: {
-            c: [p for p, k in zip(d.paths, d.classes, strict=True) if k == c] for c in d.class_names
-        }
-        for g, d in synthetic_sets.items()
-    }
-    return group_variety(paths, read, codec=settings.codec)
+    paths = {g: _paths_by_class(d) for g, d in synthetic_sets.items()}
+    reference = _paths_by_class(real_set) if real_set is not None else None
+    return group_variety(paths, read, codec=settings.codec, reference=reference)
+
+
+def _paths_by_class(dataset: Dataset) -> dict[str, list[str]]:
+    by_class: dict[str, list[str]] = {c: [] for c in dataset.class_names}
+    for path, cls in zip(dataset.paths, dataset.classes, strict=True):
+        by_class[cls].append(path)
+    return by_class
 
 
 def _bad(features: LoadedFeatures) -> list[dict[str, str]]:

@@ -335,3 +335,27 @@ def test_variety_scores_undefined():
     for bad in ({}, {"a": -1}, {"a": 1.5}, {"a": True}):
         with pytest.raises(ValueError):
             variety_scores(bad)
+
+
+def test_reference_means_come_at_the_groups_size_and_leave_scores_alone(client, tmp_path):
+    rng = np.random.default_rng(11)
+    groups = {
+        g: {c: _write_pngs(tmp_path / f"{g}{c}", rng, n) for c, n in (("a", na), ("b", 2))}
+        for g, na in (("g1", 4), ("g2", 5))
+    }
+    real = {
+        "a": _write_pngs(tmp_path / "ra", rng, 6, shape=(30, 50)),
+        "b": _write_pngs(tmp_path / "rb", rng, 3),
+    }
+    plain = group_variety(groups, read, partition_size=2)
+    with_ref = group_variety(groups, read, partition_size=2, reference=real)
+    assert with_ref.scores == plain.scores and with_ref.sizes == plain.sizes
+    assert plain.reference_means is None and "real" not in plain.image_sets()
+    for cls, paths in real.items():
+        expected = _brute_mean_2d(paths, shape=plain.shape)
+        np.testing.assert_array_equal(with_ref.reference_means[cls], expected)
+    sets = with_ref.image_sets()
+    assert list(sets) == ["real", "g1", "g2"]
+    expected_all = np.mean([sets["real"]["a"], sets["real"]["b"]], axis=0).astype(np.uint8)
+    np.testing.assert_array_equal(sets["real"]["all_classes"], expected_all)
+    assert with_ref.reference_size == lossless_size(expected_all, "png")

@@ -21,6 +21,9 @@ from .graph import (
 )
 from .score import all_classes_mean, variety_scores, variety_undefined_reason
 
+#: Key of the reference (real) set among the groups of one computation; not a valid group name.
+_REFERENCE = "\0reference"
+
 
 @dataclass(frozen=True)
 class GroupVariety:
@@ -29,7 +32,9 @@ class GroupVariety:
     ``class_means[group][cls]`` and ``all_classes[group]`` are the uint8 mean images
     (``(H, W, 3)`` or ``(X, Y, Z)``, one shape for all groups); ``sizes`` their lossless sizes
     in bytes (the raw measure); ``scores`` the normalised variety, ``None`` with ``reason``
-    when it is undefined.
+    when it is undefined. ``reference_means`` are the real set's per-class means (same shape,
+    for comparison only: the real set takes no part in the scores), ``reference_size`` the
+    lossless size of its all-classes mean; both ``None`` when no reference was given.
     """
 
     class_means: dict[str, dict[str, np.ndarray]]
@@ -40,6 +45,18 @@ class GroupVariety:
     codec: str
     codec_version: str | None
     shape: tuple[int, ...]
+    reference_means: dict[str, np.ndarray] | None = None
+    reference_size: int | None = None
+
+    def image_sets(self, reference_name: str = "real") -> dict[str, dict[str, np.ndarray]]:
+        """Name -> {class: mean, ``"all_classes"``: mean}: the reference set first, then groups."""
+        out = {}
+        if self.reference_means is not None:
+            ref = dict(self.reference_means)
+            out[reference_name] = {**ref, "all_classes": all_classes_mean(ref)}
+        for group, means in self.class_means.items():
+            out[group] = {**means, "all_classes": self.all_classes[group]}
+        return out
 
     def to_dict(self) -> dict:
         """JSON-ready summary (no images): per group size and score, plus codec and shape."""
@@ -52,6 +69,7 @@ class GroupVariety:
             "codec": self.codec,
             "codec_version": self.codec_version,
             "shape": list(self.shape),
+            "reference_mean_image_bytes": self.reference_size,
         }
 
 
@@ -64,13 +82,16 @@ def group_variety(
     target_size: tuple[int, ...] | None = None,
     volumes: bool | None = None,
     split_every: int = 8,
+    reference: PathsByClass | None = None,
 ) -> GroupVariety:
     """Mean images, their lossless sizes and the variety scores of synthetic groups.
 
     ``paths_by_group`` maps group -> class -> paths. All groups' means are computed in one
     Dask computation on the current scheduler, every image resized to one ``target_size``
     (by default the shape of the first image of the first class of the first group), so that
-    the sizes compare like with like. Other arguments are as for
+    the sizes compare like with like. ``reference`` (class -> paths of the real set) adds the
+    real set's mean images, computed in the same pass at the same size, for comparison; it
+    takes no part in the scores. Other arguments are as for
     :func:`~medsyn_dask.metrics.variety.mean_images`.
     """
     check_codec(codec)
@@ -81,6 +102,9 @@ def group_variety(
     volumes = check_reduction(every, partition_size, target_size, volumes, split_every)
     if target_size is None:
         target_size = first_image_shape(next(iter(every.values()))[0], read, volumes)
+    sets = dict(groups)
+    if reference is not None:
+        sets[_REFERENCE] = check_paths(reference)
     graphs = {
         g: mean_images_delayed(
             classes,
@@ -90,9 +114,15 @@ def group_variety(
             volumes=volumes,
             split_every=split_every,
         )
-        for g, classes in groups.items()
+        for g, classes in sets.items()
     }
     (class_means,) = dask.compute(graphs)
+    reference_means = class_means.pop(_REFERENCE, None)
+    reference_size = (
+        None
+        if reference_means is None
+        else lossless_size(all_classes_mean(reference_means), codec, volume=volumes)
+    )
     all_classes = {g: all_classes_mean(means) for g, means in class_means.items()}
     sizes = {g: lossless_size(m, codec, volume=volumes) for g, m in all_classes.items()}
     return GroupVariety(
@@ -104,4 +134,6 @@ def group_variety(
         codec=codec,
         codec_version=codec_version(codec),
         shape=tuple(int(n) for n in target_size),
+        reference_means=reference_means,
+        reference_size=reference_size,
     )
