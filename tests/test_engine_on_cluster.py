@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import pytest
 import scenarios
 from brute_force import assert_matches, brute_force
 
-from medsyn_dask import evaluate_features, real_neighbourhood
+from medsyn_dask import evaluate_features, feature_statistics, real_neighbourhood
+from medsyn_dask.evaluate_inputs import scattered_inputs
 
 
 def _task_prefixes(client) -> set[str]:
@@ -41,3 +45,35 @@ def test_hamming_with_reused_reference_on_local_cluster(extract_client):
             real, synth, metric="hamming", block_size=50, reference=reference
         )
     assert_matches(result, brute_force(real, synth, metric="hamming"))
+
+
+def test_fid_on_local_cluster_with_progress(extract_client):
+    """FID's lazy part joins the main computation on the cluster (progress bar path too)."""
+    real, synth = scenarios.clustered(np.random.default_rng(32), n=200, m=150, d=12)
+    local = evaluate_features(real, synth, block_size=64)
+    with extract_client.as_current():
+        reference = real_neighbourhood(real, block_size=64, compute_fid=True, progress=True)
+        clustered = evaluate_features(
+            real, synth, block_size=64, reference=reference, progress=True
+        )
+        statistics = feature_statistics(real, synth, block_size=64, progress=True)
+    assert clustered.fid == pytest.approx(local.fid, rel=1e-9)
+    assert statistics["fid"] == pytest.approx(local.fid, rel=1e-9)
+    assert_matches(clustered, brute_force(real, synth))
+
+
+def test_scattered_inputs_are_held_then_released(extract_client):
+    arrays = {"real": np.arange(60.0).reshape(20, 3), "synthetic": np.ones((7, 3))}
+
+    def in_memory() -> set:
+        return set(extract_client.who_has())
+
+    before = in_memory()
+    with extract_client.as_current(), scattered_inputs(arrays, 8) as (real, synthetic):
+        held = in_memory() - before
+        assert len(held) == 3 + 1  # 20 rows in blocks of 8, 7 rows in one block
+        np.testing.assert_array_equal(real.compute(), arrays["real"])
+    deadline = time.monotonic() + 10
+    while in_memory() & held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not in_memory() & held
