@@ -197,9 +197,10 @@ class Stages:
     """Seconds and peak tree RSS (:class:`TreeMemory`) of named stages, in ``rows``.
 
     ``with stages("name"): ...`` times one stage. ``with stages.at_progress(name_of): ...`` times
-    the stages that medsyn-dask announces itself: each message of the ``medsyn_dask.progress``
-    logger (``progress.stage``) ends the current stage and starts ``name_of(message)``, so a job
-    function is split where it says it moves on, without copying its loop.
+    the stages that medsyn-dask announces itself: a message of the ``medsyn_dask.progress``
+    logger (``progress.stage``) for which ``name_of(message)`` gives a name ends the current
+    stage and starts that one (``None``: not a stage boundary), so a job function is split
+    where it says it moves on, without copying its loop.
     """
 
     def __init__(self, memory: bool = True) -> None:
@@ -233,12 +234,14 @@ class Stages:
             self.stop()
 
     @contextlib.contextmanager
-    def at_progress(self, name_of: Callable[[str], str]) -> Iterator[None]:
+    def at_progress(self, name_of: Callable[[str], str | None]) -> Iterator[None]:
         stages = self
 
         class Split(logging.Handler):
             def emit(self, record: logging.LogRecord) -> None:
-                stages.start(name_of(record.getMessage()))
+                name = name_of(record.getMessage())
+                if name is not None:
+                    stages.start(name)
 
         log = logging.getLogger("medsyn_dask.progress")
         handler, level = Split(logging.INFO), log.level
