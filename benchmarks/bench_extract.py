@@ -13,8 +13,11 @@ for the ``pixels`` extractor and for a small CNN (a TorchScript file written her
 Ratios: Dask overhead = 1 - rate(dask-1w) / rate(dataloader) (target < 10%); scaling =
 rate(dask-2w) / rate(dask-1w) (target >= 1.8). Wall-clock rates need an otherwise idle machine
 with at least 3 cores (driver + scheduler beside 2 workers); the CPU milliseconds per image,
-summed over all processes, also show the Dask overhead on a busy machine.
-Run: ``python benchmarks/bench_extract.py [--repeats 3]``.
+summed over all processes, also show the Dask overhead on a busy machine. With ``--repeats R``
+the three are run R times, interleaved; the table shows medians and a line per model the
+spread (min-max) of the rates.
+Run: ``python benchmarks/bench_extract.py [--repeats 3]``; ``--quick`` (200 images, the
+``pixels`` model) checks that the benchmark runs.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,6 +35,9 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import QUICK_NOTE, Spread, local_cluster, quick_note  # noqa: E402
 
 
 def write_images(root: Path, n: int, size: int, seed: int = 0) -> None:
@@ -104,22 +111,11 @@ def dask_cell(
     scratch: Path,
     partition_size: int | None = None,
 ) -> Cell:
-    from distributed import Client, LocalCluster
-
     from medsyn_dask.features import extract_features
 
     store = scratch / f"bench-{workers}w.zarr"
     shutil.rmtree(store, ignore_errors=True)
-    with (
-        LocalCluster(
-            n_workers=workers,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+    with local_cluster(workers) as client:
         client.run(lambda: __import__("medsyn_dask.features"))  # imports, as the baseline has
         worker_cpu = sum(client.run(time.process_time).values())
         start, cpu = time.perf_counter(), time.process_time()
@@ -147,8 +143,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--partition-size", type=int, help="images per task (default: auto)")
     parser.add_argument("--models", default="pixels,small-cnn", help="comma-separated")
-    parser.add_argument("--repeats", type=int, default=1, help="best of R runs per cell")
+    parser.add_argument("--repeats", type=int, default=1, help="median of R runs per cell")
+    parser.add_argument(
+        "--quick", action="store_true", help="200 images, pixels only: checks that it runs"
+    )
     args = parser.parse_args()
+    quick_note(args.quick)
+    if args.quick:
+        args.n_images, args.models = 200, "pixels"
 
     scratch = Path(tempfile.mkdtemp(prefix="medsyn-bench-"))
     try:
@@ -159,7 +161,7 @@ def main() -> None:
         models = {"pixels": "pixels", "small-cnn": f"torchscript:{cnn}"}
         print(
             f"{args.n_images} PNGs of {args.size}x{args.size}, resolution {args.resolution}, "
-            f"batch {args.batch_size}, {os.cpu_count()} CPUs; best of {args.repeats}"
+            f"batch {args.batch_size}, {os.cpu_count()} CPUs; median of {args.repeats}"
         )
         print(
             f"{'model':<10} {'dataloader':>10} {'dask-1w':>8} {'dask-2w':>8} {'overhead':>8} "
@@ -174,8 +176,9 @@ def main() -> None:
                 cells["dl"].append(dataloader_cell(*r))
                 cells["1w"].append(dask_cell(*r, 1, scratch, args.partition_size))
                 cells["2w"].append(dask_cell(*r, 2, scratch, args.partition_size))
-            rate = {k: max(c.rate for c in v) for k, v in cells.items()}
-            cpu = {k: min(c.cpu_ms for c in v) for k, v in cells.items()}
+            rates = {k: Spread(tuple(c.rate for c in v)) for k, v in cells.items()}
+            rate = {k: r.median for k, r in rates.items()}
+            cpu = {k: Spread(tuple(c.cpu_ms for c in v)).median for k, v in cells.items()}
             print(
                 f"{label:<10} {rate['dl']:>10.1f} {rate['1w']:>8.1f} {rate['2w']:>8.1f} "
                 f"{1 - rate['1w'] / rate['dl']:>8.1%} {rate['2w'] / rate['1w']:>6.2f} | "
@@ -183,6 +186,11 @@ def main() -> None:
                 f"{cpu['1w'] / cpu['dl'] - 1:>12.1%}  {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+            if args.repeats > 1:
+                spread = ", ".join(f"{k} {r.format('.1f')}" for k, r in rates.items())
+                print(f"{'':<10} images/s median [min-max]: {spread}", flush=True)
+        if args.quick:
+            print(QUICK_NOTE)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
