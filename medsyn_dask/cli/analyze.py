@@ -17,7 +17,7 @@ from ..cluster import connect
 from ..errors import SettingsError
 from ..job import analyze
 from ..metrics.variety import CODECS
-from ..report import prepare_output, summary_table, write_outputs
+from ..report import prepare_output, write_outputs, write_report, write_summary
 from ..settings import CLUSTER_KEYS, AnalyzeSettings, check_settings, settings_from_mapping
 from .extract import parse_storage_options
 
@@ -165,6 +165,8 @@ def run_job(
     with connect(scheduler_address, workers=workers):
         result = analyze(settings, datasets=datasets)
         metrics = write_outputs(result, settings.output, dict(settings.storage_options))
-    print("\n" + summary_table(metrics))
-    print(f"\noutputs: {settings.output}")
+    options = dict(settings.storage_options)
+    report = write_report(settings.output, options, gallery=settings.gallery)
+    print("\n" + write_summary(settings.output, metrics, options))
+    print(f"\nreport: {report}\noutputs: {settings.output}")
     return metrics

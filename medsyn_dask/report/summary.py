@@ -1,27 +1,123 @@
-"""The console summary of a run: one row per synthetic group, from ``metrics.json``."""
+"""The console summary of a run, from ``metrics.json``: table, MM scores, legend; summary.txt.
+
+:func:`summary_text` is what ``analyze`` and ``report`` print and save as ``OUT/summary.txt``:
+one row per synthetic group, MM-FID/MM-STD when several models or resolutions were run, the
+skipped files, and a short legend saying what each column means and which way is better.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from .legend import COLUMNS, MULTISCALE_BRIEF
+from .tables import SUMMARY_FILE, write_atomic
+
+_WIDTHS = {
+    "fidelity": 9,
+    "privacy": 9,
+    "precision_privacy": 10,
+    "variety": 9,
+    "std": 8,
+    "fid": 10,
+    "copy": 6,
+    "real": 6,
+    "non-real": 9,
+    "mode_collapse": 10,
+}
+
 
 def summary_table(metrics: dict[str, Any]) -> str:
     """A plain-text table of the headline scores, one row per synthetic group."""
-    header = (
-        f"{'group':<12}{'fidelity':>9}{'privacy':>9}{'prec.priv':>10}{'variety':>9}"
-        f"{'std':>8}{'fid':>10}{'copy':>6}{'real':>6}{'non-real':>9}"
-    )
+    name_width = max(12, *(len(g) + 2 for g in metrics["groups"]))
+    header = f"{'group':<{name_width}}" + "".join(f"{c.short:>{_WIDTHS[c.key]}}" for c in COLUMNS)
     rows = [header, "-" * len(header)]
-    for name, g in metrics["groups"].items():
-        fid = "n/a" if g["fid"] is None else f"{g['fid']:.2f}"
-        variety = "n/a" if g["variety"] is None else f"{g['variety']:.3f}"
-        sets = g["sets"]
-        rows.append(
-            f"{name:<12}{g['fidelity']:>9.3f}{g['privacy']:>9.3f}{g['precision_privacy']:>10.3f}"
-            f"{variety:>9}{g['std']:>8.3f}{fid:>10}{sets['copy']:>6}{sets['real']:>6}"
-            f"{sets['non-real']:>9}"
-        )
-    reason = metrics["variety"].get("variety_undefined_reason")
-    if reason:
-        rows.append(f"variety: {reason}")
+    for name, group in metrics["groups"].items():
+        cells = "".join(f"{_cell(group, c.key):>{_WIDTHS[c.key]}}" for c in COLUMNS)
+        rows.append(f"{name:<{name_width}}{cells}")
     return "\n".join(rows)
+
+
+def summary_text(metrics: dict[str, Any]) -> str:
+    """The whole console summary: table, notes, MM-FID/MM-STD, skipped files and legend."""
+    parts = [summary_table(metrics), *_notes(metrics)]
+    multiscale = multiscale_lines(metrics)
+    if multiscale:
+        parts += ["", *multiscale]
+    parts += ["", *legend_lines(multiscale=bool(multiscale))]
+    return "\n".join(parts)
+
+
+def write_summary(output: str, metrics: dict[str, Any], storage_options: dict | None = None) -> str:
+    """Write :func:`summary_text` to ``output/summary.txt``; returns the text."""
+    text = summary_text(metrics)
+    write_atomic(output, SUMMARY_FILE, text + "\n", storage_options)
+    return text
+
+
+def multiscale_lines(metrics: dict[str, Any]) -> list[str]:
+    """MM-FID and MM-STD per group (mean +/- std), or nothing when a single pair was run."""
+    multiscale = metrics.get("multiscale")
+    if not multiscale:
+        return []
+    pairs = metrics.get("per_model_resolution", [])
+    models = sorted({p["model"] for p in pairs})
+    resolutions = sorted({p["resolution"] for p in pairs})
+    lines = [
+        f"MM-FID (lower is better) and MM-STD (higher is better) over {len(models)} model(s) "
+        f"x {len(resolutions)} resolution(s) ({', '.join(models)}; "
+        f"{', '.join(f'{r} px' for r in resolutions)}):",
+        f"  {'group':<14}{'MM-FID':>18}{'MM-STD':>18}",
+    ]
+    for group in metrics["groups"]:
+        cells = [_mm(multiscale.get(f"mm_{k}", {}).get(group)) for k in ("fid", "std")]
+        lines.append(f"  {group:<14}{cells[0]:>18}{cells[1]:>18}")
+    return lines
+
+
+def legend_lines(*, multiscale: bool = False) -> list[str]:
+    """The legend in short: each column, which way is better, what it counts."""
+    lines = ["legend:"]
+    for c in COLUMNS:
+        better = f"{c.better} better" if c.better else ""
+        lines.append(f"  {c.short:<12}{better:<15}{c.brief}")
+    if multiscale:
+        lines.append(f"  {'MM-FID/STD':<12}{'see above':<15}{MULTISCALE_BRIEF}")
+    return lines
+
+
+def _notes(metrics: dict[str, Any]) -> list[str]:
+    notes = []
+    pairs = metrics.get("per_model_resolution", [])
+    if len(pairs) > 1:
+        first = pairs[0]
+        notes.append(
+            f"fid, std and the sets come from {first['model']} at {first['resolution']} px, "
+            f"the first of {len(pairs)} model/resolution pairs"
+        )
+    reason = metrics.get("variety", {}).get("variety_undefined_reason")
+    if reason:
+        notes.append(f"variety: {reason}")
+    for name, group in metrics["groups"].items():
+        if group.get("fid") is None and group.get("fid_reason"):
+            notes.append(f"fid of {name}: {group['fid_reason']}")
+            break
+    skipped = {k: n for k, n in metrics.get("bad_images", {}).items() if n}
+    if skipped:
+        counts = ", ".join(f"{k} {n}" for k, n in skipped.items())
+        notes.append(f"skipped bad images: {counts} (listed in report.html)")
+    return notes
+
+
+def _cell(group: dict[str, Any], key: str) -> str:
+    if key in ("copy", "real", "non-real"):
+        return str(group["sets"][key])
+    if key == "mode_collapse":
+        return f"yes+{group['copy_margin']:g}" if group["mode_collapse"] else "no"
+    value = group.get(key)
+    if value is None:
+        return "n/a"
+    return f"{value:.2f}" if key == "fid" else f"{value:.3f}"
+
+
+def _mm(score: dict[str, Any] | None) -> str:
+    return "n/a" if score is None else f"{score['mean']:.3f} +/- {score['std']:.3f}"

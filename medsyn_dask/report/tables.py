@@ -17,9 +17,14 @@ import numpy as np
 import pandas as pd
 
 from ..job import AnalysisResult
-from ..metrics.variety import encode_lossless
+from ..metrics.scores import COPY, NON_REAL, REAL
+from ..metrics.variety import encode_lossless, lossless_size
 
 METRICS_FILE = "metrics.json"
+#: Files rendered from ``metrics.json`` (:mod:`.html`, :mod:`.summary`); removed with it when a
+#: run starts, so a folder never pairs a new run's tables with an old run's report.
+REPORT_FILE, SUMMARY_FILE = "report.html", "summary.txt"
+RENDERED_FILES = (REPORT_FILE, SUMMARY_FILE)
 _VERSIONED = ("medsyn-dask", "dask", "distributed", "numpy", "torch", "zarr", "pillow")
 
 
@@ -37,8 +42,9 @@ def prepare_output(output: str, storage_options: dict | None = None) -> None:
         fs.rm(probe)
     except OSError as exc:
         raise PermissionError(f"output {output} is not writable: {exc}") from exc
-    if fs.exists(f"{root}/{METRICS_FILE}"):
-        fs.rm(f"{root}/{METRICS_FILE}")
+    for name in (METRICS_FILE, *RENDERED_FILES):
+        if fs.exists(f"{root}/{name}"):
+            fs.rm(f"{root}/{name}")
 
 
 def metrics_dict(result: AnalysisResult) -> dict[str, Any]:
@@ -51,20 +57,65 @@ def metrics_dict(result: AnalysisResult) -> dict[str, Any]:
         entry["mean_image_bytes"] = result.variety.sizes[name]
         entry["n_images"] = entry.pop("n_synthetic")
         entry.pop("n_real")
+        entry["per_class"] = class_scores(
+            score.per_synthetic["set"].to_numpy(), result.synthetic[name].classes
+        )
         groups[name] = entry
     return {
         "complete": True,
         "real": {"n_images": len(result.real.paths)},
         "groups": groups,
-        "variety": result.variety.to_dict(),
+        "variety": {**result.variety.to_dict(), "mean_images": mean_image_sizes(result)},
         "per_model_resolution": [
             {"model": m, "resolution": r, "groups": stats}
             for (m, r), stats in result.statistics.items()
         ],
         "multiscale": result.multiscale,
         "bad_images": {k: len(v) for k, v in result.bad_images.items()},
+        # What the report lists: each skipped file (CLASS/file under its root) and why.
+        "bad_image_list": {
+            k: [{"path": b.get("path", "?"), "reason": b.get("error", "?")} for b in v]
+            for k, v in result.bad_images.items()
+        },
         "settings": result.settings.to_dict(),
         "versions": _versions(),
+    }
+
+
+def class_scores(sets: np.ndarray, classes: Any) -> dict[str, dict[str, Any]]:
+    """Fidelity, privacy and precision_privacy of one group per class (METHOD.md, "Scores").
+
+    ``sets`` holds each synthetic image's set label (copy / real / non-real), ``classes`` its
+    class, both ``(M,)`` in the same order. Returns class -> scores, ``n_images`` and ``sets``.
+    """
+    sets, classes = np.asarray(sets), np.asarray(classes)
+    out = {}
+    for cls in dict.fromkeys(classes.tolist()):
+        mine = sets[classes == cls]
+        counts = {s: int(np.count_nonzero(mine == s)) for s in (COPY, REAL, NON_REAL)}
+        n = len(mine)
+        out[str(cls)] = {
+            "n_images": n,
+            "fidelity": (counts[COPY] + counts[REAL]) / n,
+            "privacy": 1.0 - counts[COPY] / n,
+            "precision_privacy": counts[REAL] / n,
+            "sets": counts,
+        }
+    return out
+
+
+def mean_image_sizes(result: AnalysisResult) -> dict[str, dict[str, int]]:
+    """Lossless size in bytes (the run's codec) of every mean image: set -> class -> bytes.
+
+    Sets are the real set (when its means were computed) and the groups. A group's
+    ``all_classes`` size is the one its variety uses (``mean_image_bytes``); the others are
+    measured the same way, for the report to show beside each image.
+    """
+    variety = result.variety
+    volume = len(variety.shape) == 3
+    return {
+        name: {c: lossless_size(image, variety.codec, volume=volume) for c, image in means.items()}
+        for name, means in variety.image_sets().items()
     }
 
 
@@ -112,11 +163,23 @@ def write_outputs(
     _write_csv(fs, f"{root}/per_real.csv", per_real_table(result))
     _write_mean_images(fs, f"{root}/mean_images", result)
     metrics = json.loads(json.dumps(metrics_dict(result), default=_json_default))
-    tmp = f"{root}/.{METRICS_FILE}.partial"
-    with fs.open(tmp, "w") as f:
-        json.dump(metrics, f, indent=2)
-    fs.mv(tmp, f"{root}/{METRICS_FILE}")
+    write_atomic(output, METRICS_FILE, json.dumps(metrics, indent=2), storage_options)
     return metrics
+
+
+def write_atomic(
+    output: str, name: str, data: str | bytes, storage_options: dict | None = None
+) -> str:
+    """Write ``data`` to ``output/name`` in one step (a temporary file moved into place).
+
+    Text is written as UTF-8. Returns the path written (local path or URL).
+    """
+    fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
+    tmp = f"{root}/.{name}.partial"
+    with fs.open(tmp, "wb") as f:
+        f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    fs.mv(tmp, f"{root}/{name}")
+    return f"{output.rstrip('/')}/{name}"
 
 
 def _write_csv(fs, path: str, table: pd.DataFrame) -> None:
@@ -126,9 +189,7 @@ def _write_csv(fs, path: str, table: pd.DataFrame) -> None:
 
 
 def _write_mean_images(fs, root: str, result: AnalysisResult) -> None:
-    variety = result.variety
-    for group, means in variety.class_means.items():
-        images = {**means, "all_classes": variety.all_classes[group]}
+    for group, images in result.variety.image_sets().items():
         fs.makedirs(f"{root}/{group}", exist_ok=True)
         for name, image in images.items():
             if image.ndim == 3 and image.shape[-1] != 3:  # a volume
