@@ -2,6 +2,8 @@
 comparison, never holding an N x N or N x M matrix.
 
 - ``registry``: the metrics by name (``euclidean``, ``hamming``);
+- ``backend``: where block maths runs (NumPy, or torch on a worker's GPU) and the guard that
+  keeps every float32 torch GEMM free of TF32 whatever other threads do;
 - ``bounds``: the score of a block of pairs and the envelopes that bound exact distances;
 - ``reductions``: the block maths, plain NumPy;
 - ``graph``: the Dask graph around them.
