@@ -42,12 +42,14 @@ by later runs with the same sizes. Results: printed, and benchmarks/results/job.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,7 +100,10 @@ def make_data(root: Path, n_real: int, n_synthetic: int) -> tuple[dict, float]:
 
 
 def settings_for(data: Path, groups: list[str], output: Path):
+    """The settings of one pass, writing to ``output`` (emptied first)."""
     from medsyn_dask.settings import AnalyzeSettings
+
+    shutil.rmtree(output, ignore_errors=True)
 
     return AnalyzeSettings(
         real=str(data / "real"),
@@ -139,44 +144,37 @@ def medsyn_stages(data: Path, groups: list[str], scratch: Path, workers: int) ->
     from medsyn_dask.report import prepare_output, write_outputs
     from medsyn_dask.settings import REAL, check_settings
 
-    out = scratch / "stages"
-    shutil.rmtree(out, ignore_errors=True)
-    s = settings_for(data, groups, out)
+    s = settings_for(data, groups, scratch / "stages")
     stages, per_set = Stages(), Stages(memory=False)
-    with TreeMemory() as whole, OtherLoad() as load:
-        start = time.perf_counter()
-        with local_cluster(workers) as client:
-            warm_imports(client)
-            cluster_s = time.perf_counter() - start
-            with stages("listing"):
-                real_set, synthetic_sets = check_settings(s)
-                prepare_output(s.output)
-            (pair,) = model_resolution_pairs(s)
-            with stages("extraction"), per_set.at_progress(_set_name):
-                features = extract_all(s, pair, list(real_set.class_names), progress=False)
-            synthetic = {g: features[g] for g in groups}
-            with stages.at_progress(_score_stage):
-                scores = score_groups(s, features[REAL], synthetic, progress=False)
-            with stages("variety"):
-                variety = measure_variety(s, synthetic_sets, progress=False)
-            # What analyze returns for one (model, resolution): no MM-FID/MM-STD.
-            result = AnalysisResult(
-                settings=s, real=features[REAL], synthetic=synthetic, scores=scores,
-                variety=variety, multiscale=None,
-                statistics={pair: {g: {"fid": v.fid, "std": v.std} for g, v in scores.items()}},
-                bad_images={n: list(f.provenance.get("bad_images", []))
-                            for n, f in features.items()},
-            )
-            with stages("writing outputs"):
-                write_outputs(result, s.output)
+    with cold_cluster(workers) as cluster:
+        with stages("listing"):
+            real_set, synthetic_sets = check_settings(s)
+            prepare_output(s.output)
+        (pair,) = model_resolution_pairs(s)
+        with stages("extraction"), per_set.at_progress(_set_name):
+            features = extract_all(s, pair, list(real_set.class_names), progress=False)
+        synthetic = {g: features[g] for g in groups}
+        with stages.at_progress(_score_stage):
+            scores = score_groups(s, features[REAL], synthetic, progress=False)
+        with stages("variety"):
+            variety = measure_variety(s, synthetic_sets, progress=False)
+        # What analyze returns for one (model, resolution): no MM-FID/MM-STD.
+        result = AnalysisResult(
+            settings=s, real=features[REAL], synthetic=synthetic, scores=scores,
+            variety=variety, multiscale=None,
+            statistics={pair: {g: {"fid": v.fid, "std": v.std} for g, v in scores.items()}},
+            bad_images={n: list(f.provenance.get("bad_images", []))
+                        for n, f in features.items()},
+        )
+        with stages("writing outputs"):
+            write_outputs(result, s.output)
     expected = {"radii", *(f"real x {g}" for g in groups)}
     if not expected <= stages.rows.keys() or per_set.rows.keys() != {REAL, *groups}:
         raise SystemExit(f"the job announced stages {sorted(stages.rows)} and sets"
                          f" {sorted(per_set.rows)}, expected {sorted(expected)} and real and"
                          f" {groups}: update _set_name/_score_stage to its progress messages")
     stages.rows["extraction"]["per_set_s"] = {n: r["seconds"] for n, r in per_set.rows.items()}
-    return {"stages": stages.rows, "cluster_start_s": cluster_s, "peak_rss": whole.peak,
-            "other_load": load.cores, "scores": summarise(result),
+    return {"stages": stages.rows, **cluster, "scores": summarise(result),
             "mean_images": {g: variety.all_classes[g] for g in groups},
             "class_means": variety.class_means, "n_images": n_images(result)}
 
@@ -187,22 +185,33 @@ def medsyn_end_to_end(data: Path, groups: list[str], scratch: Path, workers: int
     from medsyn_dask.report import prepare_output, write_outputs
     from medsyn_dask.settings import check_settings
 
-    out = scratch / "end-to-end"
-    shutil.rmtree(out, ignore_errors=True)
-    s = settings_for(data, groups, out)
+    s = settings_for(data, groups, scratch / "end-to-end")
     datasets = check_settings(s)
     prepare_output(s.output)
+    with cold_cluster(workers) as cluster, TreeMemory() as job:
+        result, analyze_s = timed(analyze, s, progress=False, datasets=datasets)
+        _, write_s = timed(write_outputs, result, s.output)
+    return {"analyze_s": analyze_s, "write_s": write_s, "seconds": analyze_s + write_s,
+            "peak_rss": job.peak, "peak_rss_with_cluster_start": cluster["peak_rss"],
+            "cluster_start_s": cluster["cluster_start_s"], "other_load": cluster["other_load"],
+            "scores": summarise(result)}
+
+
+@contextlib.contextmanager
+def cold_cluster(workers: int) -> Iterator[dict]:
+    """A new LocalCluster with medsyn-dask imported on its workers, for one pass.
+
+    The dict yielded gets ``cluster_start_s`` (start + imports) at once, and on exit
+    ``peak_rss`` (the tree's, start-up included) and ``other_load`` (cores) of the whole pass.
+    """
+    info: dict = {}
     with TreeMemory() as whole, OtherLoad() as load:
         start = time.perf_counter()
         with local_cluster(workers) as client:
             warm_imports(client)
-            cluster_s = time.perf_counter() - start
-            with TreeMemory() as job:
-                result, analyze_s = timed(analyze, s, progress=False, datasets=datasets)
-                _, write_s = timed(write_outputs, result, s.output)
-    return {"analyze_s": analyze_s, "write_s": write_s, "seconds": analyze_s + write_s,
-            "peak_rss": job.peak, "peak_rss_with_cluster_start": whole.peak,
-            "cluster_start_s": cluster_s, "other_load": load.cores, "scores": summarise(result)}
+            info["cluster_start_s"] = time.perf_counter() - start
+            yield info
+    info.update(peak_rss=whole.peak, other_load=load.cores)
 
 
 def _import_modules() -> None:
