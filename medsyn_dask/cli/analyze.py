@@ -13,12 +13,13 @@ from typing import Any
 
 import yaml
 
-from ..cluster import connect
+from ..cluster import ClusterSpec, start_cluster
 from ..errors import SettingsError
 from ..job import analyze
 from ..metrics.variety import CODECS
 from ..report import prepare_output, write_outputs, write_report, write_summary
-from ..settings import CLUSTER_KEYS, AnalyzeSettings, check_settings, settings_from_mapping
+from ..settings import AnalyzeSettings, check_settings, settings_from_mapping
+from .cluster_options import CLUSTER_KEYS, add_cluster_arguments, cluster_spec
 from .extract import parse_storage_options
 
 
@@ -82,8 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="fsspec option for roots, store and output (e.g. endpoint_url=...)",
     )
     p.add_argument("--config", type=Path, help="YAML file with the same settings")
-    p.add_argument("--scheduler-address", help="attach to a running Dask scheduler")
-    p.add_argument("--workers", type=int, help="workers of the embedded LocalCluster")
+    add_cluster_arguments(p)
 
 
 def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
@@ -149,20 +149,20 @@ def _weights(items: list[str] | None, models: list[str] | None) -> dict[str, str
 
 
 def run(args: argparse.Namespace) -> int:
-    run_job(settings_from_args(args), args.scheduler_address, args.workers)
+    settings = settings_from_args(args)
+    config = _read_config(args.config) if args.config else {}
+    run_job(settings, cluster_spec(args, {k: config[k] for k in CLUSTER_KEYS if k in config}))
     return 0
 
 
-def run_job(
-    settings: AnalyzeSettings, scheduler_address: str | None, workers: int | None
-) -> dict[str, Any]:
+def run_job(settings: AnalyzeSettings, cluster: ClusterSpec) -> dict[str, Any]:
     """Check, prepare the output, run on Dask, write the outputs and print the summary.
 
     Returns the content of ``metrics.json``.
     """
     datasets = check_settings(settings)
     prepare_output(settings.output, dict(settings.storage_options))
-    with connect(scheduler_address, workers=workers):
+    with start_cluster(cluster):
         result = analyze(settings, datasets=datasets)
         metrics = write_outputs(result, settings.output, dict(settings.storage_options))
     options = dict(settings.storage_options)

@@ -13,6 +13,7 @@ import sys
 
 import fsspec
 
+from ..cluster import ClusterSpec
 from ..settings import AnalyzeSettings
 from ..sources import list_images
 from . import run_command
@@ -74,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
         nearest_k=args.nearest_k,
         class_names=classes,
     )
-    run_job(settings, None, None)
+    run_job(settings, ClusterSpec())
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..phantoms import write_demo_dataset
 from ..settings import AnalyzeSettings
 from .analyze import run_job
+from .cluster_options import add_cluster_arguments, cluster_spec
 
 
 def add_parser(subparsers) -> None:
@@ -34,8 +35,7 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--size", type=int, default=None, help="image side (default 128 / 48 in 3D)")
     p.add_argument("--resolution", type=int, default=64, help="extraction side (default 64)")
-    p.add_argument("--workers", type=int, default=None, help="LocalCluster workers")
-    p.add_argument("--scheduler-address", default=None, help="attach to a running scheduler")
+    add_cluster_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--keep-open",
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         output=str(args.output / "results"),
         resolutions=(args.resolution,),
     )
-    metrics = run_job(settings, args.scheduler_address, args.workers)
+    metrics = run_job(settings, cluster_spec(args, {}))
     return _check_truth(metrics, data.truth)
 
 

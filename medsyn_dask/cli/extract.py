@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import SettingsError
+from .cluster_options import add_cluster_arguments, cluster_spec
 
 
 def add_parser(subparsers: Any) -> None:
@@ -32,8 +33,7 @@ def add_parser(subparsers: Any) -> None:
         "--num-channels", type=int, default=1, choices=(1, 3), help="1: grayscale, 3: RGB"
     )
     p.add_argument("--class-names", help="comma-separated class folders to use (default: all)")
-    p.add_argument("--scheduler-address", help="attach to this Dask scheduler")
-    p.add_argument("--workers", type=int, help="workers of the embedded LocalCluster")
+    add_cluster_arguments(p)
     p.add_argument("--partition-size", type=int, help="images per task (default: automatic)")
     p.add_argument("--batch-size", type=int, default=32, help="images per model call")
     p.add_argument(
@@ -54,14 +54,14 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..cluster import connect
+    from ..cluster import start_cluster
     from ..features import extract_features
 
     options = parse_storage_options(args.storage_option)
     classes = (
         [c.strip() for c in args.class_names.split(",") if c.strip()] if args.class_names else None
     )
-    with connect(args.scheduler_address, workers=args.workers) as client:
+    with start_cluster(cluster_spec(args, {})) as client:
         result = extract_features(
             args.root,
             args.store,

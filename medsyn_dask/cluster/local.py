@@ -1,8 +1,9 @@
-"""How Dask is started: an embedded LocalCluster by default, or an existing scheduler.
+"""The embedded LocalCluster (loopback only), or a plain attach to a scheduler address.
 
-Batch systems (SLURM/PBS through dask-jobqueue) and Kubernetes (the Dask operator) start their
-own scheduler; medsyn-dask attaches to it with ``scheduler_address``. GPU workers advertise the
-Dask resource ``GPU=1`` (``dask worker ... --resources GPU=1``); extraction tasks ask for it.
+:func:`connect` is the small form used by library calls; jobs go through
+:func:`~medsyn_dask.cluster.start.start_cluster`, which adds batch systems and the wait for
+workers. GPU workers advertise the Dask resource :data:`GPU_RESOURCE`
+(``dask worker ... --resources GPU=1``); extraction tasks ask for it.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def connect(
     scheduler_address = scheduler_address or dask.config.get("scheduler-address", None)
     if scheduler_address:
         with Client(scheduler_address) as client:
-            _announce(client, quiet)
+            announce(client, quiet)
             yield client
         return
     n = workers or default_worker_count()
@@ -64,13 +65,18 @@ def connect(
         ) as cluster,
         Client(cluster) as client,
     ):
-        _announce(client, quiet)
+        announce(client, quiet)
         yield client
 
 
-def _announce(client: Client, quiet: bool) -> None:
-    n = len(client.scheduler_info(n_workers=-1)["workers"])
-    msg = f"Dask: {n} workers, dashboard {client.dashboard_link}"
+def announce(client: Client, quiet: bool, what: str | None = None) -> None:
+    """Print the cluster (``what``, else its worker count) and its dashboard URL.
+
+    The dashboard also serves Prometheus metrics under ``/metrics`` (prometheus_client).
+    """
+    if what is None:
+        what = f"{len(client.scheduler_info(n_workers=-1)['workers'])} workers"
+    msg = f"Dask: {what}, dashboard {client.dashboard_link}"
     log.info(msg)
     if not quiet:
         print(msg, flush=True)
