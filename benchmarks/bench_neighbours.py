@@ -1,6 +1,6 @@
 """Benchmark of the neighbourhood engine against full-matrix baselines, in one run.
 
-What is measured (all on the same generated features, see ``_common.py`` for how they are made):
+What is measured (all on the same generated features, see ``_features.py`` for how they are made):
 
 1. Euclidean, N=M=20 000, D=2048 float32 (clustered low-rank post-ReLU features with planted
    exact/near duplicates):
