@@ -109,7 +109,7 @@ def _check_groups(synthetic: Any) -> None:
 
 def _check_models(models: Any, weights: Any) -> None:
     # Imported here: the registry brings torch, which checking the other settings does not need.
-    from .features.base import resolve_name  # moving to features.registry
+    from .features.registry import resolve_name
 
     if not models or isinstance(models, str):
         raise SettingsError(f"models must be a list of extractor names, got {models!r}")

@@ -54,9 +54,9 @@ def test_features_align_with_paths_whatever_the_partitioning(tmp_path, extract_c
     # distinct images: a row swap would be caught
     assert len({r.tobytes() for r in expected}) == len(expected)
     prov = stores[4].provenance
-    assert prov["extractor"] == "pixels" and prov["resolution"] == RES
-    assert prov["num_channels"] == 1 and prov["weights_sha256"] is None
-    assert prov["package_version"] and prov["complete"] and prov["n_images"] == 12
+    assert prov.extractor == "pixels" and prov.resolution == RES
+    assert prov.num_channels == 1 and prov.weights_sha256 is None
+    assert prov.package_version and prov.complete and prov.n_images == 12
 
 
 def test_interrupted_run_resumes_and_equals_a_clean_run(tmp_path, extract_client):
@@ -69,7 +69,7 @@ def test_interrupted_run_resumes_and_equals_a_clean_run(tmp_path, extract_client
     with pytest.raises(BadImageError, match=r"b/009.png: cannot decode"):
         extract_features(str(root), store, "real", **kw)
     ((name, attrs),) = list_feature_sets(store, "real").items()
-    assert not attrs["complete"]
+    assert not attrs.complete
     with pytest.raises(ValueError, match="incomplete"):
         load_features(store, "real")
     done_before = len(list((tmp_path / "f.zarr" / "real" / name / "partitions").iterdir())) - 1
@@ -90,11 +90,18 @@ def test_finished_partitions_are_not_recomputed(tmp_path, extract_client):
     kw = dict(resolution=RES, partition_size=2, client=extract_client)
     first = extract_features(str(root), store, "real", **kw)
     before = load_features(store, "real").features.compute()
-    # Same file names, new content: a rerun must keep the stored rows (it resumes, not redoes).
-    png_dataset(tmp_path / "data", per_class=4, seed=99)
+    # Files untouched: a rerun keeps the stored rows (it resumes, not redoes).
     again = extract_features(str(root), store, "real", **kw)
     assert again.name == first.name and again.n_resumed == first.n_partitions == 4
+    assert again.n_reused == 8 and again.n_reextracted == 0
     np.testing.assert_array_equal(load_features(store, "real").features.compute(), before)
+    # Same file names, new content: the stored rows no longer match their files and are
+    # re-extracted (issue 9: stale features must never be reused).
+    png_dataset(tmp_path / "data", per_class=4, seed=99)
+    third = extract_features(str(root), store, "real", **kw)
+    assert third.name == first.name and third.n_resumed == 0 and third.n_reextracted == 8
+    after = load_features(store, "real")
+    np.testing.assert_allclose(after.features.compute(), _direct(after.paths), atol=1e-6)
 
 
 def test_bad_images_are_skipped_and_listed(tmp_path, extract_client):
@@ -111,8 +118,8 @@ def test_bad_images_are_skipped_and_listed(tmp_path, extract_client):
         on_bad_image="skip",
         client=extract_client,
     )
-    assert sorted(b["path"] for b in res.bad_images) == ["a/002.png", "b/zz.jpg"]
-    assert all("cannot decode" in b["error"] for b in res.bad_images)
+    assert sorted(b.path for b in res.bad_images) == ["a/002.png", "b/zz.jpg"]
+    assert all("cannot decode" in b.error for b in res.bad_images)
     loaded = load_features(store, "real")
     assert len(loaded.paths) == 9 and loaded.features.shape == (9, 1024)
     assert not any(p.endswith(("a/002.png", "b/zz.jpg")) for p in loaded.paths)
@@ -121,7 +128,8 @@ def test_bad_images_are_skipped_and_listed(tmp_path, extract_client):
     everything = load_features(store, "real", include_bad=True)
     assert everything.features.shape == (11, 1024)
     assert np.isnan(everything.features.compute()).any(axis=1).sum() == 2
-    assert everything.provenance["n_bad"] == 2
+    assert everything.provenance.n_bad == 2
+    assert sorted(b.path for b in loaded.bad_images) == ["a/002.png", "b/zz.jpg"]
 
 
 def test_volumes_with_a_wrong_dimension_file(tmp_path, extract_client):
@@ -132,7 +140,7 @@ def test_volumes_with_a_wrong_dimension_file(tmp_path, extract_client):
     with pytest.raises(BadImageError, match=r"v9_4d.nii: expected a 3D volume"):
         extract_features(str(root), store, "vols", **kw)
     res = extract_features(str(root), store, "vols", on_bad_image="skip", **kw)
-    assert [b["path"] for b in res.bad_images] == ["vol/v9_4d.nii"]
+    assert [b.path for b in res.bad_images] == ["vol/v9_4d.nii"]
     loaded = load_features(store, "vols")
     assert loaded.features.shape == (4, 16**3)
     np.testing.assert_allclose(
@@ -164,8 +172,8 @@ def test_vqvae_codes_through_dask_and_provenance(tmp_path, extract_client):
     np.testing.assert_array_equal(
         codes, _direct(loaded.paths, "vqvae-bottom", str(ckpt), resolution=64)
     )
-    assert loaded.provenance["weights_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
-    assert loaded.provenance["extractor"] == "vqvae-bottom"
+    assert loaded.provenance.weights_sha256 == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert loaded.provenance.extractor == "vqvae-bottom"
 
 
 def test_changed_configuration_writes_a_new_feature_set(tmp_path, extract_client):
@@ -180,7 +188,7 @@ def test_changed_configuration_writes_a_new_feature_set(tmp_path, extract_client
     np.testing.assert_array_equal(
         load_features(store, "real", resolution=16).features.compute(), before
     )
-    assert load_features(store, "real", name=second.name).provenance["resolution"] == 32
+    assert load_features(store, "real", name=second.name).provenance.resolution == 32
     # a new image changes the image list: another new set, the old ones untouched
     shutil.copy(tmp_path / "data" / "a" / "000.png", tmp_path / "data" / "a" / "new.png")
     third = extract_features(root, store, "real", resolution=16, client=extract_client)

@@ -74,7 +74,7 @@ def test_cli_extracts_from_s3_with_class_filter(
     assert opts["secret"] not in out.out + out.err
     loaded = load_features(f"{s3_bucket}/f.zarr", "synthetic-a", storage_options=opts)
     assert list(loaded.classes) == ["c"] * 3 + ["a"] * 3
-    assert loaded.provenance["class_names"] == ["c", "a"]
+    assert loaded.provenance.class_names == ("c", "a")
 
 
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, extract_client, capsys):

@@ -1,23 +1,33 @@
-"""Feature extractors (a registry of short names), the Zarr feature store and Dask extraction.
+"""Feature extractors (a registry of short names), the typed Zarr feature set, Dask extraction.
 
-Extractors (one module each): ``pixels`` / ``pixels:N`` (block-averaged preprocessed
-intensities, 2D and 3D, the zero-download default), ``torchscript:PATH`` (any exported model,
-2D or 3D), ``vqvae-top`` / ``vqvae-bottom`` (VQ-VAE-2 code maps, reference checkpoints by
-name), ``timm:NAME`` / ``torchvision:NAME`` (optional, local ``--weights`` only). 3D volumes
-given to a 2D-only extractor use the 2.5D mode (three central slices, see
-:func:`~medsyn_dask.features.extract.features_of`).
+- :mod:`.extractor`: the :class:`Extractor` interface (incl. the 2.5D mode for volumes);
+- :mod:`.registry`: short names -> extractors, :func:`register` for more; built-ins:
+  ``pixels`` / ``pixels:N`` (:mod:`.pixels`, block-averaged intensities, 2D and 3D, the
+  zero-download default), ``torchscript:PATH`` (:mod:`.torchscript`, any exported model),
+  ``vqvae-top`` / ``vqvae-bottom`` (:mod:`.vqvae`, VQ-VAE-2 code maps), ``timm:NAME`` /
+  ``torchvision:NAME`` (:mod:`.vision`, optional, local ``--weights`` only);
+- :mod:`.weights`: reading weights files, their sha256, cleaning state dicts;
+- :mod:`.feature_set`: the typed feature set (provenance, fingerprints, partitions),
+  :mod:`.lock` its writer's lock, :mod:`.reuse` which stored rows still match their files;
+- :mod:`.extract` (driver) and :mod:`.tasks` (workers): the Dask extraction;
+- :mod:`.store`: reading feature sets back.
 
-``extract_features`` writes a store once; ``load_features`` reads it back for any analysis.
+``extract_features`` writes a set (reusing the rows of unchanged files on reruns);
+``load_features`` reads it back for any analysis.
 """
 
-from .base import Extractor, available_extractors, create_extractor, register
 from .extract import ExtractionResult, extract_features
+from .extractor import Extractor
+from .feature_set import BadImage, Provenance
+from .registry import available_extractors, create_extractor, register
 from .store import LoadedFeatures, list_feature_sets, load_features
 
 __all__ = [
+    "BadImage",
     "ExtractionResult",
     "Extractor",
     "LoadedFeatures",
+    "Provenance",
     "available_extractors",
     "create_extractor",
     "extract_features",

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .base import Extractor, register
+from ..errors import SettingsError
+from .extractor import Extractor
 
 #: Default grid side for 2D images and for 3D volumes.
 IMAGE_GRID = 32
@@ -30,7 +31,7 @@ class PixelsExtractor(Extractor):
     def __init__(self, grid: int | None = None) -> None:
         super().__init__()
         if grid is not None and grid < 1:
-            raise ValueError(f"pixels grid side must be positive, got {grid}")
+            raise SettingsError(f"pixels grid side must be positive, got {grid}")
         self.grid = grid
         self.name = "pixels" if grid is None else f"pixels:{grid}"
 
@@ -40,12 +41,12 @@ class PixelsExtractor(Extractor):
         return F.adaptive_avg_pool2d(batch, self.grid or IMAGE_GRID)
 
 
-@register("pixels")
-def _make(arg: str | None, weights: str | None, storage_options: Mapping[str, Any] | None):
-    if weights:
-        raise ValueError("the pixels extractor takes no weights; drop --weights")
+def make(
+    arg: str | None, weights: str | None, storage_options: Mapping[str, Any] | None
+) -> PixelsExtractor:
+    """Registry factory of ``pixels`` / ``pixels:N``."""
     if arg is None:
         return PixelsExtractor()
     if not arg.isdigit():
-        raise ValueError(f"pixels:N wants an integer grid side, got {arg!r}")
+        raise SettingsError(f"pixels:N wants an integer grid side, got {arg!r}")
     return PixelsExtractor(int(arg))

@@ -16,7 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Extractor, read_weights, register
+from ..errors import InputError
+from .extractor import Extractor
+from .weights import read_weights
+
+#: How the registry names a missing model file.
+WEIGHTS_LABEL = "TorchScript file"
 
 
 class TorchScriptExtractor(Extractor):
@@ -28,14 +33,14 @@ class TorchScriptExtractor(Extractor):
     def __init__(self, path: str, storage_options: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.name = "torchscript"
-        data, self.weights_sha256 = read_weights(path, storage_options, "torchscript")
+        data, self.weights_sha256 = read_weights(path, storage_options, WEIGHTS_LABEL)
         try:
             with warnings.catch_warnings():
                 # TorchScript is deprecated upstream but remains the format users export.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 self.model = torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
         except (RuntimeError, ValueError) as exc:
-            raise ValueError(f"{path} is not a TorchScript file: {exc}") from None
+            raise InputError(f"{path} is not a TorchScript file: {exc}") from None
 
     def modules(self) -> list[torch.nn.Module]:
         return [self.model]
@@ -44,8 +49,8 @@ class TorchScriptExtractor(Extractor):
         return self.model(batch)
 
 
-@register("torchscript")
-def _make(arg: str | None, weights: str | None, storage_options: Mapping[str, Any] | None):
-    if arg and weights and arg != weights:
-        raise ValueError("give the TorchScript file once: torchscript:PATH or --weights PATH")
-    return TorchScriptExtractor(arg or weights or "", storage_options)
+def make(
+    arg: str | None, weights: str, storage_options: Mapping[str, Any] | None
+) -> TorchScriptExtractor:
+    """Registry factory of ``torchscript`` (the file already resolved by the registry)."""
+    return TorchScriptExtractor(weights, storage_options)

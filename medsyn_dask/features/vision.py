@@ -11,7 +11,6 @@ they support).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,8 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Extractor, read_weights, register
-from .vqvae import clean_state_dict
+from ..errors import SettingsError
+from .extractor import Extractor
+from .weights import load_state_dict
 
 DEFAULT_ARCH = "inception_v3"
 
@@ -44,32 +44,37 @@ class VisionExtractor(Extractor):
         return self.model(batch)
 
 
-def _state(weights: str | None, storage_options: Mapping[str, Any] | None, what: str):
-    if not weights:
-        raise ValueError(
-            f"{what} needs local weights and medsyn-dask never downloads them: save the model's "
-            "state dict on a machine with network access (e.g. torch.save(timm.create_model("
-            "NAME, pretrained=True).state_dict(), 'NAME.pt')) and pass --weights NAME.pt"
-        )
-    data, sha = read_weights(weights, storage_options, what)
-    obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    return clean_state_dict(obj), sha
+#: What the registry says when ``--weights`` is missing, per library (never downloaded).
+WEIGHTS_HELP = {
+    "timm": (
+        "medsyn-dask never downloads weights: save the model's state dict on a machine with "
+        "network access, e.g. torch.save(timm.create_model(NAME, pretrained=True)"
+        ".state_dict(), 'NAME.pt'), and pass --weights NAME.pt"
+    ),
+    "torchvision": (
+        "medsyn-dask never downloads weights: save the model's state dict on a machine with "
+        "network access, e.g. torch.save(torchvision.models.get_model(NAME, "
+        "weights='DEFAULT').state_dict(), 'NAME.pt'), and pass --weights NAME.pt"
+    ),
+}
 
 
 def _import(module: str):
     try:
         return __import__(module)
     except ImportError as exc:
-        raise ValueError(
+        raise SettingsError(
             f"the {module} extractor needs the optional package {module!r}, installed with a "
             f"torch build it supports: pip install 'medsyn-dask[vision]' ({exc})"
         ) from None
 
 
-@register("timm")
-def _make_timm(arg: str | None, weights: str | None, storage_options: Mapping[str, Any] | None):
+def make_timm(
+    arg: str | None, weights: str, storage_options: Mapping[str, Any] | None
+) -> VisionExtractor:
+    """Registry factory of ``timm:NAME`` (the weights already resolved by the registry)."""
     arch = arg or DEFAULT_ARCH
-    state, sha = _state(weights, storage_options, f"timm:{arch}")
+    state, sha = load_state_dict(weights, storage_options)
     timm = _import("timm")
     model = timm.create_model(arch, pretrained=False)
     model.load_state_dict(state, strict=True)
@@ -78,12 +83,12 @@ def _make_timm(arg: str | None, weights: str | None, storage_options: Mapping[st
     return VisionExtractor("timm", arch, model, sha)
 
 
-@register("torchvision")
-def _make_torchvision(
-    arg: str | None, weights: str | None, storage_options: Mapping[str, Any] | None
-):
+def make_torchvision(
+    arg: str | None, weights: str, storage_options: Mapping[str, Any] | None
+) -> VisionExtractor:
+    """Registry factory of ``torchvision:NAME`` (the weights already resolved by the registry)."""
     arch = arg or DEFAULT_ARCH
-    state, sha = _state(weights, storage_options, f"torchvision:{arch}")
+    state, sha = load_state_dict(weights, storage_options)
     _import("torchvision")
     from torchvision import models
 

@@ -1,9 +1,17 @@
-"""Listing a dataset root laid out as ``ROOT/CLASS/file`` through fsspec (disk or S3 alike)."""
+"""Listing a dataset root laid out as ``ROOT/CLASS/file`` through fsspec (disk or S3 alike).
+
+Each file gets a fingerprint from the listing itself (no extra request): its size and
+modification time on disk, its ETag and version id on an object store (as fsspec reports
+them), so that stored features can be matched to the files they came from. A sha256 of the
+content is added on request (``verify_content``), at the cost of reading every file.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +37,9 @@ class Dataset:
     ``paths`` are full paths or URLs in the form ``root`` was given (``s3://...`` stays a URL);
     ``classes[i]`` is the class folder of ``paths[i]``; ``volumes`` says whether the files are
     3D volumes (NIfTI) rather than 2D images. A dataset never mixes the two.
+    ``fingerprints[i]`` changes when ``paths[i]`` changes (see :func:`fingerprint`);
+    ``content_sha256[i]`` is the sha256 (hex) of its bytes when listed with
+    ``verify_content=True``, else the tuple is empty.
     """
 
     root: str
@@ -36,6 +47,8 @@ class Dataset:
     classes: tuple[str, ...]
     class_names: tuple[str, ...]
     volumes: bool
+    fingerprints: tuple[str, ...] = ()
+    content_sha256: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -56,10 +69,14 @@ def list_images(
     root: str,
     class_names: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    *,
+    verify_content: bool = False,
 ) -> Dataset:
     """List the images under ``root/CLASS/`` (one level; hidden and unknown files are ignored).
 
     ``class_names`` selects and orders classes; by default every class folder is used, sorted.
+    Every file gets a :func:`fingerprint`; ``verify_content`` also reads every file for the
+    sha256 of its content (:func:`content_digests`).
     Raises ``FileNotFoundError`` for a missing root or class and ``ValueError`` for a root with
     no images or one that mixes 2D images and 3D volumes.
     """
@@ -82,14 +99,16 @@ def list_images(
         chosen = present
     paths: list[str] = []
     classes: list[str] = []
+    prints: list[str] = []
     for cls in chosen:
-        names = sorted(
-            _name(e["name"])
+        entries = sorted(
+            (_name(e["name"]), fingerprint(e))
             for e in fs.ls(f"{base}/{cls}", detail=True)
             if e["type"] == "file" and is_supported_path(e["name"])
         )
-        paths.extend(_join(root, f"{cls}/{n}") for n in names)
-        classes.extend([cls] * len(names))
+        paths.extend(_join(root, f"{cls}/{n}") for n, _ in entries)
+        prints.extend(f for _, f in entries)
+        classes.extend([cls] * len(entries))
     if not paths:
         raise InputError(f"no images found under {root}/CLASS/ (classes: {chosen})")
     kinds = {is_volume_path(p) for p in paths}
@@ -107,7 +126,52 @@ def list_images(
         classes=tuple(classes),
         class_names=tuple(chosen),
         volumes=kinds == {True},
+        fingerprints=tuple(prints),
+        content_sha256=content_digests(paths, storage_options) if verify_content else (),
     )
+
+
+#: Keys of an fsspec listing entry that identify a version of an object, then its content,
+#: then its modification time, by backend (s3fs, gcsfs, adlfs, local...), first found wins.
+_VERSION_KEYS = ("VersionId", "version_id", "generation")
+_ETAG_KEYS = ("ETag", "etag", "md5Hash", "content_md5")
+_MTIME_KEYS = ("mtime", "LastModified", "last_modified", "updated", "modified")
+
+
+def fingerprint(entry: Mapping[str, Any]) -> str:
+    """A short text that changes when the file of an fsspec listing ``entry`` changes.
+
+    ``size=N`` followed by the object's version id and ETag when the backend reports them
+    (object stores), else its modification time (local files: ``mtime`` in seconds, to the
+    resolution of the file system). Equal fingerprints mean "same file" to the feature store.
+    """
+    parts = [f"size={entry.get('size')}"]
+    for label, keys in (("version", _VERSION_KEYS), ("etag", _ETAG_KEYS)):
+        value = next((entry[k] for k in keys if entry.get(k) not in (None, "")), None)
+        if value is not None:
+            parts.append(f"{label}={value}")
+    if len(parts) == 1:
+        mtime = next((entry[k] for k in _MTIME_KEYS if entry.get(k) is not None), None)
+        parts.append(f"mtime={mtime!r}" if isinstance(mtime, float) else f"mtime={mtime}")
+    return " ".join(parts)
+
+
+def content_digests(
+    paths: Sequence[str], storage_options: Mapping[str, Any] | None = None
+) -> tuple[str, ...]:
+    """The sha256 (hex) of the content of each file, read in chunks by a few threads (file
+    reads are I/O-bound)."""
+    opts = dict(storage_options or {})
+
+    def digest(path: str) -> str:
+        h = hashlib.sha256()
+        with fsspec.open(path, "rb", **opts) as f:
+            while chunk := f.read(4 * 2**20):
+                h.update(chunk)
+        return h.hexdigest()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return tuple(pool.map(digest, paths))
 
 
 def relative_path(root: str, path: str) -> str:

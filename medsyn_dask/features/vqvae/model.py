@@ -1,32 +1,20 @@
-"""``vqvae-top`` / ``vqvae-bottom``: the discrete code maps of a VQ-VAE-2 (discrete features).
+"""The reference VQ-VAE-2 (encoder, quantisers, decoder), loadable from the original checkpoints.
 
-The module below rebuilds the reference VQ-VAE-2 (MedSynAnalyzer's ``vqvae.py``, after
-rosinality's vq-vae-2-pytorch) with the same parameter names and shapes, so that the original
-checkpoints load by name with ``strict=True``. The bottom encoder downsamples by
-``stride = size // 64`` (4 for ``size=256``, 8 for 512, 16 for 1024); the top encoder by 2 more.
-When loading a checkpoint the stride and ``in_channel`` are read from its shapes, so any of the
-reference sizes loads without being told which.
-
-Features: the code indices of ``encode()``, top (``vqvae-top``, ``(H/(2*stride))^2`` codes) or
-bottom (``vqvae-bottom``, ``(H/stride)^2`` codes), flattened row-major, ``int16`` in
-[0, n_embed). For a 512 x 512 input and the size-512 model: 32 x 32 top, 64 x 64 bottom.
-The checkpoint comes from ``--weights`` (a local path or fsspec URL) or ``vqvae-top:PATH``; a
-file holding ``{"model": state_dict}`` or ``{"state_dict": ...}``, or keys prefixed ``module.``
-(DataParallel), is accepted too.
+The module rebuilds MedSynAnalyzer's ``vqvae.py`` (after rosinality's vq-vae-2-pytorch) with
+the same parameter names and shapes, so that the original checkpoints load by name with
+``strict=True``. The bottom encoder downsamples by ``stride = size // 64`` (4 for
+``size=256``, 8 for 512, 16 for 1024); the top encoder by 2 more. When loading a checkpoint
+the stride and ``in_channel`` are read from its shapes (:func:`vqvae_from_state_dict`), so any
+of the reference sizes loads without being told which.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-
-from .base import Extractor, read_weights, register
 
 
 class Quantize(nn.Module):
@@ -179,19 +167,6 @@ def _log2(stride: int) -> int:
     return n
 
 
-def clean_state_dict(obj: Any) -> dict[str, torch.Tensor]:
-    """The state dict inside a loaded checkpoint (unwrapping ``model``/``state_dict`` and the
-    DataParallel ``module.`` prefix)."""
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
-    for key in ("model", "state_dict"):
-        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
-            obj = obj[key]
-    if not isinstance(obj, Mapping) or not obj:
-        raise ValueError("checkpoint holds no state dict")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
 def vqvae_from_state_dict(state: Mapping[str, torch.Tensor]) -> VQVAE:
     """A :class:`VQVAE` shaped after ``state`` (in_channel, channel, embeddings, stride), with
     ``state`` loaded strictly. Raises ``ValueError`` naming the mismatching keys."""
@@ -224,47 +199,3 @@ def vqvae_from_state_dict(state: Mapping[str, torch.Tensor]) -> VQVAE:
     except RuntimeError as exc:
         raise ValueError(f"checkpoint does not match the VQ-VAE-2 layout: {exc}") from None
     return model.eval()
-
-
-class VQVAEExtractor(Extractor):
-    """Top or bottom code indices of a :class:`VQVAE` checkpoint (see the module docstring)."""
-
-    dtype = np.dtype(np.int16)
-
-    def __init__(
-        self, level: str, weights: str, storage_options: Mapping[str, Any] | None = None
-    ) -> None:
-        super().__init__()
-        if level not in ("top", "bottom"):
-            raise ValueError(f"VQ-VAE level must be 'top' or 'bottom', got {level!r}")
-        self.level = level
-        self.name = f"vqvae-{level}"
-        data, self.weights_sha256 = read_weights(weights, storage_options, self.name)
-        try:
-            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises several types for a non-checkpoint file
-            raise ValueError(f"{weights} is not a readable torch checkpoint: {exc}") from None
-        self.model = vqvae_from_state_dict(clean_state_dict(obj))
-        self.in_channels = self.model.enc_b.blocks[0].in_channels
-        if self.model.quantize_t.n_embed > np.iinfo(np.int16).max:
-            self.dtype = np.dtype(np.int32)
-
-    def modules(self) -> list[torch.nn.Module]:
-        return [self.model]
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        id_t, id_b = self.model.encode(batch)
-        return id_t if self.level == "top" else id_b
-
-
-def _factory(level: str):
-    def make(arg: str | None, weights: str | None, storage_options: Mapping[str, Any] | None):
-        if arg and weights and arg != weights:
-            raise ValueError(f"give the checkpoint once: vqvae-{level}:PATH or --weights PATH")
-        return VQVAEExtractor(level, arg or weights or "", storage_options)
-
-    return make
-
-
-register("vqvae-top")(_factory("top"))
-register("vqvae-bottom")(_factory("bottom"))

@@ -1,0 +1,142 @@
+"""What an extraction task runs on a worker: one partition's rows written, or one probe.
+
+A task loads the extractor once per worker process (:func:`.registry.cached_extractor`), on the
+worker's GPU when it has one, copies the rows the plan reuses, reads and preprocesses the
+other images batch by batch, and writes the partition (:meth:`.FeatureSet.write_partition`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..cluster import relax_malloc_trim
+from ..sources import BadImageError, preprocess, read_image
+from .extractor import Extractor
+from .feature_set import SetAddress
+from .registry import cached_extractor
+from .reuse import PartitionWork
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker task needs (picklable)."""
+
+    model: str
+    weights: str | None
+    weights_sha256: str | None
+    storage_options: dict[str, Any]
+    address: SetAddress
+    resolution: int
+    num_channels: int
+    volumes: bool
+    batch_size: int
+    on_bad_image: str
+    remote: bool
+    n_features: int = 0
+    dtype: str = "float32"
+
+
+def run_partition(
+    job: Job,
+    work: PartitionWork,
+    paths: Sequence[str],
+    fingerprints: Sequence[str],
+    content_sha256: Sequence[str],
+) -> int:
+    """Write partition ``work.index`` (``paths`` etc. are its rows' values); returns the number
+    of images extracted. A bad image raises :class:`BadImageError` naming the file, or is
+    recorded with its error when ``job.on_bad_image == "skip"``."""
+    fset = job.address.open()
+    n, start = work.stop - work.start, work.start
+    dtype = np.dtype(job.dtype)
+    feats = np.full((n, job.n_features), np.nan if dtype.kind == "f" else -1, dtype)
+    valid = np.zeros(n, dtype=bool)
+    errors = np.full(n, "", dtype=object)
+    for name, targets, sources in work.reuse:
+        source = fset if name == fset.name else job.address.sibling(name).open(read_only=True)
+        at = np.asarray(targets) - start
+        feats[at], valid[at], errors[at] = source.read_rows(sources)
+    todo = [i - start for i in work.extract]
+    if todo:
+        extractor = _worker_extractor(job)
+        for b in range(0, len(todo), job.batch_size):
+            rows, arrays = [], []
+            batch = todo[b : b + job.batch_size]
+            for i, loaded in zip(batch, _load_batch(job, [paths[i] for i in batch]), strict=True):
+                if isinstance(loaded, Exception):
+                    problem = _problem(loaded, paths[i])
+                    if job.on_bad_image == "error":
+                        raise BadImageError(f"{paths[i]}: {problem}")
+                    errors[i] = problem
+                else:
+                    rows.append(i)
+                    arrays.append(loaded)
+            if arrays:
+                feats[rows] = _checked(job, extractor.extract(np.stack(arrays)), paths[rows[0]])
+                valid[rows] = True
+    fset.write_partition(work.index, feats, valid, errors, fingerprints, content_sha256)
+    return len(todo)
+
+
+def probe(job: Job) -> tuple[int, str]:
+    """Worker task: (number of features, dtype name) of the extractor on one blank input."""
+    extractor = _worker_extractor(job)
+    # A full batch of images, so that the model's first (planning) call sees the shape the
+    # partitions will use; a single volume, which may be large.
+    n = 1 if job.volumes else job.batch_size
+    shape = (n, job.num_channels) + (job.resolution,) * (3 if job.volumes else 2)
+    out = extractor.extract(np.zeros(shape, dtype=np.float32))
+    return int(out.shape[1]), out.dtype.name
+
+
+def _checked(job: Job, out: np.ndarray, path: str) -> np.ndarray:
+    if out.shape[1] != job.n_features:
+        raise ValueError(
+            f"extractor {job.model!r} gave {out.shape[1]} features for {path}, expected "
+            f"{job.n_features} (a model whose output size depends on its input)"
+        )
+    return out
+
+
+def _load_batch(job: Job, paths: Sequence[str]) -> list[np.ndarray | Exception]:
+    if job.remote and len(paths) > 1:
+        # Object-store reads are latency-bound: overlap them. Local reads stay on the task's
+        # own thread so that a worker uses the CPU it was given.
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            return list(pool.map(lambda p: _load_one(job, p), paths))
+    return [_load_one(job, p) for p in paths]
+
+
+def _load_one(job: Job, path: str) -> np.ndarray | Exception:
+    """The preprocessed image, or the exception that makes it a bad image."""
+    try:
+        arr = read_image(path, job.storage_options)
+        return preprocess(arr, job.resolution, job.num_channels, volume=job.volumes)
+    except (BadImageError, FileNotFoundError) as exc:
+        return exc
+
+
+def _problem(exc: Exception, path: str) -> str:
+    """The error message without the file name (callers add it)."""
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    return str(exc).removeprefix(f"{path}: ")
+
+
+def _worker_extractor(job: Job) -> Extractor:
+    import torch
+
+    relax_malloc_trim()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    extractor = cached_extractor(job.model, job.weights, job.storage_options, device)
+    if extractor.weights_sha256 != job.weights_sha256:
+        raise ValueError(
+            f"the weights file {job.weights} changed during the run (sha256 "
+            f"{extractor.weights_sha256} on a worker, {job.weights_sha256} on the driver)"
+        )
+    return extractor

@@ -1,0 +1,7 @@
+"""The VQ-VAE-2 of the reference: the model (:mod:`.model`) and its code-map extractor
+(:mod:`.extractor`, ``vqvae-top`` / ``vqvae-bottom``)."""
+
+from .extractor import VQVAEExtractor
+from .model import VQVAE, vqvae_from_state_dict
+
+__all__ = ["VQVAE", "VQVAEExtractor", "vqvae_from_state_dict"]
