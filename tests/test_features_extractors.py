@@ -80,3 +80,52 @@ def test_named_cnn_without_weights_explains_how_to_provide_them(library, tmp_pat
         torch.save({"fc.weight": torch.zeros(1)}, tmp_path / "w.pt")
         with pytest.raises(ValueError, match=r"pip install 'medsyn-dask\[vision\]'"):
             create_extractor(library, weights=str(tmp_path / "w.pt"))
+
+
+def test_weights_errors_name_the_setting_or_the_file(tmp_path):
+    from medsyn_dask.errors import SettingsError
+    from medsyn_dask.features.registry import resolve_name
+
+    with pytest.raises(SettingsError, match="--weights") as info:
+        create_extractor("torchvision:resnet18")
+    assert "timm.create_model" not in str(info.value) and "never downloads" in str(info.value)
+    missing = tmp_path / "absent.pt"
+    with pytest.raises(FileNotFoundError, match=f"TorchScript file not found: {missing}"):
+        create_extractor(f"torchscript:{missing}")
+    with pytest.raises(SettingsError, match=f"TorchScript file not found: {missing}"):
+        resolve_name("torchscript", str(missing))
+    with pytest.raises(SettingsError, match=f"VQ-VAE checkpoint not found: {missing}"):
+        resolve_name("vqvae-top", str(missing))
+    with pytest.raises(SettingsError, match="needs a TorchScript file: pass --weights"):
+        resolve_name("torchscript")
+    with pytest.raises(SettingsError, match="give the weights once"):
+        resolve_name(f"vqvae-top:{missing}", str(tmp_path / "other.pt"))
+    with pytest.raises(SettingsError, match="takes no weights"):
+        resolve_name("pixels", str(missing))
+    missing.write_bytes(b"x")
+    assert resolve_name(f"torchscript:{missing}", str(missing)) == ("torchscript", str(missing))
+    assert resolve_name("pixels:8") == ("pixels:8", None)
+
+
+def test_register_a_new_extractor_with_weights(tmp_path):
+    from medsyn_dask.errors import SettingsError
+    from medsyn_dask.features import Extractor, register
+
+    class Scaled(Extractor):
+        def __init__(self, factor: float) -> None:
+            super().__init__()
+            self.name, self.factor = "scaled", factor
+
+        def forward(self, batch: torch.Tensor) -> torch.Tensor:
+            return batch * self.factor
+
+    @register("scaled-test", takes_weights=True, weights_in_name=True)
+    def make(arg, weights, storage_options):
+        return Scaled(float(open(weights).read()))
+
+    (tmp_path / "f.txt").write_text("2.5")
+    ext = create_extractor(f"scaled-test:{tmp_path / 'f.txt'}")
+    np.testing.assert_allclose(ext(np.ones((1, 1, 2, 2), np.float32)), np.full((1, 4), 2.5))
+    assert "scaled-test" in available_extractors()
+    with pytest.raises(SettingsError, match="--weights"):
+        create_extractor("scaled-test")

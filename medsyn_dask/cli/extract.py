@@ -43,6 +43,12 @@ def add_parser(subparsers: Any) -> None:
         help="error: stop naming the file; skip: list it in the store and go on",
     )
     p.add_argument(
+        "--verify-content",
+        action="store_true",
+        help="compare stored features with the files by a sha256 of their content (every "
+        "file is read once more) instead of their size and modification time or ETag",
+    )
+    p.add_argument(
         "--storage-option",
         action="append",
         default=[],
@@ -77,11 +83,13 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             on_bad_image=args.on_bad_image,
             progress=True,
+            verify_content=args.verify_content,
         )
     resumed = f", {result.n_resumed} resumed" if result.n_resumed else ""
     print(
         f"{result.group}/{result.name}: {result.n_images} images x {result.n_features} features "
-        f"in {result.n_partitions} partitions{resumed}; {result.n_bad} bad images"
+        f"in {result.n_partitions} partitions{resumed}; {result.n_reused} images reused, "
+        f"{result.n_reextracted} extracted; {result.n_bad} bad images"
     )
     return 0
 

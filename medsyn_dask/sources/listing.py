@@ -82,6 +82,8 @@ def list_images(
     """
     fs, base = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
     base = base.rstrip("/")
+    # A listing cached by fsspec (object stores) would hide files rewritten since: ask afresh.
+    fs.invalidate_cache(base)
     if not fs.isdir(base):
         raise FileNotFoundError(f"dataset root not found or not a directory: {root}")
     present = sorted(
@@ -103,7 +105,7 @@ def list_images(
     for cls in chosen:
         entries = sorted(
             (_name(e["name"]), fingerprint(e))
-            for e in fs.ls(f"{base}/{cls}", detail=True)
+            for e in _fresh_ls(fs, f"{base}/{cls}")
             if e["type"] == "file" and is_supported_path(e["name"])
         )
         paths.extend(_join(root, f"{cls}/{n}") for n, _ in entries)
@@ -180,6 +182,12 @@ def relative_path(root: str, path: str) -> str:
     if not path.startswith(prefix):
         raise InputError(f"{path} is not under the dataset root {root}")
     return path[len(prefix) :]
+
+
+def _fresh_ls(fs: Any, folder: str) -> list[dict[str, Any]]:
+    """``fs.ls(folder, detail=True)`` past fsspec's listing cache."""
+    fs.invalidate_cache(folder)
+    return fs.ls(folder, detail=True)
 
 
 def _join(root: str, rel: str) -> str:
