@@ -85,6 +85,19 @@ def test_real_statistics_decomposed_once_and_reused():
     assert len(set(values)) == 3
 
 
+def test_real_statistics_round_trip_through_arrays(tmp_path):
+    real, synth = _covariances("rank-deficient real")
+    cached = RealFID(real, n_images=40)
+    np.savez(tmp_path / "real_fid.npz", **cached.to_arrays())
+    with np.load(tmp_path / "real_fid.npz") as stored:
+        loaded = RealFID.from_arrays(dict(stored))
+    assert loaded.n_images == 40 and loaded.dim == 96
+    np.testing.assert_array_equal(loaded.factor, cached.factor)
+    assert loaded.distance(synth) == cached.distance(synth)
+    without_factor = RealFID.from_arrays({"mean": real.mean, "cov": real.cov, "n_images": 40})
+    assert without_factor.distance(synth) == pytest.approx(cached.distance(synth), rel=1e-12)
+
+
 def test_gram_distance_equals_covariance_route():
     rng = np.random.default_rng(41)
     real = rng.normal(size=(30, 80)) + 50.0

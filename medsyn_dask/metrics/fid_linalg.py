@@ -79,6 +79,25 @@ class RealFID:
     def dim(self) -> int:
         return len(self.fit.mean)
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """``mean`` (D,), ``cov`` (D, D), ``factor`` (D, r) and ``n_images`` (0-d), to store
+        with the real features (a later run of the same real set then skips both its pass and
+        its decomposition: :meth:`from_arrays`)."""
+        return {
+            "mean": self.fit.mean,
+            "cov": self.fit.cov,
+            "factor": self.factor,
+            "n_images": np.asarray(self.n_images),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> RealFID:
+        """The statistics saved by :meth:`to_arrays` (``factor`` optional: made when used)."""
+        out = cls(GaussianFit(arrays["mean"], arrays["cov"]), n_images=int(arrays["n_images"]))
+        if arrays.get("factor") is not None:
+            out.__dict__["factor"] = np.asarray(arrays["factor"])  # primes the cached property
+        return out
+
     @cached_property
     def factor(self) -> np.ndarray:
         """(D, r) ``L`` with ``L L^T = C_r`` (see :func:`sqrt_factor`)."""
