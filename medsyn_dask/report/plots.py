@@ -1,5 +1,7 @@
 """The report's charts as PNG bytes (matplotlib, Agg backend): fidelity vs privacy, copy ratios.
 
+Figures are drawn on their own Agg canvas without pyplot, so drawing a report changes no
+global matplotlib state (a notebook's inline backend stays as it was) and is safe in threads.
 Every figure has a fixed size in pixels (:data:`CHART_PIXELS`, :data:`HISTOGRAM_PIXELS`), so a
 page can lay them out before they load and a test can check what it decoded.
 """
@@ -10,11 +12,11 @@ import io
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display; must precede pyplot
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 DPI = 100
 #: (width, height) in pixels of the fidelity-vs-privacy chart and of each histogram.
@@ -24,16 +26,17 @@ _COPY = "#c0392b"
 _REAL = "#2e86c1"
 
 
-def figure_png(fig: Any) -> bytes:
-    """The PNG bytes of a matplotlib figure (its exact pixel size); closes the figure."""
+def figure_png(fig: Figure) -> bytes:
+    """The PNG bytes of a matplotlib figure, at its exact pixel size."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI)
-    plt.close(fig)
     return buf.getvalue()
 
 
-def _figure(pixels: tuple[int, int]) -> tuple[Any, Any]:
-    return plt.subplots(figsize=(pixels[0] / DPI, pixels[1] / DPI), dpi=DPI, layout="constrained")
+def _figure(pixels: tuple[int, int]) -> tuple[Figure, Any]:
+    fig = Figure(figsize=(pixels[0] / DPI, pixels[1] / DPI), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # Agg, whatever backend the session uses
+    return fig, fig.add_subplot()
 
 
 def fidelity_privacy_chart(groups: Mapping[str, Mapping[str, Any]]) -> bytes:
@@ -44,7 +47,7 @@ def fidelity_privacy_chart(groups: Mapping[str, Mapping[str, Any]]) -> bytes:
     mean-image sizes) gets a hollow marker. The top-right corner (both 1) is the goal, shaded.
     """
     fig, ax = _figure(CHART_PIXELS)
-    ax.add_patch(plt.Rectangle((0.8, 0.8), 0.25, 0.25, color="#27ae60", alpha=0.12, lw=0))
+    ax.add_patch(Rectangle((0.8, 0.8), 0.25, 0.25, color="#27ae60", alpha=0.12, lw=0))
     ax.annotate(
         "goal",
         (1.0, 1.0),
@@ -53,7 +56,7 @@ def fidelity_privacy_chart(groups: Mapping[str, Mapping[str, Any]]) -> bytes:
         color="#1e8449",
         fontsize=9,
     )
-    colours = plt.get_cmap("tab10")
+    colours = colormaps["tab10"]
     placed: list[tuple[float, float]] = []
     for i, (name, g) in enumerate(groups.items()):
         variety = g.get("variety")
