@@ -7,8 +7,9 @@
   ``vqvae-top`` / ``vqvae-bottom`` (:mod:`.vqvae`, VQ-VAE-2 code maps), ``timm:NAME`` /
   ``torchvision:NAME`` (:mod:`.vision`, optional, local ``--weights`` only);
 - :mod:`.weights`: reading weights files, their sha256, cleaning state dicts;
-- :mod:`.feature_set`: the typed feature set (provenance, fingerprints, partitions),
-  :mod:`.lock` its writer's lock, :mod:`.reuse` which stored rows still match their files;
+- :mod:`.feature_set`: the typed feature set (fingerprints, partitions), :mod:`.provenance`
+  its typed record, :mod:`.lock` its writer's lock, :mod:`.reuse` which stored rows still
+  match their files;
 - :mod:`.extract` (driver) and :mod:`.tasks` (workers): the Dask extraction;
 - :mod:`.store`: reading feature sets back.
 
