@@ -22,7 +22,11 @@ from ..sources import is_volume_path, read_image
 
 #: Longest side of a gallery thumbnail, pixels.
 THUMBNAIL_SIDE = 128
-AXES = ("x", "y", "z")
+#: Tooltips of the views, by their number: an image, or a volume's three middle slices.
+VIEW_TITLES = {
+    1: ("",),
+    3: tuple(f"middle slice across {axis}" for axis in ("x", "y", "z")),
+}
 
 
 def middle_slices(volume: np.ndarray) -> list[np.ndarray]:

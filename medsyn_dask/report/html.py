@@ -16,7 +16,7 @@ import jinja2
 
 from ..checks import check_int
 from .folder import ALL_CLASSES, RunOutputs, read_outputs
-from .gallery import closest_pairs, data_uri, gallery_entries, mean_image_views
+from .gallery import VIEW_TITLES, closest_pairs, data_uri, gallery_entries, mean_image_views
 from .legend import COLUMNS, MULTISCALE_READING, SCORES
 from .summary import summary_table
 from .tables import REPORT_FILE, write_atomic
@@ -81,6 +81,8 @@ def report_context(
         "histograms": _histograms(outputs),
         "per_class": _per_class(groups) if len(classes) > 1 else None,
         "mean_columns": [*classes, ALL_CLASSES],
+        "volumes": len(metrics.get("variety", {}).get("shape", ())) == 3,
+        "view_titles": VIEW_TITLES,
         "mean_images": _mean_images(outputs),
         "bad_images": [
             {"set": name, **bad}

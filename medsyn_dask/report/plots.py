@@ -24,6 +24,8 @@ CHART_PIXELS = (860, 500)
 HISTOGRAM_PIXELS = (480, 300)
 _COPY = "#c0392b"
 _REAL = "#2e86c1"
+#: Group colours: tab10 without its green and red, which read as "good" and "bad" here.
+_GROUP_COLOURS = tuple(colormaps["tab10"](i) for i in (0, 1, 4, 5, 6, 7, 8, 9))
 
 
 def figure_png(fig: Figure) -> bytes:
@@ -56,12 +58,11 @@ def fidelity_privacy_chart(groups: Mapping[str, Mapping[str, Any]]) -> bytes:
         color="#1e8449",
         fontsize=9,
     )
-    colours = colormaps["tab10"]
     placed: list[tuple[float, float]] = []
     for i, (name, g) in enumerate(groups.items()):
         variety = g.get("variety")
         x, y = g["privacy"], g["fidelity"]
-        colour = colours(i % 10)
+        colour = _GROUP_COLOURS[i % len(_GROUP_COLOURS)]
         if variety is None:
             ax.scatter(
                 x,
