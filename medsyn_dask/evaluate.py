@@ -28,7 +28,7 @@ from .evaluate_inputs import (
 )
 from .evaluate_results import EvaluationResult, RealNeighbourhood, assemble, combine_blocks
 from .metrics import scores
-from .metrics.fid import DEFAULT_FID_MAX_DIM, FIDPlan, RealFID, plan_fid, real_fid_plan
+from .metrics.fid import DEFAULT_FID_MAX_DIM, RealFID, plan_fid, real_fid_plan
 from .metrics.std import feature_std
 from .neighbours import graph
 from .settings import DEFAULT_BLOCK_SIZE
@@ -219,13 +219,11 @@ def feature_statistics(
     on the same ``real``, skips the real set's pass and decomposition.
     """
     check_options(metric, block_size)
-    with scattered_inputs({"real": real, "synthetic": synthetic}, block_size) as (
-        real,
-        synthetic,
-    ):
+    inputs = {"real": real, "synthetic": synthetic}
+    with scattered_inputs(inputs, block_size) as (real, synthetic):
         check_features(real, synthetic, metric)
         check_real_statistics(real_statistics, real)
-        fid: FIDPlan = plan_fid(
+        fid = plan_fid(
             real, synthetic, metric=metric, fid_max_dim=fid_max_dim, real_fid=real_statistics
         )
         ok_real, ok_synthetic, std, fid_parts = _compute(
