@@ -135,7 +135,7 @@ def _score_stage(message: str) -> str | None:
 def medsyn_stages(data: Path, groups: list[str], scratch: Path, workers: int) -> dict:
     """The job's stage functions one by one, as ``analyze`` calls them; then ``write_outputs``."""
     from medsyn_dask.job import (
-        AnalysisResult,
+        assemble_result,
         extract_all,
         measure_variety,
         model_resolution_pairs,
@@ -157,15 +157,8 @@ def medsyn_stages(data: Path, groups: list[str], scratch: Path, workers: int) ->
         with stages.at_progress(_score_stage):
             scores = score_groups(s, features[REAL], synthetic, progress=False)
         with stages("variety"):
-            variety = measure_variety(s, synthetic_sets, progress=False)
-        # What analyze returns for one (model, resolution): no MM-FID/MM-STD.
-        result = AnalysisResult(
-            settings=s, real=features[REAL], synthetic=synthetic, scores=scores,
-            variety=variety, multiscale=None,
-            statistics={pair: {g: {"fid": v.fid, "std": v.std} for g, v in scores.items()}},
-            bad_images={n: list(f.provenance.get("bad_images", []))
-                        for n, f in features.items()},
-        )
+            variety = measure_variety(s, synthetic_sets, real_set=real_set, progress=False)
+        result = assemble_result(s, {pair: features}, scores, variety)
         with stages("writing outputs"):
             write_outputs(result, s.output)
     expected = {"radii", *(f"real x {g}" for g in groups)}

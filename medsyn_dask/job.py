@@ -53,23 +53,40 @@ def analyze(
     classes = list(real_set.class_names)
     pairs = model_resolution_pairs(settings)
     features = {pair: extract_all(settings, pair, classes, progress=progress) for pair in pairs}
-    real, synthetic = (
-        features[pairs[0]][REAL],
-        {g: features[pairs[0]][g] for g in settings.synthetic},
+    first = features[pairs[0]]
+    scores = score_groups(
+        settings, first[REAL], {g: first[g] for g in settings.synthetic}, progress=progress
     )
-    scores = score_groups(settings, real, synthetic, progress=progress)
-    statistics = {
-        pair: _statistics(settings, features[pair], scores, pair == pairs[0]) for pair in pairs
-    }
+    statistics = pair_statistics(settings, features, scores, progress=progress)
+    variety = measure_variety(settings, synthetic_sets, real_set=real_set, progress=progress)
+    return assemble_result(settings, features, scores, variety, statistics)
+
+
+def assemble_result(
+    settings: AnalyzeSettings,
+    features: dict[tuple[str, int], dict[str, LoadedFeatures]],
+    scores: dict[str, EvaluationResult],
+    variety: GroupVariety,
+    statistics: dict[tuple[str, int], dict[str, dict]] | None = None,
+) -> AnalysisResult:
+    """The :class:`AnalysisResult` of the stages' outputs (no computation).
+
+    ``features`` is keyed by (model, resolution), the first pair's features being those
+    scored; ``statistics`` defaults to the first pair's FID and STD from ``scores``.
+    """
+    pairs = list(features)
+    first = features[pairs[0]]
+    if statistics is None:
+        statistics = {pairs[0]: {g: {"fid": s.fid, "std": s.std} for g, s in scores.items()}}
     return AnalysisResult(
         settings=settings,
-        real=real,
-        synthetic=synthetic,
+        real=first[REAL],
+        synthetic={g: first[g] for g in settings.synthetic},
         scores=scores,
-        variety=measure_variety(settings, synthetic_sets, real_set=real_set, progress=progress),
+        variety=variety,
         statistics=statistics,
-        multiscale=_multiscale(statistics, settings) if len(pairs) > 1 else None,
-        bad_images={name: _bad(f) for name, f in features[pairs[0]].items()},
+        multiscale=_multiscale(statistics, settings) if len(statistics) > 1 else None,
+        bad_images={name: _bad(f) for name, f in first.items()},
     )
 
 
@@ -108,6 +125,7 @@ def extract_all(
             storage_options=dict(settings.storage_options),
             batch_size=settings.batch_size,
             on_bad_image=settings.on_bad_image,
+            verify_content=settings.verify_content,
             progress=progress,
         )
         out[name] = load_features(
@@ -152,6 +170,23 @@ def score_groups(
             progress=progress,
         )
     return out
+
+
+def pair_statistics(
+    settings: AnalyzeSettings,
+    features: dict[tuple[str, int], dict[str, LoadedFeatures]],
+    scores: dict[str, EvaluationResult],
+    *,
+    progress: bool = True,
+) -> dict[tuple[str, int], dict[str, dict]]:
+    """Stage 2b: FID and STD of every group for every (model, resolution), the first pair's
+    taken from ``scores``; the inputs of MM-FID/MM-STD."""
+    pairs = list(features)
+    if len(pairs) > 1:
+        stage(f"statistics: FID and STD for {len(pairs)} model/resolution pairs", enabled=progress)
+    return {
+        pair: _statistics(settings, features[pair], scores, pair == pairs[0]) for pair in pairs
+    }
 
 
 def _statistics(settings, features, scores, primary: bool) -> dict[str, dict]:
@@ -206,4 +241,4 @@ def _paths_by_class(dataset: Dataset) -> dict[str, list[str]]:
 
 
 def _bad(features: LoadedFeatures) -> list[dict[str, str]]:
-    return list(features.provenance.get("bad_images", []))
+    return [bad._asdict() for bad in features.bad_images]

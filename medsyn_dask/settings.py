@@ -53,6 +53,8 @@ class AnalyzeSettings:
     on_bad_image: str = "error"
     #: Closest synthetic/real pairs shown as thumbnails in the report (0: none; patient images).
     gallery: int = 0
+    #: Also compare a sha256 of every file's content before reusing its features (reads all).
+    verify_content: bool = False
 
     @property
     def store(self) -> str:
@@ -71,7 +73,7 @@ class AnalyzeSettings:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise SettingsError(f"{name} must be a path or URL, got {getattr(self, name)!r}")
         _check_groups(self.synthetic)
-        _check_models(self.models, self.weights)
+        _check_models(self.models, self.weights, self.storage_options)
         if not self.resolutions:
             raise SettingsError("resolutions: give at least one")
         for r in self.resolutions:
@@ -83,6 +85,8 @@ class AnalyzeSettings:
         checks.check_int(self.batch_size, "batch_size")
         checks.check_choice(self.on_bad_image, "on_bad_image", checks.ON_BAD_IMAGE)
         checks.check_int(self.gallery, "gallery", minimum=0)
+        if not isinstance(self.verify_content, bool):
+            raise SettingsError(f"verify_content must be true or false: {self.verify_content!r}")
         _check_codec(self.codec)
         if self.class_names is not None and not all(
             isinstance(c, str) and c for c in self.class_names
@@ -107,7 +111,7 @@ def _check_groups(synthetic: Any) -> None:
             raise SettingsError(f"synthetic group {name!r}: root must be a path or URL")
 
 
-def _check_models(models: Any, weights: Any) -> None:
+def _check_models(models: Any, weights: Any, storage_options: Mapping[str, Any]) -> None:
     # Imported here: the registry brings torch, which checking the other settings does not need.
     from .features.registry import resolve_name
 
@@ -119,7 +123,7 @@ def _check_models(models: Any, weights: Any) -> None:
         if model not in models:
             raise SettingsError(f"weights given for {model!r}, which is not among models")
     for model in models:
-        resolve_name(model, weights.get(model))
+        resolve_name(model, weights.get(model), storage_options)
 
 
 def _check_codec(codec: Any) -> None:
@@ -130,8 +134,6 @@ def _check_codec(codec: Any) -> None:
 
 #: Config keys that take a list (a single value is accepted as a one-item list).
 _LISTS = ("models", "resolutions", "class_names")
-#: Config keys of the command line's cluster options, read by :mod:`medsyn_dask.cli.analyze`.
-CLUSTER_KEYS = ("cluster", "scheduler_address", "workers")
 
 
 def settings_from_mapping(values: Mapping[str, Any], source: str = "config") -> AnalyzeSettings:

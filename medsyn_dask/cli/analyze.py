@@ -69,6 +69,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-image", choices=("error", "skip"), help="default error")
     p.add_argument("--block-size", type=int, help="rows per distance block (default 2048)")
     p.add_argument(
+        "--verify-content",
+        action="store_true",
+        help="before reusing stored features, compare each file's sha256 too (reads every "
+        "file; by default size + modification time, or the object store's ETag)",
+    )
+    p.add_argument(
         "--gallery",
         type=int,
         metavar="N",
@@ -106,6 +112,7 @@ def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
         "on_bad_image": args.on_bad_image,
         "block_size": args.block_size,
         "gallery": args.gallery,
+        "verify_content": True if args.verify_content else None,
     }
     merged = {**config, **{k: v for k, v in flags.items() if v is not None}}
     if args.storage_option:

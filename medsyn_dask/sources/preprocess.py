@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .. import checks
 from .readers import BadImageError
 
 #: Pillow's weights for RGB -> L (ITU-R 601-2 luma).
@@ -77,10 +78,8 @@ def preprocess_volume(array: np.ndarray, resolution: int, num_channels: int = 1)
 
 
 def _check_options(resolution: int, num_channels: int) -> None:
-    if int(resolution) < 1:
-        raise ValueError(f"resolution must be a positive number of pixels, got {resolution}")
-    if num_channels not in (1, 3):
-        raise ValueError(f"num_channels must be 1 or 3, got {num_channels}")
+    checks.check_resolution(resolution)
+    checks.check_choice(num_channels, "num_channels", checks.NUM_CHANNELS)
 
 
 def as_channels_last(array: np.ndarray) -> np.ndarray:
