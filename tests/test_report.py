@@ -220,3 +220,27 @@ def test_write_report_refuses_a_negative_gallery(run_2d):
     _, out = run_2d
     with pytest.raises(ValueError, match="gallery"):
         write_report(str(out), gallery=-1)
+
+
+def test_report_of_an_output_folder_on_s3(run_2d, s3_server, s3_bucket):
+    _, out = run_2d
+    fs = s3_server.filesystem()
+    remote = f"{s3_bucket}/out"
+    for path in out.rglob("*"):
+        if path.is_file() and "features.zarr" not in path.parts and path.name != "report.html":
+            fs.put_file(str(path), f"{remote}/{path.relative_to(out).as_posix()}")
+    options = s3_server.storage_options
+    assert main(["report", remote, *[f"--storage-option={k}={v}" for k, v in _flat(options)]]) == 0
+    page = fs.cat_file(f"{remote}/report.html").decode()
+    write_report(str(out))  # the same run, from the local folder: the same page
+    assert page.replace(remote, str(out)) == (out / "report.html").read_text()
+    assert fs.cat_file(f"{remote}/summary.txt") == (out / "summary.txt").read_bytes()
+    assert not fs.exists(f"{remote}/.report.html.partial")
+
+
+def _flat(options: dict, prefix: str = ""):
+    for key, value in options.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
