@@ -6,7 +6,8 @@ The public API is small; METHOD.md defines every number it returns.
 - :func:`extract_features` / :func:`load_features`: image folders to a Zarr feature store, and back.
 - :func:`evaluate_features`: scores and per-image tables of synthetic vs real features.
 - :func:`real_neighbourhood`: the real radii alone, to reuse across synthetic groups.
-- :func:`feature_statistics`: FID and feature STD alone (for MM-FID / MM-STD).
+- :func:`feature_statistics`: FID and feature STD alone (for MM-FID / MM-STD);
+  :func:`real_fid_statistics`: the real side of FID once, to reuse for every group.
 """
 
 from importlib import import_module
@@ -25,6 +26,7 @@ _LAZY = {
     "evaluate_features": "evaluate",
     "feature_statistics": "evaluate",
     "real_neighbourhood": "evaluate",
+    "real_fid_statistics": "evaluate",
     "AnalysisResult": "job",
     "AnalyzeSettings": "settings",
     "analyze": "job",
@@ -56,5 +58,6 @@ __all__ = [
     "extract_features",
     "feature_statistics",
     "load_features",
+    "real_fid_statistics",
     "real_neighbourhood",
 ]

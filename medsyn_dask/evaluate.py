@@ -64,7 +64,7 @@ def _compute(*objs: Any, progress: bool) -> tuple:
     # One Delayed per argument, so nested lists and tuples of collections compute as
     # dask.compute would compute them.
     futures = client.compute([dask.delayed(obj) for obj in objs])
-    show_progress(futures)
+    show_progress(futures, notebook=False)  # a text bar: a widget needs ipywidgets
     return tuple(client.gather(futures))
 
 

@@ -9,19 +9,26 @@ variety) -> report (:mod:`medsyn_dask.report`). It runs on the current Dask clie
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .evaluate import EvaluationResult, evaluate_features, feature_statistics, real_neighbourhood
-from .features import extract_features, load_features
+from .evaluate import (
+    EvaluationResult,
+    evaluate_features,
+    feature_statistics,
+    real_fid_statistics,
+    real_neighbourhood,
+)
+from .features import BadImage, extract_features, load_features
 from .features.store import LoadedFeatures
 from .metrics.multiscale import multiscale_score
 from .metrics.variety import GroupVariety, group_variety
 from .progress import stage
 from .settings import REAL, AnalyzeSettings, check_settings
-from .sources import Dataset, read_image
+from .sources import Dataset, read_image, relative_path
 
 
 @dataclass
@@ -58,7 +65,10 @@ def analyze(
         settings, first[REAL], {g: first[g] for g in settings.synthetic}, progress=progress
     )
     statistics = pair_statistics(settings, features, scores, progress=progress)
-    variety = measure_variety(settings, synthetic_sets, real_set=real_set, progress=progress)
+    skipped = {name: f.bad_images for name, f in first.items()}
+    variety = measure_variety(
+        settings, synthetic_sets, real_set=real_set, skipped=skipped, progress=progress
+    )
     return assemble_result(settings, features, scores, variety, statistics)
 
 
@@ -154,6 +164,7 @@ def score_groups(
         metric=metric,
         nearest_k=settings.nearest_k,
         block_size=settings.block_size,
+        compute_fid=True,  # the real FID statistics once, reused by every group
         progress=progress,
     )
     out = {}
@@ -193,9 +204,14 @@ def _statistics(settings, features, scores, primary: bool) -> dict[str, dict]:
     """FID and STD per group for one (model, resolution)."""
     if primary:
         return {g: {"fid": s.fid, "std": s.std} for g, s in scores.items()}
-    real = features["real"]
+    real = features[REAL]
+    metric = metric_for(real)
+    kwargs = {"metric": metric, "block_size": settings.block_size}
+    real_fid = real_fid_statistics(real.features, **kwargs)  # once per pair, for every group
     return {
-        g: feature_statistics(real.features, features[g].features, metric=metric_for(real))
+        g: feature_statistics(
+            real.features, features[g].features, real_statistics=real_fid, **kwargs
+        )
         for g in settings.synthetic
     }
 
@@ -220,23 +236,29 @@ def measure_variety(
     synthetic_sets: dict[str, Dataset],
     *,
     real_set: Dataset | None = None,
+    skipped: Mapping[str, Sequence[BadImage]] | None = None,
     progress: bool = True,
 ) -> GroupVariety:
     """Stage 3: the mean image of every group and class, its lossless size and the variety.
 
     With ``real_set``, the real set's mean images too (for comparison, not scored).
+    ``skipped`` (set name -> bad images left out by extraction) are left out here too.
     """
     stage(f"variety: mean images ({settings.codec})", enabled=progress)
     read = functools.partial(read_image, storage_options=dict(settings.storage_options))
-    paths = {g: _paths_by_class(d) for g, d in synthetic_sets.items()}
-    reference = _paths_by_class(real_set) if real_set is not None else None
+    skipped = skipped or {}
+    paths = {g: _paths_by_class(d, skipped.get(g, ())) for g, d in synthetic_sets.items()}
+    reference = _paths_by_class(real_set, skipped.get(REAL, ())) if real_set else None
     return group_variety(paths, read, codec=settings.codec, reference=reference)
 
 
-def _paths_by_class(dataset: Dataset) -> dict[str, list[str]]:
+def _paths_by_class(dataset: Dataset, skipped: Sequence[BadImage] = ()) -> dict[str, list[str]]:
+    """Class -> paths of ``dataset``, without the ``skipped`` bad images."""
+    left_out = {bad.path for bad in skipped}
     by_class: dict[str, list[str]] = {c: [] for c in dataset.class_names}
     for path, cls in zip(dataset.paths, dataset.classes, strict=True):
-        by_class[cls].append(path)
+        if relative_path(dataset.root, path) not in left_out:
+            by_class[cls].append(path)
     return by_class
 
 

@@ -76,11 +76,6 @@ def test_per_class_results_agree_with_the_per_image_table(run_2d):
         assert total == entry["sets"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="job: --on-bad-image skip skips the file in extraction but the mean-image pass "
-    "still reads it and fails (measure_variety gets every listed path)",
-)
 def test_skipped_bad_image_is_listed_with_its_reason(tmp_path, address):
     data = write_demo_dataset(tmp_path / "data", n_real=8, n_synthetic=6, size=32)
     (data.synthetic["poor"] / "lesion" / "zz_broken.png").write_bytes(b"not a png")
