@@ -6,7 +6,7 @@ Each check raises :class:`~medsyn_dask.errors.SettingsError` naming the option a
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .errors import SettingsError
 
@@ -16,6 +16,9 @@ MIN_RESOLUTION, MAX_RESOLUTION = 8, 8192
 #: Names of groups in a run and in a feature store: used as folder and file names.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 ON_BAD_IMAGE = ("error", "skip")
+#: Lossless codecs of the mean images (:mod:`medsyn_dask.metrics.variety.codecs`), default first.
+Codec = Literal["png", "png-opencv", "jpeg2000", "webp", "jpeg-ls", "jpeg-lossless"]
+CODECS: tuple[str, ...] = get_args(Codec)
 NUM_CHANNELS = (1, 3)
 
 

@@ -8,19 +8,21 @@ keys are the long flag names (``real``, ``synthetic``: a mapping NAME: ROOT, ``m
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from ..cluster import ClusterSpec, start_cluster
+from ..checks import CODECS
 from ..errors import SettingsError
-from ..job import analyze
-from ..metrics.variety import CODECS
-from ..report import prepare_output, write_outputs, write_report, write_summary
-from ..settings import AnalyzeSettings, check_settings, settings_from_mapping
 from .cluster_options import CLUSTER_KEYS, add_cluster_arguments, cluster_spec
 from .extract import parse_storage_options
+
+if TYPE_CHECKING:
+    from ..cluster import ClusterSpec
+    from ..settings import AnalyzeSettings
+
+# The job's modules (torch, dask.array, matplotlib) are imported when a command runs, not
+# when the parser is built: `medsyn-dask --help` stays instant.
 
 
 def add_parser(subparsers: Any) -> None:
@@ -94,6 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
     """Merge the YAML config (if any) and the flags (which win) into validated settings."""
+    from ..settings import settings_from_mapping
+
     config = _read_config(args.config) if args.config else {}
     for key in CLUSTER_KEYS:  # read by the cluster options, not settings
         config.pop(key, None)
@@ -122,6 +126,8 @@ def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
 
 
 def _read_config(path: Path) -> dict[str, Any]:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -162,18 +168,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_job(settings: AnalyzeSettings, cluster: ClusterSpec) -> dict[str, Any]:
+def run_job(
+    settings: AnalyzeSettings, cluster: ClusterSpec, *, keep_open: bool = False
+) -> dict[str, Any]:
     """Check, prepare the output, run on Dask, write the outputs and print the summary.
 
+    With ``keep_open``, the cluster (and its dashboard) stays up after the run until Ctrl-C.
     Returns the content of ``metrics.json``.
     """
+    from ..cluster import start_cluster
+    from ..job import analyze
+    from ..report import prepare_output, write_outputs, write_report, write_summary
+    from ..settings import check_settings
+
     datasets = check_settings(settings)
-    prepare_output(settings.output, dict(settings.storage_options))
-    with start_cluster(cluster):
-        result = analyze(settings, datasets=datasets)
-        metrics = write_outputs(result, settings.output, dict(settings.storage_options))
     options = dict(settings.storage_options)
-    report = write_report(settings.output, options, gallery=settings.gallery)
-    print("\n" + write_summary(settings.output, metrics, options))
-    print(f"\nreport: {report}\noutputs: {settings.output}")
+    prepare_output(settings.output, options)
+    with start_cluster(cluster) as client:
+        result = analyze(settings, datasets=datasets)
+        metrics = write_outputs(result, settings.output, options)
+        report = write_report(settings.output, options, gallery=settings.gallery)
+        print("\n" + write_summary(settings.output, metrics, options))
+        print(f"\nreport: {report}\noutputs: {settings.output}")
+        if keep_open:
+            _wait_for_ctrl_c(client)
     return metrics
+
+
+def _wait_for_ctrl_c(client: Any) -> None:
+    print(f"dashboard kept open at {client.dashboard_link}; press Ctrl-C to close", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("closing the cluster", flush=True)

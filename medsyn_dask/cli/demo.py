@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..phantoms import write_demo_dataset
-from ..settings import AnalyzeSettings
 from .analyze import run_job
 from .cluster_options import add_cluster_arguments, cluster_spec
 
@@ -46,6 +44,9 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..phantoms import write_demo_dataset
+    from ..settings import AnalyzeSettings
+
     data = write_demo_dataset(
         args.output / "data",
         n_real=args.n_real,
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         output=str(args.output / "results"),
         resolutions=(args.resolution,),
     )
-    metrics = run_job(settings, cluster_spec(args, {}))
+    metrics = run_job(settings, cluster_spec(args, {}), keep_open=args.keep_open)
     return _check_truth(metrics, data.truth)
 
 

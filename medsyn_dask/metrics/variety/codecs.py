@@ -30,16 +30,12 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Literal, get_args
 
 import numpy as np
 from PIL import Image, features
 
+from ...checks import CODECS, Codec
 from ...errors import SettingsError
-
-Codec = Literal["png", "png-opencv", "jpeg2000", "webp", "jpeg-ls", "jpeg-lossless"]
-#: The names ``--codec`` takes, the default first.
-CODECS: tuple[str, ...] = get_args(Codec)
 
 
 class CodecUnavailableError(SettingsError, RuntimeError):
