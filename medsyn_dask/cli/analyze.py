@@ -8,7 +8,9 @@ keys are the long flag names (``real``, ``synthetic``: a mapping NAME: ROOT, ``m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,10 +183,14 @@ def run_job(
     from ..report import prepare_output, write_outputs, write_report, write_summary
     from ..settings import check_settings
 
-    datasets = check_settings(settings)
+    settings.validate()  # every setting, before a cluster starts or anything is written
     options = dict(settings.storage_options)
-    prepare_output(settings.output, options)
-    with start_cluster(cluster) as client:
+    # The roots are listed while the cluster starts (both wait on I/O, not on CPU).
+    with ThreadPoolExecutor(1) as pool, contextlib.ExitStack() as stack:
+        listing = pool.submit(check_settings, settings)
+        client = stack.enter_context(start_cluster(cluster))
+        datasets = listing.result()
+        prepare_output(settings.output, options)
         result = analyze(settings, datasets=datasets)
         metrics = write_outputs(result, settings.output, options)
         report = write_report(settings.output, options, gallery=settings.gallery)
