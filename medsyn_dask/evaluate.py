@@ -26,9 +26,11 @@ from .evaluate_inputs import (
     lazy_centre,
     scattered_inputs,
 )
+from .evaluate_patients import patient_radius, patient_scores
 from .evaluate_results import EvaluationResult, RealNeighbourhood, assemble, combine_blocks
 from .metrics import scores
 from .metrics.fid import DEFAULT_FID_MAX_DIM, RealFID, plan_fid, real_fid_plan
+from .metrics.patients import encode_patients
 from .metrics.std import feature_std
 from .neighbours import graph
 from .settings import DEFAULT_BLOCK_SIZE
@@ -68,6 +70,11 @@ def _compute(*objs: Any, progress: bool) -> tuple:
     return tuple(client.gather(futures))
 
 
+def _progress(progress: bool):
+    """``_compute`` with the progress setting bound, for the patient-mode passes."""
+    return lambda *objs: _compute(*objs, progress=progress)
+
+
 def real_neighbourhood(
     real: Any,
     *,
@@ -78,12 +85,14 @@ def real_neighbourhood(
     compute_fid: bool = False,
     fid_max_dim: int = DEFAULT_FID_MAX_DIM,
     progress: bool = False,
+    patients: Any = None,
 ) -> RealNeighbourhood:
     """The k-th-neighbour radii of ``real`` (N x D), block by block (see RealNeighbourhood).
 
     With ``compute_fid`` (Euclidean, D <= ``fid_max_dim``) the result also carries the real
     set's FID statistics, so that ``evaluate_features(reference=...)`` computes only each
-    group's own moments.
+    group's own moments. With ``patients`` (one label per real image) it also carries the
+    patient radii of patient mode.
     """
     check_options(metric, block_size, backend=backend, nearest_k=nearest_k)
     with scattered_inputs({"real": real}, block_size) as (real,):
@@ -96,8 +105,18 @@ def real_neighbourhood(
         smallest = _compute(
             graph.radii_graph(real, metric, centre, nearest_k, backend), progress=progress
         )[0]
+        codes = radius = None
+        if patients is not None:
+            codes = encode_patients(patients, real.shape[0])[0]
+            radius = patient_radius(real, codes, metric, centre, backend, _progress(progress))
     return RealNeighbourhood(
-        np.concatenate(smallest), centre, metric, nearest_k, fid.finish_real(fid_parts)
+        np.concatenate(smallest),
+        centre,
+        metric,
+        nearest_k,
+        fid.finish_real(fid_parts),
+        patient_radius_1=radius,
+        patient_codes=codes,
     )
 
 
@@ -136,6 +155,7 @@ def evaluate_features(
     fid_max_dim: int = DEFAULT_FID_MAX_DIM,
     reference: RealNeighbourhood | None = None,
     progress: bool = False,
+    patients: Any = None,
 ) -> EvaluationResult:
     """Fidelity, privacy and their per-image details of ``synthetic`` against ``real``.
 
@@ -152,6 +172,8 @@ def evaluate_features(
         reference: from :func:`real_neighbourhood` on the same ``real``, to skip the radii pass
             (and the real FID moments, when it carries ``fid_statistics``).
         progress: show a progress bar (distributed's when a Client is active).
+        patients: one patient label per real image (str or int), row-aligned with ``real``:
+            adds the patient-level copy test (METHOD.md, "Patient mode") as ``.patients``.
 
     Runs on the current Dask scheduler: a distributed Client's cluster when one is active.
     """
@@ -189,8 +211,21 @@ def evaluate_features(
         smallest, per_real, per_synth, fid_parts = _compute(
             smallest, per_real, per_synth, fid.lazy, progress=progress
         )
+        patient = None
+        if patients is not None:
+            patient = patient_scores(
+                real,
+                synthetic,
+                patients,
+                reference=reference,
+                margin=margin,
+                metric=metric,
+                centre=centre,
+                backend=backend,
+                compute=_progress(progress),
+            )
     fid_statistics = reference.fid_statistics if reference is not None else None
-    return assemble(
+    result = assemble(
         RealNeighbourhood(np.concatenate(smallest), centre, metric, nearest_k, fid_statistics),
         combine_blocks(per_real),
         combine_blocks(per_synth),
@@ -200,6 +235,8 @@ def evaluate_features(
         fid_reason=fid.reason,
         block_size=block_size,
     )
+    result.patients = patient
+    return result
 
 
 def feature_statistics(

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .metrics import scores
 from .metrics.fid_linalg import RealFID
+from .metrics.patients import PatientResult
 from .neighbours.reductions import RealPartial, SyntheticPartial
 
 
@@ -30,6 +31,8 @@ class RealNeighbourhood:
         metric, nearest_k: the settings the radii were computed with.
         fid_statistics: the real set's FID statistics (Gaussian fit and its decomposition,
             made once and reused by every group), when asked for; else None.
+        patient_radius_1, patient_codes: (N,) float64 distance to the nearest real image of
+            another patient, and (N,) int64 patient codes, in patient mode; else None.
     """
 
     smallest: np.ndarray
@@ -37,6 +40,8 @@ class RealNeighbourhood:
     metric: str
     nearest_k: int
     fid_statistics: RealFID | None = None
+    patient_radius_1: np.ndarray | None = None
+    patient_codes: np.ndarray | None = None
 
     @property
     def radius_k(self) -> np.ndarray:
@@ -56,7 +61,8 @@ class EvaluationResult:
     ``per_synthetic`` has one row per synthetic image (in input order) with columns ``set``
     (copy / real / non-real), ``nearest_real`` (row index into the real set), ``distance`` (to
     that image), ``copy_ratio`` and ``privacy_score``. ``per_real`` has one row per real image
-    with ``copies``, ``in_radius``, ``radius_k`` and ``radius_1``.
+    with ``copies``, ``in_radius``, ``radius_k`` and ``radius_1``. ``patients`` holds the
+    patient-level copy test in patient mode (``evaluate_features(patients=...)``), else None.
     """
 
     fidelity: float
@@ -73,6 +79,7 @@ class EvaluationResult:
     per_synthetic: pd.DataFrame
     per_real: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
+    patients: PatientResult | None = None
 
     @property
     def set_counts(self) -> dict[str, int]:
@@ -96,6 +103,7 @@ class EvaluationResult:
             "n_real": int(len(self.per_real)),
             "n_synthetic": int(len(self.per_synthetic)),
             "sets": self.set_counts,
+            **(self.patients.to_dict() if self.patients is not None else {}),
             **self.settings,
         }
 

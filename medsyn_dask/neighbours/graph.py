@@ -34,6 +34,7 @@ from .reductions import (
     compare_block,
     keep_smallest,
     merge_synthetic,
+    other_patient,
     row_candidates,
     smallest_values,
 )
@@ -67,6 +68,14 @@ class _Graph:
                 keys.append(self.value((f"{self.layer}-input", i), item))
         return keys
 
+    def block_values(self, name: str, values: np.ndarray, array: da.Array) -> list:
+        """Keys of ``values`` (one entry per row of ``array``) cut into ``array``'s row blocks."""
+        offsets = _block_keys(array)[1]
+        return [
+            self.value((f"{name}-{self.layer}", i), values[o : o + n])
+            for i, (o, n) in enumerate(zip(offsets, array.chunks[0], strict=True))
+        ]
+
     def outputs(self, keys: list) -> list[Delayed]:
         graph = HighLevelGraph.from_collections(self.layer, self.dsk, self.dependencies)
         return [Delayed(k, graph, layer=self.layer) for k in keys]
@@ -87,13 +96,19 @@ def _in_block(sel: Candidates, start: int, size: int, on: str = "col") -> Candid
 # --- real x real: the k+1 smallest distances of every real image ---------------------------
 
 
-def _radii_candidates(x, y, x_offset, y_offset, same, metric, centre, nearest_k, backend):
+def _radii_candidates(
+    x, y, x_offset, y_offset, same, metric, centre, nearest_k, backend, px=None, py=None
+):
     """Candidates of the rows of x (global columns) and, unless same block, of the rows of y:
-    the pairs that may be among the nearest_k + 1 smallest (self included)."""
+    the pairs that may be among the nearest_k + 1 smallest (self included). With patient codes
+    ``px``, ``py`` of the two blocks, only pairs of different patients count."""
     block = get_metric(metric).block_bounds(x, y, centre, backend=backend)
-    rows = row_candidates(block, nearest_k + 1).shifted(cols=y_offset)
-    cols = None if same else row_candidates(block.transpose(), nearest_k + 1).shifted(cols=x_offset)
-    return rows, cols
+    allowed = None if px is None else other_patient(px, py)
+    rows = row_candidates(block, nearest_k + 1, allowed).shifted(cols=y_offset)
+    if same:
+        return rows, None
+    allowed_t = None if allowed is None else np.ascontiguousarray(allowed.T)
+    return rows, row_candidates(block.transpose(), nearest_k + 1, allowed_t).shifted(cols=x_offset)
 
 
 def _radii_select(parts: list[tuple], sides: list[int], nearest_k: int) -> Candidates:
@@ -119,18 +134,28 @@ def _radii_merge(parts: list[tuple], sides: list[int], n_rows: int, nearest_k: i
     return smallest_values(rows, values, n_rows, nearest_k + 1)
 
 
-def radii_graph(real: da.Array, metric: str, centre, nearest_k: int, backend: str) -> list[Delayed]:
+def radii_graph(
+    real: da.Array,
+    metric: str,
+    centre,
+    nearest_k: int,
+    backend: str,
+    patients: np.ndarray | None = None,
+) -> list[Delayed]:
     """Per real block, a Delayed (rows, nearest_k + 1) array: the nearest_k + 1 smallest
     distances of each real image to all real images, self included, ascending.
 
     Only block pairs I <= J are scored: pair (I, J) serves the rows of I against J and, through
-    its transpose, the rows of J against I, halving the GEMM work.
+    its transpose, the rows of J against I, halving the GEMM work. With ``patients`` (N,) int
+    codes, only pairs of different patients are seen (the mask is applied inside each block's
+    reduction): see :func:`patient_radii_graph`.
     """
     blocks, offsets = _block_keys(real)
     nb = len(blocks)
-    token = tokenize(real, metric, centre, nearest_k, backend)
+    token = tokenize(real, metric, centre, nearest_k, backend, patients)
     g = _Graph(f"real-radii-{token}", [real])
     centre_key = g.value((f"centre-{token}",), centre)
+    codes = [None] * nb if patients is None else g.block_values("patients", patients, real)
     pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
     for i, j in pairs:
         g.task(
@@ -145,6 +170,8 @@ def radii_graph(real: da.Array, metric: str, centre, nearest_k: int, backend: st
             centre_key,
             nearest_k,
             backend,
+            codes[i],
+            codes[j],
         )
     # Block i is the rows of (i, j >= i) (side 0) and the transposed rows of (j < i, i) (side 1).
     keys = [[(i, j) for j in range(i, nb)] + [(j, i) for j in range(i)] for i in range(nb)]

@@ -93,19 +93,26 @@ def _on_scores(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, by: str) -
     return Candidates(rows, cols, env.lower(s, index), env.upper(s, index))
 
 
-def row_candidates(block: ScoreBlock, n: int) -> Candidates:
+def row_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None) -> Candidates:
     """Pairs that may be among the ``n`` smallest distances of their row (local indices).
 
     The row's ``n``-th smallest score bounds its ``n``-th smallest distance from above; a pair
-    whose lower bound exceeds that cannot be among the ``n`` smallest.
+    whose lower bound exceeds that cannot be among the ``n`` smallest. ``allowed`` (n_x, n_y)
+    bool, when given, restricts every row to its allowed pairs (patient mode: other patients);
+    a row with none allowed yields no candidate.
     """
     score = block.score
+    if allowed is not None:
+        score = np.where(allowed, score, np.array(np.inf, dtype=score.dtype))
     if score.shape[1] > n:
         kth = np.partition(score, n - 1, axis=1)[:, n - 1]
     else:
         kth = score.max(axis=1)
     limit = block.rows.score_upto(block.rows.upper(kth), score.dtype)
-    rows, cols = nonzero_2d(score <= limit[:, None])
+    keep = score <= limit[:, None]
+    if allowed is not None:
+        keep &= allowed  # a row whose limit is +inf would otherwise keep its masked pairs
+    rows, cols = nonzero_2d(keep)
     return _on_scores(block, rows, cols, "row")
 
 
@@ -306,3 +313,59 @@ def column_minimum(cols: np.ndarray, rows: np.ndarray, values: np.ndarray, n_col
     best[cols[first]] = values[first]
     best_row[cols[first]] = rows[first]
     return best, best_row
+
+
+def other_patient(row_patients: np.ndarray, col_patients: np.ndarray) -> np.ndarray:
+    """(n_x, n_y) bool mask of one block: the pairs of two different patients."""
+    return row_patients[:, None] != col_patients[None, :]
+
+
+@dataclass
+class PatientCopies:
+    """The patient copies found in one real x synthetic block (METHOD.md, "Patient mode").
+
+    ``patient`` and ``col`` list each (real patient code, synthetic index) pair once: synthetic
+    image ``col`` is closer to some image of that patient than its patient copy threshold.
+    ``nearest`` holds (local real row, global synthetic column) candidates for each real image's
+    nearest synthetic image.
+    """
+
+    patient: np.ndarray  # int64
+    col: np.ndarray  # int64
+    nearest: Candidates
+
+    @classmethod
+    def merge(cls, parts: list[PatientCopies], by: str) -> PatientCopies:
+        """Parts of one synthetic block (``by="col"``: keep the copy pairs, unique) or of one
+        real block (``by="row"``: keep each real row's nearest-synthetic candidates)."""
+        patient = np.concatenate([p.patient for p in parts])
+        col = np.concatenate([p.col for p in parts])
+        if by == "col" and len(col):
+            pairs = np.unique(np.stack([patient, col], axis=1), axis=0)
+            patient, col = pairs[:, 0], pairs[:, 1]
+        nearest = Candidates.concat([p.nearest for p in parts])
+        return cls(patient, col, keep_smallest(nearest, 1, by="row") if by == "row" else nearest)
+
+
+def patient_copy_block(
+    block: ScoreBlock,
+    patient_threshold: np.ndarray,
+    row_patients: np.ndarray,
+    synth_offset: int,
+) -> PatientCopies:
+    """Reduce one real x synthetic block (rows: real, cols: synthetic) for patient mode.
+
+    ``patient_threshold`` (= patient_radius_1 + margin, float64) and ``row_patients`` (patient
+    codes) are per real row; ``synth_offset`` is the global index of the block's first
+    synthetic image. Copy pairs are decided exactly (strict ``<``) by :func:`pairs_below`.
+    """
+    rows, cols = pairs_below(block, patient_threshold)
+    patient = row_patients[rows].astype(np.int64)
+    if len(rows):
+        pairs = np.unique(np.stack([patient, cols.astype(np.int64)], axis=1), axis=0)
+        patient, cols = pairs[:, 0], pairs[:, 1]
+    return PatientCopies(
+        patient,
+        cols.astype(np.int64),
+        row_candidates(block, 1).shifted(cols=synth_offset),
+    )
