@@ -153,8 +153,13 @@ class VQVAE(nn.Module):
         """Code maps ``(id_t (B, H/(2s), W/(2s)), id_b (B, H/s, W/s))`` of ``x`` (B, C, H, W)."""
         enc_b = self.enc_b(x)
         enc_t = self.enc_t(enc_b)
-        quant_t, id_t = self.quantize_t(self.quantize_conv_t(enc_t).permute(0, 2, 3, 1))
-        dec_t = self.dec_t(quant_t.permute(0, 3, 1, 2))
+        z_t = self.quantize_conv_t(enc_t).permute(0, 2, 3, 1)
+        quant_t, id_t = self.quantize_t(z_t)
+        # The top decoder gets what the reference gave it: the straight-through sum
+        # z + (q - z) (not q: it rounds differently), laid out as NCHW (the embedding alone is
+        # channels-last, and the CPU convolution rounds differently on it). Anything else
+        # flips near-tie bottom codes (about 1 % at 256 px on a trained model).
+        dec_t = self.dec_t((z_t + (quant_t - z_t)).permute(0, 3, 1, 2))
         enc_b = torch.cat([dec_t, enc_b], 1)
         _, id_b = self.quantize_b(self.quantize_conv_b(enc_b).permute(0, 2, 3, 1))
         return id_t, id_b
