@@ -15,15 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from .cache import cache_key, features_digest, load_real_neighbourhood, save_real_neighbourhood
 from .evaluate import (
     EvaluationResult,
+    RealNeighbourhood,
     evaluate_features,
     feature_statistics,
     real_fid_statistics,
     real_neighbourhood,
 )
+from .evaluate_patients import with_patient_radii
 from .features import BadImage, extract_features, load_features
 from .features.store import LoadedFeatures
+from .job_baseline import scored_groups, split_reference
+from .metrics.baseline import HOLDOUT
 from .metrics.multiscale import multiscale_score
 from .metrics.variety import GroupVariety, group_variety
 from .progress import stage
@@ -43,6 +48,9 @@ class AnalysisResult:
     statistics: dict[tuple[str, int], dict[str, dict[str, float | None]]]
     multiscale: dict[str, Any] | None
     bad_images: dict[str, list[dict[str, str]]]
+    #: The held-out real images scored as the reference row, and their features (or None).
+    reference: EvaluationResult | None = None
+    holdout: LoadedFeatures | None = None
 
 
 def analyze(
@@ -60,9 +68,10 @@ def analyze(
     classes = list(real_set.class_names)
     pairs = model_resolution_pairs(settings)
     features = {pair: extract_all(settings, pair, classes, progress=progress) for pair in pairs}
+    features, patients = split_reference(settings, features, real_set, progress=progress)
     first = features[pairs[0]]
     scores = score_groups(
-        settings, first[REAL], {g: first[g] for g in settings.synthetic}, progress=progress
+        settings, first[REAL], scored_groups(settings, first), patients=patients, progress=progress
     )
     statistics = pair_statistics(settings, features, scores, progress=progress)
     skipped = {name: f.bad_images for name, f in first.items()}
@@ -82,10 +91,13 @@ def assemble_result(
     """The :class:`AnalysisResult` of the stages' outputs (no computation).
 
     ``features`` is keyed by (model, resolution), the first pair's features being those
-    scored; ``statistics`` defaults to the first pair's FID and STD from ``scores``.
+    scored; ``statistics`` defaults to the first pair's FID and STD from ``scores``. A
+    ``"holdout"`` entry of ``scores`` becomes the reference row.
     """
     pairs = list(features)
     first = features[pairs[0]]
+    reference = scores.get(HOLDOUT)
+    scores = {g: scores[g] for g in settings.synthetic}
     if statistics is None:
         statistics = {pairs[0]: {g: {"fid": s.fid, "std": s.std} for g, s in scores.items()}}
     return AnalysisResult(
@@ -93,6 +105,8 @@ def assemble_result(
         real=first[REAL],
         synthetic={g: first[g] for g in settings.synthetic},
         scores=scores,
+        reference=reference,
+        holdout=first.get(HOLDOUT),
         variety=variety,
         statistics=statistics,
         multiscale=_multiscale(statistics, settings) if len(statistics) > 1 else None,
@@ -119,9 +133,11 @@ def extract_all(
     """
     model, resolution = pair
     roots = {REAL: settings.real, **settings.synthetic}
+    if settings.holdout is not None and pair == model_resolution_pairs(settings)[0]:
+        roots[HOLDOUT] = settings.holdout  # scored once, as the reference row
     out = {}
     for name, root in roots.items():
-        group = name if name == REAL else f"synthetic-{name}"
+        group = name if name in (REAL, HOLDOUT) else f"synthetic-{name}"
         stage(f"features: {name} ({model}, {resolution} px)", enabled=progress)
         done = extract_features(
             root,
@@ -154,19 +170,21 @@ def score_groups(
     real: LoadedFeatures,
     synthetic: dict[str, LoadedFeatures],
     *,
+    patients: np.ndarray | None = None,
     progress: bool = True,
 ) -> dict[str, EvaluationResult]:
-    """Stage 2: the real radii once, then each group's real x synthetic pass (METHOD.md)."""
+    """Stage 2: the real radii once, then each group's real x synthetic pass (METHOD.md).
+
+    ``patients`` (one label per real image) adds patient mode; a ``"holdout"`` entry of
+    ``synthetic`` (held-out real images) is scored like a group, as the reference row.
+    """
     metric = metric_for(real)
-    stage(f"neighbourhoods: real radii ({metric}, k={settings.nearest_k})", enabled=progress)
-    reference = real_neighbourhood(
-        real.features,
-        metric=metric,
-        nearest_k=settings.nearest_k,
-        block_size=settings.block_size,
-        compute_fid=True,  # the real FID statistics once, reused by every group
-        progress=progress,
-    )
+    reference = real_reference(settings, real, metric, progress=progress)
+    if patients is not None:
+        stage("neighbourhoods: patient radii (other patients only)", enabled=progress)
+        reference = with_patient_radii(
+            reference, real.features, patients, block_size=settings.block_size
+        )
     out = {}
     for name, synth in synthetic.items():
         stage(f"neighbourhoods: real x {name}", enabled=progress)
@@ -179,8 +197,38 @@ def score_groups(
             block_size=settings.block_size,
             reference=reference,
             progress=progress,
+            patients=patients,
         )
     return out
+
+
+def real_reference(
+    settings: AnalyzeSettings, real: LoadedFeatures, metric: str, *, progress: bool = True
+) -> RealNeighbourhood:
+    """The real radii and FID statistics: from the feature store's cache when an earlier run
+    had the very same real features, metric and k (:mod:`medsyn_dask.cache`), else computed
+    and stored there for the next run."""
+    options = dict(settings.storage_options)
+    key = cache_key(features_digest(real.features), metric, settings.nearest_k)
+    cached = load_real_neighbourhood(settings.store, key, real.features.shape[0], options)
+    if cached is not None:
+        stage(
+            f"neighbourhoods: real radii ({metric}, k={settings.nearest_k}) reused from the "
+            "feature store (same real features)",
+            enabled=progress,
+        )
+        return cached
+    stage(f"neighbourhoods: real radii ({metric}, k={settings.nearest_k})", enabled=progress)
+    reference = real_neighbourhood(
+        real.features,
+        metric=metric,
+        nearest_k=settings.nearest_k,
+        block_size=settings.block_size,
+        compute_fid=True,  # the real FID statistics once, reused by every group
+        progress=progress,
+    )
+    save_real_neighbourhood(settings.store, key, reference, options)
+    return reference
 
 
 def pair_statistics(
@@ -203,7 +251,7 @@ def pair_statistics(
 def _statistics(settings, features, scores, primary: bool) -> dict[str, dict]:
     """FID and STD per group for one (model, resolution)."""
     if primary:
-        return {g: {"fid": s.fid, "std": s.std} for g, s in scores.items()}
+        return {g: {"fid": s.fid, "std": s.std} for g, s in scores.items() if g != HOLDOUT}
     real = features[REAL]
     metric = metric_for(real)
     kwargs = {"metric": metric, "block_size": settings.block_size}

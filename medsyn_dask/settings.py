@@ -16,6 +16,7 @@ from typing import Any
 from . import checks
 from .errors import SettingsError
 from .sources import Dataset, list_images
+from .sources.anonymise import check_anonymize_paths, hidden_settings
 
 #: Rows per distance block: a worker's peak memory grows with block_size**2 (~40 bytes a pair).
 DEFAULT_BLOCK_SIZE = 2048
@@ -55,6 +56,8 @@ class AnalyzeSettings:
     gallery: int = 0
     #: Also compare a sha256 of every file's content before reusing its features (reads all).
     verify_content: bool = False
+    #: Replace file paths in every output by salted hashes (medsyn_dask.sources.anonymise).
+    anonymize_paths: bool = False
 
     @property
     def store(self) -> str:
@@ -65,7 +68,7 @@ class AnalyzeSettings:
         out = asdict(self)
         out.pop("storage_options")
         out["features_store"] = self.store
-        return out
+        return hidden_settings(out, anonymise=self.anonymize_paths)
 
     def validate(self) -> AnalyzeSettings:
         """Raise :class:`SettingsError` naming the first invalid setting; returns ``self``."""
@@ -87,6 +90,7 @@ class AnalyzeSettings:
         checks.check_int(self.gallery, "gallery", minimum=0)
         if not isinstance(self.verify_content, bool):
             raise SettingsError(f"verify_content must be true or false: {self.verify_content!r}")
+        check_anonymize_paths(self.anonymize_paths, self.gallery)
         _check_codec(self.codec)
         if self.class_names is not None and not all(
             isinstance(c, str) and c for c in self.class_names

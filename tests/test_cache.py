@@ -55,3 +55,46 @@ def test_damaged_entry_is_ignored(tmp_path):
     (entry,) = (tmp_path / "s").rglob("*.npz")
     entry.write_bytes(b"not an npz")
     assert load_real_neighbourhood(store, key, 10) is None
+
+
+def test_a_second_study_reuses_the_real_side_and_a_changed_real_set_does_not(
+    tmp_path, extract_client, capsys
+):
+    import json
+    import os
+
+    from PIL import Image
+
+    from medsyn_dask.cli import main
+    from medsyn_dask.phantoms import write_demo_dataset
+
+    data = write_demo_dataset(tmp_path / "d", n_real=10, n_synthetic=6, size=32)
+    address = extract_client.scheduler.address
+    store = tmp_path / "features.zarr"
+
+    def run(out, group):
+        args = ["analyze", "--real", str(data.real), "--synthetic",
+                f"{group}={data.synthetic[group]}", "--output", str(out), "--resolution", "16",
+                "--features-store", str(store), "--scheduler-address", address]
+        assert main(args) == 0
+        return json.loads((out / "metrics.json").read_text()), capsys.readouterr().err
+
+    run(tmp_path / "a", "memorizer")
+    metrics, err = run(tmp_path / "b", "faithful")
+    assert "reused from the feature store" in err
+    fresh = tmp_path / "fresh"
+    args = ["analyze", "--real", str(data.real), "--synthetic",
+            f"faithful={data.synthetic['faithful']}", "--output", str(fresh), "--resolution", "16",
+            "--scheduler-address", address]
+    assert main(args) == 0
+    assert "reused" not in capsys.readouterr().err
+    expected = json.loads((fresh / "metrics.json").read_text())
+    for key in ("fidelity", "privacy", "precision_privacy", "fid", "std", "sets"):
+        assert metrics["groups"]["faithful"][key] == expected["groups"]["faithful"][key], key
+    # one real image changed in place: its features change, so the cache is not used
+    first = data.files("real")[0]
+    pixels = np.asarray(Image.open(first))
+    Image.fromarray(255 - pixels).save(first)
+    os.utime(first, (os.stat(first).st_atime, os.stat(first).st_mtime + 10))
+    _, err = run(tmp_path / "c", "faithful")
+    assert "reused from the feature store" not in err

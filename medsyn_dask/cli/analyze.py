@@ -79,6 +79,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "file; by default size + modification time, or the object store's ETag)",
     )
     p.add_argument(
+        "--anonymize-paths",
+        action="store_true",
+        help="replace file paths and dataset roots in every output by salted hashes "
+        "(CLASS/<hash>.png; salt: $MEDSYN_DASK_PATH_SALT, else one kept per user)",
+    )
+    p.add_argument(
         "--gallery",
         type=int,
         metavar="N",
@@ -119,6 +125,7 @@ def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
         "block_size": args.block_size,
         "gallery": args.gallery,
         "verify_content": True if args.verify_content else None,
+        "anonymize_paths": True if args.anonymize_paths else None,
     }
     merged = {**config, **{k: v for k, v in flags.items() if v is not None}}
     if args.storage_option:

@@ -19,6 +19,7 @@ import pandas as pd
 from ..job import AnalysisResult
 from ..metrics.scores import COPY, NON_REAL, REAL
 from ..metrics.variety import encode_lossless, lossless_size
+from ..sources.anonymise import shown_paths, shown_relative_paths
 
 METRICS_FILE = "metrics.json"
 #: Files rendered from ``metrics.json`` (:mod:`.html`, :mod:`.summary`); removed with it when a
@@ -73,10 +74,7 @@ def metrics_dict(result: AnalysisResult) -> dict[str, Any]:
         "multiscale": result.multiscale,
         "bad_images": {k: len(v) for k, v in result.bad_images.items()},
         # What the report lists: each skipped file (CLASS/file under its root) and why.
-        "bad_image_list": {
-            k: [{"path": b.get("path", "?"), "reason": b.get("error", "?")} for b in v]
-            for k, v in result.bad_images.items()
-        },
+        "bad_image_list": {k: _bad_list(result, k, v) for k, v in result.bad_images.items()},
         "settings": result.settings.to_dict(),
         "versions": _versions(),
     }
@@ -125,10 +123,10 @@ def per_image_table(result: AnalysisResult, group: str) -> pd.DataFrame:
     synth = result.synthetic[group]
     return pd.DataFrame(
         {
-            "path": synth.paths,
+            "path": _shown(result, synth.paths),
             "class": synth.classes,
             "set": table["set"],
-            "nearest_real": result.real.paths[table["nearest_real"].to_numpy()],
+            "nearest_real": _shown(result, result.real.paths[table["nearest_real"].to_numpy()]),
             "distance": table["distance"],
             "copy_ratio": table["copy_ratio"],
             "privacy_score": table["privacy_score"],
@@ -141,7 +139,7 @@ def per_real_table(result: AnalysisResult) -> pd.DataFrame:
     first = next(iter(result.scores.values()))
     table = pd.DataFrame(
         {
-            "path": result.real.paths,
+            "path": _shown(result, result.real.paths),
             "class": result.real.classes,
             "radius_k": first.radius_k,
             "radius_1": first.radius_1,
@@ -151,6 +149,19 @@ def per_real_table(result: AnalysisResult) -> pd.DataFrame:
         table[f"copies_{name}"] = score.per_real["copies"].to_numpy()
         table[f"in_radius_{name}"] = score.per_real["in_radius"].to_numpy()
     return table
+
+
+def _shown(result: AnalysisResult, paths: Any) -> list[str]:
+    """Paths as the outputs show them (anonymised with ``--anonymize-paths``)."""
+    return shown_paths(paths, result.settings.anonymize_paths)
+
+
+def _bad_list(result: AnalysisResult, name: str, bad: list[dict[str, str]]) -> list[dict]:
+    """The bad images of set ``name``: path (``CLASS/file`` under its root) and reason."""
+    root = {"real": result.settings.real, **result.settings.synthetic}.get(name)
+    paths = [b.get("path", "?") for b in bad]
+    shown = shown_relative_paths(root, paths, result.settings.anonymize_paths)
+    return [{"path": p, "reason": b.get("error", "?")} for p, b in zip(shown, bad, strict=True)]
 
 
 def write_outputs(
