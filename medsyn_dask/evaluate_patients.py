@@ -62,3 +62,22 @@ def patient_scores(
     nearest = tuple(np.concatenate(v) for v in zip(*per_real, strict=True))
     pairs = tuple(np.concatenate(v) for v in zip(*per_synth, strict=True))
     return assemble_patients(codes, names, radius, margin, nearest, pairs, synthetic.shape[0])
+
+
+def with_patient_radii(
+    reference: Any, real: Any, patients: Any, *, block_size: int, backend: str = "auto"
+) -> Any:
+    """``reference`` (a RealNeighbourhood of ``real``) with the patient radii of ``patients``
+    added, for a reference made without them (e.g. read back from a cache)."""
+    import dataclasses
+
+    import dask
+
+    from .evaluate_inputs import scattered_inputs
+
+    with scattered_inputs({"real": real}, block_size) as (real,):
+        codes = encode_patients(patients, real.shape[0])[0]
+        radius = patient_radius(
+            real, codes, reference.metric, reference.centre, backend, dask.compute
+        )
+    return dataclasses.replace(reference, patient_radius_1=radius, patient_codes=codes)
