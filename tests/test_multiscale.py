@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import normalize
 
-from medsyn_dask.metrics.multiscale import l2_normalize_rows, multiscale_score
+from medsyn_dask.metrics.multiscale import l2_normalise_rows, multiscale_score
 
 RESOLUTIONS = (128, 256, 512, 1024)
 
@@ -27,7 +27,7 @@ def test_matches_sklearn_on_random_matrices():
             (f"m{i}", r): matrix[i, j] for i in range(n_models) for j, r in enumerate(RESOLUTIONS)
         }
         mm = multiscale_score(scores)
-        np.testing.assert_allclose(mm.normalized, normalize(matrix), rtol=1e-15, atol=0)
+        np.testing.assert_allclose(mm.normalised, normalize(matrix), rtol=1e-15, atol=0)
         mean, std = _reference(matrix)
         assert mm.mean == pytest.approx(mean, rel=1e-14)
         assert mm.std == pytest.approx(std, rel=1e-12)
@@ -39,14 +39,14 @@ def test_rows_with_different_scales_weigh_the_same():
     scores = {("a", r): v for r, v in zip(RESOLUTIONS, (1.0, 2.0, 3.0, 4.0), strict=True)}
     scores |= {("b", r): 1000 * v for (_, r), v in scores.items()}
     mm = multiscale_score(scores)
-    np.testing.assert_allclose(mm.normalized[0], mm.normalized[1], rtol=1e-15)
+    np.testing.assert_allclose(mm.normalised[0], mm.normalised[1], rtol=1e-15)
     row = np.array([1.0, 2.0, 3.0, 4.0]) / np.sqrt(30.0)
     assert mm.mean == pytest.approx(row.mean(), rel=1e-15)
 
 
 def test_zero_row_stays_zero_like_sklearn():
     matrix = np.array([[0.0, 0.0, 0.0], [3.0, 4.0, 0.0]])
-    np.testing.assert_array_equal(l2_normalize_rows(matrix), normalize(matrix))
+    np.testing.assert_array_equal(l2_normalise_rows(matrix), normalize(matrix))
     scores = {(m, r): matrix[i, j] for i, m in enumerate("ab") for j, r in enumerate((1, 2, 3))}
     assert multiscale_score(scores).mean == pytest.approx(normalize(matrix).mean())
 

@@ -68,8 +68,10 @@ def run_command(prog: str, func: Callable[[], int], *, debug: bool = False) -> i
 
 
 def _one_line(exc: BaseException) -> str:
+    from ..sources.anonymise import redact  # a root URL may carry a password: never shown
+
     text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.split("\n"))
+    return redact(" ".join(text.split("\n")))
 
 
 def main(argv: list[str] | None = None) -> int:

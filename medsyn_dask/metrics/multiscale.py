@@ -4,7 +4,7 @@ Xing et al. (IEEE TMI 2023) compute FID (resp. feature STD) with several feature
 ("models") at several input resolutions, arrange the values as a models x resolutions matrix,
 L2-normalise each row so that every model weighs the same whatever its scale, and report the
 mean of all normalised entries with their standard deviation. The reference did the row
-normalisation with scikit-learn's ``normalize(norm="l2")``; :func:`l2_normalize_rows` is the
+normalisation with scikit-learn's ``normalize(norm="l2")``; :func:`l2_normalise_rows` is the
 NumPy equivalent (a zero row stays zero, as there).
 """
 
@@ -21,7 +21,7 @@ import numpy as np
 class MultiScaleScore:
     """MM-FID or MM-STD and what it was computed from.
 
-    ``values`` and ``normalized`` are float64 ``(len(models), len(resolutions))`` matrices: the
+    ``values`` and ``normalised`` are float64 ``(len(models), len(resolutions))`` matrices: the
     raw scores and their row-wise L2-normalised form. ``mean`` is the MM score, ``std`` the
     population standard deviation (ddof=0, as ``np.std``) of the normalised entries.
     """
@@ -29,7 +29,7 @@ class MultiScaleScore:
     models: tuple[Hashable, ...]
     resolutions: tuple[int, ...]
     values: np.ndarray
-    normalized: np.ndarray
+    normalised: np.ndarray
     mean: float
     std: float
 
@@ -41,11 +41,11 @@ class MultiScaleScore:
             "models": [str(m) for m in self.models],
             "resolutions": [int(r) for r in self.resolutions],
             "values": self.values.tolist(),
-            "normalized": self.normalized.tolist(),
+            "normalised": self.normalised.tolist(),
         }
 
 
-def l2_normalize_rows(matrix: np.ndarray) -> np.ndarray:
+def l2_normalise_rows(matrix: np.ndarray) -> np.ndarray:
     """Divide each row of a 2D float matrix by its Euclidean norm; zero rows stay zero.
 
     Same result as ``sklearn.preprocessing.normalize(matrix, norm="l2", axis=1)``.
@@ -91,14 +91,14 @@ def multiscale_score(
         raise ValueError(
             f"scores outside the chosen models x resolutions: {sorted(extra, key=str)}"
         )
-    normalized = l2_normalize_rows(values)
+    normalised = l2_normalise_rows(values)
     return MultiScaleScore(
         models=models,
         resolutions=resolutions,
         values=values,
-        normalized=normalized,
-        mean=float(np.mean(normalized)),
-        std=float(np.std(normalized)),
+        normalised=normalised,
+        mean=float(np.mean(normalised)),
+        std=float(np.std(normalised)),
     )
 
 
