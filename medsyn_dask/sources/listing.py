@@ -87,7 +87,9 @@ def list_images(
     if not fs.isdir(base):
         raise FileNotFoundError(f"dataset root not found or not a directory: {root}")
     present = sorted(
-        _name(entry["name"]) for entry in fs.ls(base, detail=True) if entry["type"] == "directory"
+        _name(entry["name"])
+        for entry in _followed(fs, fs.ls(base, detail=True))
+        if entry["type"] == "directory"
     )
     present = [c for c in present if not c.startswith(".")]
     if class_names:
@@ -103,11 +105,13 @@ def list_images(
     classes: list[str] = []
     prints: list[str] = []
     for cls in chosen:
+        listed = _followed(fs, _fresh_ls(fs, f"{base}/{cls}"))
         entries = sorted(
             (_name(e["name"]), fingerprint(e))
-            for e in _fresh_ls(fs, f"{base}/{cls}")
+            for e in listed
             if e["type"] == "file" and is_supported_path(e["name"])
         )
+        _warn_unsupported(cls, listed)
         paths.extend(_join(root, f"{cls}/{n}") for n, _ in entries)
         prints.extend(f for _, f in entries)
         classes.extend([cls] * len(entries))
@@ -188,6 +192,44 @@ def _fresh_ls(fs: Any, folder: str) -> list[dict[str, Any]]:
     """``fs.ls(folder, detail=True)`` past fsspec's listing cache."""
     fs.invalidate_cache(folder)
     return fs.ls(folder, detail=True)
+
+
+def _followed(fs: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Listing ``entries`` with symbolic links (local disks) replaced by what they point to.
+
+    fsspec lists a link as type ``"other"`` with the link's own times: the entry of its
+    target is what a fingerprint needs (the target may change under the link). A link that
+    loops or points nowhere stays a ``"file"`` when its name is an image's, so that reading it
+    makes it a bad image (an error naming it, or skipped and listed), never a silent gap.
+    """
+    out = []
+    for entry in entries:
+        if entry.get("islink") and entry["type"] == "other":
+            try:
+                entry = fs.info(entry["name"])  # follows the link
+            except OSError:
+                entry = {**entry, "type": "file"}
+        out.append(entry)
+    return out
+
+
+def _warn_unsupported(cls: str, entries: list[dict[str, Any]]) -> None:
+    """Warn about files of a class folder that are not read (not about hidden files)."""
+    names = sorted(
+        _name(e["name"])
+        for e in entries
+        if not _name(e["name"]).startswith(".") and not is_supported_path(e["name"])
+    )
+    if names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        log.warning(
+            "class %s: %d file(s) or folder(s) with an ending not read are ignored (%s); "
+            "read endings: %s",
+            cls,
+            len(names),
+            shown,
+            " ".join(SUPPORTED_SUFFIXES),
+        )
 
 
 def _join(root: str, rel: str) -> str:

@@ -7,17 +7,25 @@ plain array of intensities:
   ``(H, W, 3)`` (``RGB``; palette, CMYK and YCbCr are converted to RGB) or ``(H, W, 4)``
   (``RGBA``; ``LA`` is given as ``(H, W, 2)``). 16-bit images come back as ``uint16`` (a
   32-bit ``I`` image whose values fit in 0..65535, as Pillow decodes some 16-bit PNGs, is
-  returned as ``uint16``); bilevel images as ``uint8`` 0/255. Only the first frame is read.
+  returned as ``uint16``); bilevel images as ``uint8`` 0/255. A file of several frames (an
+  animated PNG, a multi-page TIFF) is refused rather than cut to its first frame.
 - nibabel (``.nii``, ``.nii.gz``): the ``float32`` voxel values after the header's
   ``scl_slope``/``scl_inter``, shape ``(X, Y, Z)`` (a trailing axis of length 1 is dropped).
 - pydicom (``.dcm``), optional: the ``float32`` pixel values after ``RescaleSlope`` and
   ``RescaleIntercept``, ``(H, W)`` or ``(H, W, 3)``.
+
+Every decoded array is checked before it is returned, so that the extraction and the mean
+images refuse the same files: the dimension above, every side at least :data:`MIN_SIDE` pixels
+(one pixel has nothing to interpolate between: a 1 x 1 image would become a flat image) and no
+NaN or infinite value. A refused file raises :class:`BadImageError` naming it; the README's
+"Bad input files" lists what happens to each kind of file.
 
 How those intensities become [0, 1] is :mod:`medsyn_dask.sources.preprocess`'s job.
 """
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 from collections.abc import Mapping
@@ -33,6 +41,10 @@ from .listing import DICOM_SUFFIXES, IMAGE_SUFFIXES, VOLUME_SUFFIXES
 
 class BadImageError(InputError):
     """A file that cannot be decoded, or decodes to an array of the wrong dimension."""
+
+
+#: Smallest side of an image or volume, pixels (voxels); a smaller file is a bad image.
+MIN_SIDE = 2
 
 
 class MissingReaderError(InputError):
@@ -51,7 +63,12 @@ def read_image(path: str, storage_options: Mapping[str, Any] | None = None) -> n
     Raises ``FileNotFoundError`` for a missing file and :class:`BadImageError` (a
     ``ValueError``) naming the file for an unreadable, truncated or unsupported one.
     """
-    data = read_bytes(path, storage_options)
+    try:
+        data = read_bytes(path, storage_options)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise BadImageError(f"{path}: a symbolic link that loops (points back to itself)") from None
     return decode_image(data, path)
 
 
@@ -60,11 +77,11 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     lower = name.lower()
     try:
         if lower.endswith(VOLUME_SUFFIXES):
-            return _decode_nifti(data)
+            return _checked(_decode_nifti(data), volume=True)
         if lower.endswith(DICOM_SUFFIXES):
-            return _decode_dicom(data)
+            return _checked(_decode_dicom(data), volume=False)
         if lower.endswith(IMAGE_SUFFIXES):
-            return _decode_pillow(data)
+            return _checked(_decode_pillow(data), volume=False)
     except MissingReaderError:
         raise
     except BadImageError as exc:
@@ -75,8 +92,25 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
         ) from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         # Pillow's size limit (Image.MAX_IMAGE_PIXELS) is left as the user set it.
-        raise BadImageError(f"{name}: cannot decode ({type(exc).__name__}: {exc})") from exc
+        text = " ".join(str(exc).split())  # some messages span lines; a reason is one line
+        raise BadImageError(f"{name}: cannot decode ({type(exc).__name__}: {text})") from exc
     raise BadImageError(f"{name}: unsupported file type (expected one of {_ENDINGS})")
+
+
+def _checked(arr: np.ndarray, *, volume: bool) -> np.ndarray:
+    """``arr`` when it is an image (volume) the package can use; see the module docstring."""
+    spatial = arr.shape if volume else arr.shape[:2]
+    if volume and arr.ndim != 3:
+        raise BadImageError(f"expected a 3D volume, got shape {arr.shape}")
+    if not volume and not (arr.ndim == 2 or (arr.ndim == 3 and 1 <= arr.shape[2] <= 4)):
+        raise BadImageError(f"expected a 2D image (H, W) or (H, W, C<=4), got shape {arr.shape}")
+    if min(spatial) < MIN_SIDE:
+        size = " x ".join(str(n) for n in spatial)
+        raise BadImageError(f"{size} pixels: every side must be at least {MIN_SIDE}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        n = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise BadImageError(f"{n} NaN or infinite values: no intensity scale is defined")
+    return arr
 
 
 def _kind(lower_name: str) -> str:
@@ -88,6 +122,12 @@ _ENDINGS = ", ".join(IMAGE_SUFFIXES + VOLUME_SUFFIXES + DICOM_SUFFIXES)
 
 def _decode_pillow(data: bytes) -> np.ndarray:
     with Image.open(io.BytesIO(data)) as img:
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:  # which frame is "the image" is the user's choice, not ours
+            raise BadImageError(
+                f"{frames} frames (animated or multi-page): save each frame as its own file"
+                " (a stack of slices as a NIfTI volume)"
+            )
         img.load()  # decode now: a truncated file fails here, not later
         mode = img.mode
         if mode == "1":
@@ -115,12 +155,25 @@ def _decode_nifti(data: bytes) -> np.ndarray:
             img = nib.Nifti2Image.from_bytes(data)
         except Exception as exc:
             raise BadImageError(f"cannot decode as NIfTI ({type(exc).__name__}: {exc})") from exc
+    _check_nifti_size(img, len(data))
     vol = np.asarray(img.get_fdata(dtype=np.float32))
     while vol.ndim > 3 and vol.shape[-1] == 1:
         vol = vol[..., 0]
-    if vol.ndim != 3:
-        raise BadImageError(f"expected a 3D volume, got shape {vol.shape}")
     return vol
+
+
+def _check_nifti_size(img: Any, n_bytes: int) -> None:
+    """Refuse a single-file NIfTI holding more voxel bytes than its header describes (a header
+    that understates the size would silently give a cut volume; one that overstates it fails
+    in nibabel's read, "Expected N bytes")."""
+    header = img.header
+    shape = header.get_data_shape()
+    described = int(img.dataobj.offset) + int(np.prod(shape)) * header.get_data_dtype().itemsize
+    if n_bytes > described:
+        raise BadImageError(
+            f"the header describes {described} bytes ({' x '.join(map(str, shape))} voxels of "
+            f"{header.get_data_dtype()}) but the file holds {n_bytes}: header and data disagree"
+        )
 
 
 def _decode_dicom(data: bytes) -> np.ndarray:
@@ -130,8 +183,20 @@ def _decode_dicom(data: bytes) -> np.ndarray:
         raise MissingReaderError(
             "reading DICOM needs pydicom: pip install 'medsyn-dask[dicom]'"
         ) from None
-    ds = pydicom.dcmread(io.BytesIO(data))
-    arr = ds.pixel_array.astype(np.float32)
-    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-    intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    # Only the pixels and their rescale are read. No other element (the patient module:
+    # name, ID, birth date...) is ever put in a message, a log or an output.
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        if not any(key in ds for key in _PIXEL_KEYWORDS):
+            raise BadImageError("DICOM file without pixel data (no Pixel Data element)")
+        arr = ds.pixel_array.astype(np.float32)
+        slope = float(getattr(ds, "RescaleSlope", 1) or 1)
+        intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
+    except BadImageError:
+        raise
+    except Exception as exc:  # pydicom's errors are of many types; the type name is enough
+        raise BadImageError(f"cannot decode as DICOM ({type(exc).__name__})") from None
     return arr * np.float32(slope) + np.float32(intercept)
+
+
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
