@@ -11,6 +11,7 @@ for ``evaluate_features(reference=...)``, ``real_fid_statistics`` for
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import dask
@@ -32,7 +33,7 @@ from .metrics import scores
 from .metrics.fid import DEFAULT_FID_MAX_DIM, RealFID, plan_fid, real_fid_plan
 from .metrics.patients import encode_patients
 from .metrics.std import feature_std
-from .neighbours import graph
+from .neighbours import graph, local
 from .settings import DEFAULT_BLOCK_SIZE
 
 __all__ = [
@@ -49,8 +50,14 @@ __all__ = [
 ]
 
 
-def _compute(*objs: Any, progress: bool) -> tuple:
-    """``dask.compute`` on the current scheduler, with a progress bar when asked."""
+def _compute(*objs: Any, progress: bool, here: bool = False) -> tuple:
+    """``dask.compute`` on the current scheduler (``here``: on this process's threads, for
+    inputs that stay here), with a progress bar when asked."""
+    if here:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar() if progress else nullcontext():
+            return dask.compute(*objs, scheduler="threads")
     if not progress:
         return dask.compute(*objs)
     try:
@@ -70,9 +77,9 @@ def _compute(*objs: Any, progress: bool) -> tuple:
     return tuple(client.gather(futures))
 
 
-def _progress(progress: bool):
-    """``_compute`` with the progress setting bound, for the patient-mode passes."""
-    return lambda *objs: _compute(*objs, progress=progress)
+def _progress(progress: bool, here: bool = False):
+    """``_compute`` with its settings bound, for the patient-mode passes."""
+    return lambda *objs: _compute(*objs, progress=progress, here=here)
 
 
 def real_neighbourhood(
@@ -95,20 +102,32 @@ def real_neighbourhood(
     patient radii of patient mode.
     """
     check_options(metric, block_size, backend=backend, nearest_k=nearest_k)
-    with scattered_inputs({"real": real}, block_size) as (real,):
+    here = local.runs_here([real], block_size)
+    compute = _progress(progress, here)
+    features = real
+    with scattered_inputs({"real": real}, block_size, scatter=not here) as (real,):
         check_features(real, None, metric, nearest_k)
         fid = real_fid_plan(real, metric=metric, fid_max_dim=fid_max_dim, requested=compute_fid)
-        ok, centre, fid_parts = _compute(
-            finite_flag(real), lazy_centre(real, metric), fid.lazy, progress=progress
-        )
+        ok, centre, fid_parts = compute(finite_flag(real), lazy_centre(real, metric), fid.lazy)
         check_finite({"real": real}, [ok])
-        smallest = _compute(
-            graph.radii_graph(real, metric, centre, nearest_k, backend), progress=progress
-        )[0]
+        if here:
+            smallest = [
+                local.radii(
+                    features,
+                    metric,
+                    centre,
+                    nearest_k,
+                    backend,
+                    block_size=block_size,
+                    progress=progress,
+                )
+            ]
+        else:
+            smallest = compute(graph.radii_graph(real, metric, centre, nearest_k, backend))[0]
         codes = radius = None
         if patients is not None:
             codes = encode_patients(patients, real.shape[0])[0]
-            radius = patient_radius(real, codes, metric, centre, backend, _progress(progress))
+            radius = patient_radius(real, codes, metric, centre, backend, compute)
     return RealNeighbourhood(
         np.concatenate(smallest),
         centre,
@@ -181,25 +200,28 @@ def evaluate_features(
         metric, block_size, backend=backend, nearest_k=nearest_k, threshold=mode_collapse_threshold
     )
     inputs = {"real": real, "synthetic": synthetic}
-    with scattered_inputs(inputs, block_size) as (real, synthetic):
+    here = local.runs_here(list(inputs.values()), block_size)
+    compute = _progress(progress, here)
+    with scattered_inputs(inputs, block_size, scatter=not here) as (real, synthetic):
         check_features(real, synthetic, metric, nearest_k)
         check_reference(reference, real, metric, nearest_k)
-        ok_real, ok_synthetic, std, centre = _compute(
+        ok_real, ok_synthetic, std, centre = compute(
             finite_flag(real),
             finite_flag(synthetic),
             feature_std(synthetic),
             lazy_centre(real, metric) if reference is None else reference.centre,
-            progress=progress,
         )
         check_finite({"real": real, "synthetic": synthetic}, [ok_real, ok_synthetic])
         margin = scores.copy_margin(float(std), mode_collapse_threshold)
-        if reference is None:
-            smallest = graph.radii_graph(real, metric, centre, nearest_k, backend)
+        settings = {"nearest_k": nearest_k, "metric": metric, "centre": centre, "backend": backend}
+        if here:
+            smallest, per_real, per_synth = _neighbourhoods_here(
+                *inputs.values(), reference, margin, block_size, progress, **settings
+            )
         else:
-            smallest = np.split(reference.smallest, np.cumsum(real.chunks[0])[:-1])
-        per_real, per_synth = graph.compare_graph(
-            real, synthetic, smallest, margin, nearest_k, metric, centre, backend
-        )
+            smallest, per_real, per_synth = _neighbourhood_graph(
+                real, synthetic, reference, margin, **settings
+            )
         fid = plan_fid(
             real,
             synthetic,
@@ -208,9 +230,7 @@ def evaluate_features(
             fid_max_dim=fid_max_dim,
             real_fid=reference.fid_statistics if reference is not None else None,
         )
-        smallest, per_real, per_synth, fid_parts = _compute(
-            smallest, per_real, per_synth, fid.lazy, progress=progress
-        )
+        smallest, per_real, per_synth, fid_parts = compute(smallest, per_real, per_synth, fid.lazy)
         patient = None
         if patients is not None:
             patient = patient_scores(
@@ -222,7 +242,7 @@ def evaluate_features(
                 metric=metric,
                 centre=centre,
                 backend=backend,
-                compute=_progress(progress),
+                compute=compute,
             )
     fid_statistics = reference.fid_statistics if reference is not None else None
     result = assemble(
@@ -237,6 +257,38 @@ def evaluate_features(
     )
     result.patients = patient
     return result
+
+
+def _neighbourhoods_here(
+    real: np.ndarray,
+    synthetic: np.ndarray,
+    reference: RealNeighbourhood | None,
+    margin: float,
+    block_size: int,
+    progress: bool,
+    **settings: Any,
+) -> tuple[list, list, list]:
+    """Radii (one array in a list), per-real and per-synthetic partials, computed now in this
+    process (:mod:`.neighbours.local`)."""
+    options = {"block_size": block_size, "progress": progress}
+    if reference is None:
+        smallest = local.radii(real, **settings, **options)
+    else:
+        smallest = reference.smallest
+    per_real, per_synth = local.compare(real, synthetic, smallest, margin, **settings, **options)
+    return [smallest], per_real, per_synth
+
+
+def _neighbourhood_graph(
+    real: Any, synthetic: Any, reference: RealNeighbourhood | None, margin: float, **settings: Any
+) -> tuple[list, list, list]:
+    """The same as lazy Delayed objects of one graph (:mod:`.neighbours.graph`)."""
+    if reference is None:
+        smallest = graph.radii_graph(real, **settings)
+    else:
+        smallest = np.split(reference.smallest, np.cumsum(real.chunks[0])[:-1])
+    per_real, per_synth = graph.compare_graph(real, synthetic, smallest, margin, **settings)
+    return smallest, per_real, per_synth
 
 
 def feature_statistics(

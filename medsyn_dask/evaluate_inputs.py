@@ -25,23 +25,26 @@ from .neighbours.backend import check_backend
 
 
 @contextmanager
-def scattered_inputs(arrays: dict[str, Any], block_size: int) -> Iterator[tuple[da.Array, ...]]:
+def scattered_inputs(
+    arrays: dict[str, Any], block_size: int, *, scatter: bool = True
+) -> Iterator[tuple[da.Array, ...]]:
     """The named (n, D) arrays as Dask arrays of ``block_size`` rows, in the given order.
 
     With a distributed Client, NumPy arrays are scattered to the workers once (rather than
     embedded in every graph); the futures are held until the ``with`` block ends, since
     released futures take their data with them. Zarr, h5py and other array-likes are read
-    block by block on the workers; Dask arrays are rechunked.
+    block by block on the workers; Dask arrays are rechunked. ``scatter=False``: NumPy arrays
+    stay in this process, unhashed (for work computed here, :mod:`.neighbours.local`).
     """
-    held: list = []
+    held: list | None = [] if scatter else None
     try:
         yield tuple(_as_features(a, name, block_size, held) for name, a in arrays.items())
     finally:
-        for future in held:
+        for future in held or ():
             future.release()
 
 
-def _as_features(array: Any, name: str, block_size: int, held: list) -> da.Array:
+def _as_features(array: Any, name: str, block_size: int, held: list | None) -> da.Array:
     if getattr(array, "ndim", None) is None:
         array = np.asarray(array)
     if array.ndim != 2:
@@ -52,6 +55,8 @@ def _as_features(array: Any, name: str, block_size: int, held: list) -> da.Array
         raise SettingsError(f"{name}: features are empty (shape {array.shape})")
     if isinstance(array, da.Array):
         darr = array
+    elif isinstance(array, np.ndarray) and held is None:
+        darr = da.from_array(array, chunks=(block_size, -1), name=False)
     elif isinstance(array, np.ndarray):
         darr = _from_numpy(array, block_size, held)
     else:

@@ -13,6 +13,8 @@ largest norm on the other side), so a threshold on the distance is one threshold
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.spatial.distance import cdist
 
@@ -36,36 +38,107 @@ def validate(name: str, features: np.ndarray) -> None:
 def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Exact float64 distances ``d(x[rows[p]], y[cols[p]])``: scipy ``cdist``'s values, bit for bit.
 
-    Pairs are grouped by row, one ``cdist`` call per row; distances are symmetric to the last
-    bit, so a pair gets one value in the real x real and real x synthetic passes alike.
+    ``cdist`` sums the float64 squares of each pair left to right, then takes the root; the
+    compiled kernel does the same operations in the same order (no FMA, no reassociation), so
+    the values are identical, and symmetric to the last bit: a pair gets one value in the
+    real x real and real x synthetic passes alike. Dtypes the kernel does not take, or no
+    numba, go through ``cdist`` itself, one call per row.
     """
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
     out = np.empty(len(rows), dtype=np.float64)
     if len(rows) == 0:
         return out
-    order = np.argsort(rows, kind="stable")
+    kernel = _pair_kernel() if x.dtype == y.dtype and x.dtype in KERNEL_DTYPES else None
+    # Pairs sorted by row (then column) read each row once and its partners in order.
+    order = np.lexsort((cols, rows))
     rows_sorted, cols_sorted = rows[order], cols[order]
+    values = np.empty(len(rows), dtype=np.float64)
+    if kernel is not None:
+        kernel(np.ascontiguousarray(x), np.ascontiguousarray(y), rows_sorted, cols_sorted, values)
+    else:
+        _cdist_by_row(x, y, rows_sorted, cols_sorted, values)
+    out[order] = values
+    return out
+
+
+def _cdist_by_row(x, y, rows_sorted, cols_sorted, values) -> None:
     starts = np.flatnonzero(np.r_[True, rows_sorted[1:] != rows_sorted[:-1]])
     ends = np.r_[starts[1:], len(rows_sorted)]
-    values = np.empty(len(rows), dtype=np.float64)
     for s, e in zip(starts, ends, strict=True):
         r = rows_sorted[s]
         values[s:e] = cdist(
             x[r : r + 1].astype(np.float64, copy=False),
             y[cols_sorted[s:e]].astype(np.float64, copy=False),
         )[0]
-    out[order] = values
-    return out
+
+
+#: Dtypes of the compiled exact kernel (each value is cast to float64 exactly, as cdist does).
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@functools.cache
+def _pair_kernel():
+    """The numba kernel of :func:`exact_distances`, or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+
+    @numba.njit(nogil=True)
+    def distances(x, y, rows, cols, out):  # pragma: no cover - compiled
+        for p in range(rows.shape[0]):
+            a, b = x[rows[p]], y[cols[p]]
+            total = 0.0
+            for k in range(a.shape[0]):
+                t = np.float64(a[k]) - np.float64(b[k])
+                total += t * t  # one rounding per product and per sum, as cdist
+            out[p] = np.sqrt(total)
+
+    return distances
+
+
+class Prepared:
+    """A block of rows made ready for many :func:`block_bounds` calls (see :func:`prepare`):
+    the rows as given (for exact distances) and their centred float32 augmented forms."""
+
+    def __init__(self, rows: np.ndarray, centre: np.ndarray) -> None:
+        self.rows = rows
+        self.left, self.norms = _augmented(rows, centre)
+        self._right: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def right(self) -> np.ndarray:
+        """``[-2(a - c), 1, |a - c|^2]``: doubling is exact, so this equals a fresh cast."""
+        if self._right is None:  # a race computes the same array twice, harmlessly
+            right = np.empty_like(self.left)
+            np.multiply(self.left[:, :-2], -2.0, out=right[:, :-2])
+            right[:, -2], right[:, -1] = 1.0, self.left[:, -2]
+            self._right = right
+        return self._right
+
+
+def prepare(rows: np.ndarray, centre: np.ndarray) -> Prepared:
+    """``rows`` (n, D) centred on ``centre`` (D,) float64, to reuse in many block pairs."""
+    return Prepared(np.asarray(rows), centre)
 
 
 def block_bounds(
-    x: np.ndarray, y: np.ndarray, centre: np.ndarray, *, backend: str = "auto"
+    x: np.ndarray | Prepared,
+    y: np.ndarray | Prepared,
+    centre: np.ndarray,
+    *,
+    backend: str = "auto",
 ) -> ScoreBlock:
-    """Scores and bounds for a block: x (n_x, D), y (n_y, D), centre (D,) float64."""
-    ax, nx = _augmented(x, centre, left=True)
-    by, ny = _augmented(y, centre, left=False)
-    score = _gemm_f32(ax, by, backend)
-    rx, ry = np.sqrt(nx), np.sqrt(ny)
-    dim = x.shape[1]
+    """Scores and bounds for a block: x (n_x, D), y (n_y, D) rows or their :func:`prepare`
+    forms, centre (D,) float64."""
+    px = x if isinstance(x, Prepared) else prepare(x, centre)
+    py = y if isinstance(y, Prepared) else prepare(y, centre)
+    score = _gemm_f32(px.left, py.right, backend)
+    rx, ry = np.sqrt(px.norms), np.sqrt(py.norms)
+    dim = px.rows.shape[1]
     # |score - |x - y|^2| <= gamma * (|x| + |y|)^2 for the float32 GEMM of D + 2 terms plus
     # the float32 norms; casting the centred values moves each point by U32 * |x|.
     gamma = SAFETY * ((dim + 4) * U32 / (1 - (dim + 4) * U32) + U32)
@@ -76,14 +149,14 @@ def block_bounds(
         return Envelope(gamma * (r_own + r_other_max) ** 2, cast * (r_own + r_other_max), rel, True)
 
     def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return exact_distances(x, y, rows, cols)
+        return exact_distances(px.rows, py.rows, rows, cols)
 
     return ScoreBlock(score, envelope(rx, ry.max()), envelope(ry, rx.max()), exact)
 
 
-def _augmented(a: np.ndarray, centre: np.ndarray, left: bool) -> tuple[np.ndarray, np.ndarray]:
-    """float32 rows ``[a - c, |a - c|^2, 1]`` (left) or ``[-2(a - c), 1, |a - c|^2]`` (right),
-    and the squared norms of the float32 centred rows (float64).
+def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 rows ``[a - c, |a - c|^2, 1]`` and the squared norms of the float32 centred
+    rows (float64).
 
     float32 features are centred in float32 on ``float32(c)``: a common shift of every point
     leaves distances unchanged, and the rounding of the difference is the cast error bounded
@@ -97,11 +170,7 @@ def _augmented(a: np.ndarray, centre: np.ndarray, left: bool) -> tuple[np.ndarra
     else:
         np.subtract(a, centre, out=body, casting="unsafe")
     norms = np.einsum("ij,ij->i", body, body, dtype=np.float64)
-    if left:
-        out[:, -2], out[:, -1] = norms, 1.0
-    else:
-        body *= -2.0
-        out[:, -2], out[:, -1] = 1.0, norms
+    out[:, -2], out[:, -1] = norms, 1.0
     return out, norms
 
 

@@ -48,6 +48,11 @@ def validate(name: str, codes: np.ndarray) -> None:
         )
 
 
+def prepare(rows: np.ndarray, centre: object = None) -> np.ndarray:
+    """``rows`` as they are: which positions vary depends on both blocks of a pair."""
+    return np.asarray(rows)
+
+
 def block_bounds(
     x: np.ndarray, y: np.ndarray, centre: object = None, *, backend: str = "auto"
 ) -> ScoreBlock:

@@ -1,7 +1,9 @@
 """Distance metrics by name. Each module supplies:
 
 - ``validate(name, array)``: SettingsError unless the features suit the metric;
-- ``block_bounds(x, y, centre, backend=...)``: the :class:`ScoreBlock` of a block of pairs;
+- ``prepare(rows, centre)``: a block of rows made ready for many block pairs;
+- ``block_bounds(x, y, centre, backend=...)``: the :class:`ScoreBlock` of a block of pairs
+  (x and y: rows, or what ``prepare`` made of them);
 - ``exact_distances(x, y, rows, cols)``: float64 distances of chosen pairs, as scipy's ``cdist``.
 """
 
