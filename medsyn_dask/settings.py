@@ -58,6 +58,13 @@ class AnalyzeSettings:
     verify_content: bool = False
     #: Replace file paths in every output by salted hashes (medsyn_dask.sources.anonymise).
     anonymize_paths: bool = False
+    #: Patient mode: a ``path,patient`` CSV (path or URL), or "dicom" (hashed PatientID).
+    patients: str | None = None
+    #: Held-out real images (a root, ``ROOT/CLASS/files``) scored as the reference row.
+    holdout: str | None = None
+    #: Or hold out this seeded, class- (and patient-) stratified fraction of the real set.
+    holdout_fraction: float | None = None
+    holdout_seed: int = 0
 
     @property
     def store(self) -> str:
@@ -92,11 +99,35 @@ class AnalyzeSettings:
             raise SettingsError(f"verify_content must be true or false: {self.verify_content!r}")
         check_anonymize_paths(self.anonymize_paths, self.gallery)
         _check_codec(self.codec)
+        _check_baseline(self)
         if self.class_names is not None and not all(
             isinstance(c, str) and c for c in self.class_names
         ):
             raise SettingsError(f"class_names must be folder names, got {self.class_names!r}")
         return self
+
+
+def _check_baseline(settings: AnalyzeSettings) -> None:
+    """patients, holdout, holdout_fraction and holdout_seed (METHOD.md, the extensions)."""
+    from .metrics.baseline import HOLDOUT
+
+    for name in ("patients", "holdout"):
+        value = getattr(settings, name)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise SettingsError(f"{name} must be a path or URL, got {value!r}")
+    fraction = settings.holdout_fraction
+    if fraction is not None:
+        if settings.holdout is not None:
+            raise SettingsError("give holdout (a root) or holdout_fraction, not both")
+        if (
+            isinstance(fraction, bool)
+            or not isinstance(fraction, (int, float))
+            or not (0 < fraction < 1)
+        ):
+            raise SettingsError(f"holdout_fraction must be between 0 and 1, got {fraction!r}")
+    checks.check_int(settings.holdout_seed, "holdout_seed", minimum=0)
+    if (settings.holdout is not None or fraction is not None) and HOLDOUT in settings.synthetic:
+        raise SettingsError(f"synthetic group name {HOLDOUT!r} is reserved for the held-out set")
 
 
 def _check_groups(synthetic: Any) -> None:

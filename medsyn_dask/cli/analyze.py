@@ -92,6 +92,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(off by default: these are patient images)",
     )
     p.add_argument(
+        "--patients",
+        metavar="CSV|dicom",
+        help="patient mode: a path,patient CSV (paths relative to the real root, CLASS/file), "
+        "or 'dicom' for the files' PatientID (kept in memory as a salted hash only)",
+    )
+    p.add_argument(
+        "--holdout",
+        metavar="ROOT",
+        help="held-out real images (not used to train the generator), scored as the reference row",
+    )
+    p.add_argument(
+        "--holdout-fraction",
+        type=float,
+        metavar="F",
+        help="hold out a seeded random fraction of the real set instead (stratified by class, "
+        "and by patient in patient mode)",
+    )
+    p.add_argument("--holdout-seed", type=int, help="seed of --holdout-fraction (default 0)")
+    p.add_argument(
         "--storage-option",
         action="append",
         default=[],
@@ -125,6 +144,10 @@ def settings_from_args(args: argparse.Namespace) -> AnalyzeSettings:
         "block_size": args.block_size,
         "gallery": args.gallery,
         "verify_content": True if args.verify_content else None,
+        "patients": args.patients,
+        "holdout": args.holdout,
+        "holdout_fraction": args.holdout_fraction,
+        "holdout_seed": args.holdout_seed,
         "anonymize_paths": True if args.anonymize_paths else None,
     }
     merged = {**config, **{k: v for k, v in flags.items() if v is not None}}

@@ -27,19 +27,72 @@ _WIDTHS = {
 
 
 def summary_table(metrics: dict[str, Any]) -> str:
-    """A plain-text table of the headline scores, one row per synthetic group."""
-    name_width = max(12, *(len(g) + 2 for g in metrics["groups"]))
+    """A plain-text table of the headline scores, one row per synthetic group, then the
+    holdout reference row when the run has one."""
+    rows_of = _rows(metrics)
+    name_width = max(12, *(len(g) + 2 for g in rows_of))
     header = f"{'group':<{name_width}}" + "".join(f"{c.short:>{_WIDTHS[c.key]}}" for c in COLUMNS)
     rows = [header, "-" * len(header)]
-    for name, group in metrics["groups"].items():
+    for name, group in rows_of.items():
         cells = "".join(f"{_cell(group, c.key):>{_WIDTHS[c.key]}}" for c in COLUMNS)
         rows.append(f"{name:<{name_width}}{cells}")
     return "\n".join(rows)
 
 
+def _rows(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The groups' entries, then the reference row's as ``holdout (ref)``."""
+    rows = dict(metrics["groups"])
+    reference = metrics.get("reference")
+    if reference:
+        rows[f"{reference['name']} (ref)"] = reference
+    return rows
+
+
+def patient_lines(metrics: dict[str, Any]) -> list[str]:
+    """Patient mode's scores per group (and the holdout row), or nothing outside patient mode."""
+    rows = {k: v for k, v in _rows(metrics).items() if "patient_privacy" in v}
+    if not rows:
+        return []
+    first = next(iter(rows.values()))
+    lines = [
+        f"patient mode: {first['patients']} real patients; a synthetic image closer to a scan "
+        "than any other patient's scan is a copy of that patient (per_patient/GROUP.csv)",
+        f"  {'group':<16}{'copied':>8}{'patient privacy':>17}{'copy share':>12}",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"  {name:<16}{row['patients_copied']:>8}{row['patient_privacy']:>17.3f}"
+            f"{row['patient_copy_share']:>12.3f}"
+        )
+    return lines
+
+
+def holdout_lines(metrics: dict[str, Any]) -> list[str]:
+    """Each group against the holdout row, or nothing without one."""
+    reference = metrics.get("reference")
+    if not reference:
+        return []
+    test = next(iter(metrics["groups"].values())).get("copy_test", "")
+    lines = [
+        f"vs holdout ({reference['n_images']} held-out real images, {reference['source']}): "
+        "group minus holdout; p: copies more often than held-out reals",
+        f"  ({test})",
+        f"  {'group':<16}{'fidelity':>10}{'privacy':>10}{'p':>11}",
+    ]
+    for name, group in metrics["groups"].items():
+        lines.append(
+            f"  {name:<16}{group['fidelity_vs_holdout']:>+10.3f}"
+            f"{group['privacy_vs_holdout']:>+10.3f}{group['copy_test_p_value']:>11.2g}"
+        )
+    return lines
+
+
 def summary_text(metrics: dict[str, Any]) -> str:
     """The whole console summary: table, notes, MM-FID/MM-STD, skipped files and legend."""
     parts = [summary_table(metrics), *_notes(metrics)]
+    for extra in (holdout_lines(metrics), patient_lines(metrics)):
+        if extra:
+            parts += ["", *extra]
     multiscale = multiscale_lines(metrics)
     if multiscale:
         parts += ["", *multiscale]

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..job import AnalysisResult
+from ..metrics.baseline import HOLDOUT, versus_holdout
 from ..metrics.scores import COPY, NON_REAL, REAL
 from ..metrics.variety import encode_lossless, lossless_size
 from ..sources.anonymise import shown_paths, shown_relative_paths
@@ -61,11 +62,14 @@ def metrics_dict(result: AnalysisResult) -> dict[str, Any]:
         entry["per_class"] = class_scores(
             score.per_synthetic["set"].to_numpy(), result.synthetic[name].classes
         )
+        if result.reference is not None:
+            entry.update(versus_holdout(score.to_dict(), result.reference.to_dict()))
         groups[name] = entry
     return {
         "complete": True,
         "real": {"n_images": len(result.real.paths)},
         "groups": groups,
+        "reference": reference_entry(result),
         "variety": {**result.variety.to_dict(), "mean_images": mean_image_sizes(result)},
         "per_model_resolution": [
             {"model": m, "resolution": r, "groups": stats}
@@ -78,6 +82,24 @@ def metrics_dict(result: AnalysisResult) -> dict[str, Any]:
         "settings": result.settings.to_dict(),
         "versions": _versions(),
     }
+
+
+def reference_entry(result: AnalysisResult) -> dict[str, Any] | None:
+    """The holdout row (held-out real images scored like a group), or None without one."""
+    if result.reference is None:
+        return None
+    entry = result.reference.to_dict()
+    for key in ("block_size", "n_real"):
+        entry.pop(key, None)
+    entry["name"] = HOLDOUT
+    entry["n_images"] = entry.pop("n_synthetic")
+    entry["source"] = (
+        result.settings.holdout
+        if result.settings.holdout is not None
+        else f"fraction {result.settings.holdout_fraction} of the real set "
+        f"(seed {result.settings.holdout_seed})"
+    )
+    return entry
 
 
 def class_scores(sets: np.ndarray, classes: Any) -> dict[str, dict[str, Any]]:
@@ -119,8 +141,8 @@ def mean_image_sizes(result: AnalysisResult) -> dict[str, dict[str, int]]:
 
 def per_image_table(result: AnalysisResult, group: str) -> pd.DataFrame:
     """One row per synthetic image of ``group``: path, class, set, nearest real image, ..."""
-    table = result.scores[group].per_synthetic
-    synth = result.synthetic[group]
+    table = _scored(result)[group].per_synthetic
+    synth = _scored_features(result)[group]
     return pd.DataFrame(
         {
             "path": _shown(result, synth.paths),
@@ -145,10 +167,34 @@ def per_real_table(result: AnalysisResult) -> pd.DataFrame:
             "radius_1": first.radius_1,
         }
     )
+    if first.patients is not None:
+        table["patient_radius_1"] = first.patients.patient_radius_1
     for name, score in result.scores.items():
         table[f"copies_{name}"] = score.per_real["copies"].to_numpy()
         table[f"in_radius_{name}"] = score.per_real["in_radius"].to_numpy()
     return table
+
+
+def per_patient_table(result: AnalysisResult, group: str) -> pd.DataFrame:
+    """One row per real patient for ``group`` (patient mode): patient (as given; a salted hash
+    for DICOM), images, copies, nearest synthetic image (path), its distance, smallest copy
+    ratio."""
+    score = _scored(result)[group]
+    table = score.patients.per_patient.copy()
+    paths = _scored_features(result)[group].paths
+    table["nearest_synthetic"] = paths[table["nearest_synthetic"].to_numpy()]
+    return table
+
+
+def _scored(result: AnalysisResult) -> dict[str, Any]:
+    """Every scored row: the groups, then the holdout row when there is one."""
+    extra = {HOLDOUT: result.reference} if result.reference is not None else {}
+    return {**result.scores, **extra}
+
+
+def _scored_features(result: AnalysisResult) -> dict[str, Any]:
+    extra = {HOLDOUT: result.holdout} if result.holdout is not None else {}
+    return {**result.synthetic, **extra}
 
 
 def _shown(result: AnalysisResult, paths: Any) -> list[str]:
@@ -169,8 +215,10 @@ def write_outputs(
 ) -> dict[str, Any]:
     """Write every output under ``output``; ``metrics.json`` last. Returns its content."""
     fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
-    for group in result.scores:
+    for group, score in _scored(result).items():
         _write_csv(fs, f"{root}/per_image/{group}.csv", per_image_table(result, group))
+        if score.patients is not None:
+            _write_csv(fs, f"{root}/per_patient/{group}.csv", per_patient_table(result, group))
     _write_csv(fs, f"{root}/per_real.csv", per_real_table(result))
     _write_mean_images(fs, f"{root}/mean_images", result)
     metrics = json.loads(json.dumps(metrics_dict(result), default=_json_default))
