@@ -5,14 +5,11 @@ from __future__ import annotations
 import json
 import shutil
 
-import dask
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from medsyn_dask.cli import main
-from medsyn_dask.cli.compat import main as compat_main
 from medsyn_dask.phantoms import write_demo_dataset
 
 
@@ -186,32 +183,3 @@ def test_interrupted_run_removes_stale_metrics(phantoms_2d, tmp_path, address):
     ]
     assert main(args) == 2
     assert not (out / "metrics.json").exists()
-
-
-def test_compat_cli_runs_the_same_job(phantoms_2d, tmp_path, address):
-    data_dir = tmp_path / "synthetic_images"
-    for name in ("memorizer", "poor"):
-        shutil.copytree(phantoms_2d.synthetic[name], data_dir / name)
-    out = tmp_path / "results"
-    with dask.config.set({"scheduler-address": address}):
-        code = compat_main(
-            [
-                "--data_dir",
-                str(data_dir),
-                "--ref_dir",
-                str(phantoms_2d.real),
-                "--output_dir",
-                str(out),
-                "--resolution",
-                "32",
-                "--num_channels",
-                "1",
-                "--nearest_k",
-                "5",
-            ]
-        )
-    assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["groups"]) == {"memorizer", "poor"}
-    assert metrics["groups"]["memorizer"]["privacy"] == 0.0
-    assert np.isclose(metrics["groups"]["poor"]["fidelity"], 0.0)
