@@ -111,17 +111,9 @@ def real_neighbourhood(
         ok, centre, fid_parts = compute(finite_flag(real), lazy_centre(real, metric), fid.lazy)
         check_finite({"real": real}, [ok])
         if here:
-            smallest = [
-                local.radii(
-                    features,
-                    metric,
-                    centre,
-                    nearest_k,
-                    backend,
-                    block_size=block_size,
-                    progress=progress,
-                )
-            ]
+            options = {"block_size": block_size, "progress": progress}
+            with local.Runner(metric, centre, backend, **options) as run:
+                smallest = [run.radii(features, nearest_k)]
         else:
             smallest = compute(graph.radii_graph(real, metric, centre, nearest_k, backend))[0]
         codes = radius = None
@@ -205,18 +197,23 @@ def evaluate_features(
     with scattered_inputs(inputs, block_size, scatter=not here) as (real, synthetic):
         check_features(real, synthetic, metric, nearest_k)
         check_reference(reference, real, metric, nearest_k)
-        ok_real, ok_synthetic, std, centre = compute(
-            finite_flag(real),
-            finite_flag(synthetic),
-            feature_std(synthetic),
-            lazy_centre(real, metric) if reference is None else reference.centre,
-        )
+        if here:
+            ok_real, ok_synthetic, std, centre = local.summary(*inputs.values(), metric)
+        else:
+            ok_real, ok_synthetic, std, centre = compute(
+                finite_flag(real),
+                finite_flag(synthetic),
+                feature_std(synthetic),
+                lazy_centre(real, metric) if reference is None else None,
+            )
+        centre = centre if reference is None else reference.centre
         check_finite({"real": real, "synthetic": synthetic}, [ok_real, ok_synthetic])
         margin = scores.copy_margin(float(std), mode_collapse_threshold)
         settings = {"nearest_k": nearest_k, "metric": metric, "centre": centre, "backend": backend}
         if here:
+            run = local.Runner(metric, centre, backend, block_size=block_size, progress=progress)
             smallest, per_real, per_synth = _neighbourhoods_here(
-                *inputs.values(), reference, margin, block_size, progress, **settings
+                run, *inputs.values(), reference, margin, nearest_k
             )
         else:
             smallest, per_real, per_synth = _neighbourhood_graph(
@@ -260,22 +257,18 @@ def evaluate_features(
 
 
 def _neighbourhoods_here(
+    run: local.Runner,
     real: np.ndarray,
     synthetic: np.ndarray,
     reference: RealNeighbourhood | None,
     margin: float,
-    block_size: int,
-    progress: bool,
-    **settings: Any,
+    nearest_k: int,
 ) -> tuple[list, list, list]:
-    """Radii (one array in a list), per-real and per-synthetic partials, computed now in this
-    process (:mod:`.neighbours.local`)."""
-    options = {"block_size": block_size, "progress": progress}
-    if reference is None:
-        smallest = local.radii(real, **settings, **options)
-    else:
-        smallest = reference.smallest
-    per_real, per_synth = local.compare(real, synthetic, smallest, margin, **settings, **options)
+    """Radii (one array in a list), per-real and per-synthetic partials of in-memory features,
+    computed now in this process (:mod:`.neighbours.local`)."""
+    with run:
+        smallest = run.radii(real, nearest_k) if reference is None else reference.smallest
+        per_real, per_synth = run.compare(real, synthetic, smallest, margin, nearest_k)
     return [smallest], per_real, per_synth
 
 

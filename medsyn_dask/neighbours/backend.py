@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,3 +61,16 @@ def full_float32_matmul() -> Iterator[None]:
 def _may_have_cuda() -> bool:
     """Cheap test before importing torch (seconds per worker) just to find no GPU."""
     return "torch" in sys.modules or os.path.exists("/dev/nvidiactl")
+
+
+def compiled(fn: Callable) -> Callable | None:
+    """``fn`` compiled by numba (no GIL; cached on disk where the package's folder or the user's
+    cache allows, so a new process loads it in milliseconds), or None without numba."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    try:
+        return numba.njit(nogil=True, cache=True)(fn)
+    except RuntimeError:  # no writable cache location: compile in each process
+        return numba.njit(nogil=True)(fn)

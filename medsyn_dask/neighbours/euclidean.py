@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..errors import SettingsError
-from .backend import full_float32_matmul, torch_device
+from .backend import compiled, full_float32_matmul, torch_device
 from .bounds import Envelope, ScoreBlock
 
 #: Unit roundoff of float32 and float64.
@@ -79,12 +79,7 @@ KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 @functools.cache
 def _pair_kernel():
     """The numba kernel of :func:`exact_distances`, or None without numba."""
-    try:
-        import numba
-    except ImportError:
-        return None
 
-    @numba.njit(nogil=True)
     def distances(x, y, rows, cols, out):  # pragma: no cover - compiled
         for p in range(rows.shape[0]):
             a, b = x[rows[p]], y[cols[p]]
@@ -94,7 +89,7 @@ def _pair_kernel():
                 total += t * t  # one rounding per product and per sum, as cdist
             out[p] = np.sqrt(total)
 
-    return distances
+    return compiled(distances)
 
 
 class Prepared:

@@ -18,7 +18,7 @@ import functools
 import numpy as np
 
 from ..errors import SettingsError
-from .backend import torch_device
+from .backend import compiled, torch_device
 from .bounds import ScoreBlock, nonzero_2d
 
 #: Measured costs (ns, one core) that choose the method: one position compared by the compiled
@@ -126,12 +126,7 @@ def _compact_codes(codes: np.ndarray) -> np.ndarray:
 @functools.cache
 def _compiled_kernel():
     """The numba mismatch-count kernel, or None when numba is not installed."""
-    try:
-        import numba
-    except ImportError:
-        return None
 
-    @numba.njit(nogil=True)
     def mismatches(x, y, out):  # pragma: no cover - compiled
         for i in range(x.shape[0]):
             for j in range(y.shape[0]):
@@ -140,7 +135,7 @@ def _compiled_kernel():
                     count += x[i, k] != y[j, k]
                 out[i, j] = count
 
-    return mismatches
+    return compiled(mismatches)
 
 
 class _OneHotPlan:

@@ -12,12 +12,13 @@ merged as soon as its pairs are done. The block functions are the graph's (``blo
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 import numpy as np
@@ -81,135 +82,161 @@ def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
     return [*range(0, n, rows), n]
 
 
-@contextmanager
-def _pool(n_threads: int) -> Iterator[Callable]:
-    """``map(fn, items)`` on ``n_threads`` threads, BLAS held to one thread each meanwhile."""
-    try:
-        from threadpoolctl import threadpool_limits
+class Runner:
+    """One thread per core (BLAS held to one thread each) for the passes of one evaluation;
+    each array's blocks are prepared once and shared by both passes.
 
-        limits = threadpool_limits(1, user_api="blas") if n_threads > 1 else nullcontext()
-    except ImportError:  # BLAS keeps its threads: oversubscribed, still correct
-        limits = nullcontext()
-    with limits, ThreadPoolExecutor(n_threads) as pool:
-        yield lambda fn, items: list(pool.map(fn, items))
-
-
-class _Blocks:
-    """Row blocks of one array: bounds, and each block prepared once for the metric."""
-
-    def __init__(self, array: np.ndarray, starts: list[int], metric: Any, centre, run) -> None:
-        self.array, self.starts = array, starts
-        self.spans = list(zip(starts[:-1], starts[1:], strict=True))
-        self.prepared = run(lambda s: metric.prepare(array[s[0] : s[1]], centre), self.spans)
-
-    def __len__(self) -> int:
-        return len(self.spans)
-
-
-def radii(
-    real: np.ndarray,
-    metric: str,
-    centre: np.ndarray | None,
-    nearest_k: int,
-    backend: str,
-    *,
-    block_size: int = LOCAL_BLOCK,
-    progress: bool = False,
-) -> np.ndarray:
-    """(N, nearest_k + 1) float64: the nearest_k + 1 smallest distances of each real image to
-    all real images, self included, ascending (as :func:`.graph.radii_graph`, in one array).
-
-    Only block pairs I <= J are scored; pair (I, J) serves the rows of I and, through its
-    transpose, the rows of J.
+    ``with Runner(metric, centre, backend) as run: run.radii(real, k); run.compare(...)``.
     """
-    kind, n_threads = get_metric(metric), threads()
-    with _pool(n_threads) as run:
-        blocks = _Blocks(real, block_starts(len(real), block_size, n_threads), kind, centre, run)
-        nb, n = len(blocks), nearest_k + 1
-        pairs = [(i, j) for i in range(nb) for j in range(i, nb)]
+
+    def __init__(
+        self,
+        metric: str,
+        centre: np.ndarray | None,
+        backend: str,
+        *,
+        block_size: int = LOCAL_BLOCK,
+        progress: bool = False,
+    ) -> None:
+        self.kind, self.centre, self.backend = get_metric(metric), centre, backend
+        self.block_size, self.progress = block_size, progress
+        self.n_threads = threads()
+        self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
+
+    def __enter__(self) -> Runner:
+        self._stack = ExitStack()
+        if self.n_threads > 1:
+            self._stack.enter_context(_one_blas_thread())
+        self._pool = self._stack.enter_context(ThreadPoolExecutor(self.n_threads))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._prepared.clear()
+        self._stack.close()
+
+    def map(self, fn: Callable, items) -> list:
+        """``[fn(item) for item in items]`` on the pool's threads."""
+        return list(self._pool.map(fn, items))
+
+    def blocks(self, array: np.ndarray) -> tuple[list[tuple[int, int]], list]:
+        """(start, stop) of each row block of ``array`` and the block prepared for the metric."""
+        key = id(array)
+        if key not in self._prepared:  # the array is kept with its entry: ids stay unique
+            starts = block_starts(len(array), self.block_size, self.n_threads)
+            spans = list(zip(starts[:-1], starts[1:], strict=True))
+            prepared = self.map(lambda s: self.kind.prepare(array[s[0] : s[1]], self.centre), spans)
+            self._prepared[key] = (array, spans, prepared)
+        return self._prepared[key][1], self._prepared[key][2]
+
+    def _scored(self, x, y):
+        return self.kind.block_bounds(x, y, self.centre, backend=self.backend)
+
+    def radii(self, real: np.ndarray, nearest_k: int) -> np.ndarray:
+        """(N, nearest_k + 1) float64: the nearest_k + 1 smallest distances of each real image
+        to all real images, self included, ascending (as :func:`.graph.radii_graph`).
+
+        Only block pairs I <= J are scored; pair (I, J) serves the rows of I and, through its
+        transpose, the rows of J.
+        """
+        spans, prepared = self.blocks(real)
+        nb, n = len(spans), nearest_k + 1
+        pairs = sorted(((i, j) for i in range(nb) for j in range(i, nb)), key=_larger_first(spans))
 
         def candidates(pair: tuple[int, int]) -> tuple[Candidates, Candidates | None]:
             i, j = pair
-            block = kind.block_bounds(
-                blocks.prepared[i], blocks.prepared[j], centre, backend=backend
-            )
-            (oi, _), (oj, _) = blocks.spans[i], blocks.spans[j]
+            block = self._scored(prepared[i], prepared[j])
+            (oi, _), (oj, _) = spans[i], spans[j]
             rows = row_candidates(block, n).shifted(rows=oi, cols=oj)
             cols = None if i == j else row_candidates(block.transpose(), n).shifted(oj, oi)
             return rows, cols
 
-        with Counter("real radii", len(pairs), "block pairs", enabled=progress) as counter:
-            found = dict(zip(pairs, run(_counted(candidates, counter), pairs), strict=True))
+        found = self._run_pairs("real radii", candidates, pairs)
 
         def merge(i: int) -> np.ndarray:
             """The n smallest of block i's rows, from its candidates in every pair."""
             parts = [found[(i, j)][0] for j in range(i, nb)] + [found[(j, i)][1] for j in range(i)]
             kept = keep_smallest(Candidates.concat(parts), n)
-            values = kind.exact_distances(real, real, kept.row, kept.col)
-            start, stop = blocks.spans[i]
+            values = self.kind.exact_distances(real, real, kept.row, kept.col)
+            start, stop = spans[i]
             return smallest_values(kept.row - start, values, stop - start, n)
 
-        return np.concatenate(run(merge, range(nb)))
+        return np.concatenate(self.map(merge, range(nb)))
 
+    def compare(
+        self,
+        real: np.ndarray,
+        synthetic: np.ndarray,
+        smallest: np.ndarray,
+        margin: float,
+        nearest_k: int,
+    ) -> tuple[list[RealPartial], list[SyntheticPartial]]:
+        """Per real block a RealPartial and per synthetic block a SyntheticPartial, as
+        :func:`.graph.compare_graph` computes them; ``smallest`` is the (N, nearest_k + 1) array
+        of :meth:`radii` (column ``nearest_k`` is radius_k, column 1 radius_1)."""
+        copy_threshold = smallest[:, 1] + margin
+        real_spans, real_blocks = self.blocks(real)
+        synth_spans, synth_blocks = self.blocks(synthetic)
+        pairs = [(i, j) for i in range(len(real_spans)) for j in range(len(synth_spans))]
 
-def compare(
-    real: np.ndarray,
-    synthetic: np.ndarray,
-    smallest: np.ndarray,
-    margin: float,
-    nearest_k: int,
-    metric: str,
-    centre: np.ndarray | None,
-    backend: str,
-    *,
-    block_size: int = LOCAL_BLOCK,
-    progress: bool = False,
-) -> tuple[list[RealPartial], list[SyntheticPartial]]:
-    """Per real block a RealPartial and per synthetic block a SyntheticPartial, as
-    :func:`.graph.compare_graph` computes them; ``smallest`` is the (N, nearest_k + 1) array of
-    :func:`radii` (column ``nearest_k`` is radius_k, column 1 radius_1)."""
-    kind, n_threads = get_metric(metric), threads()
-    copy_threshold = smallest[:, 1] + margin
-    with _pool(n_threads) as run:
-        reals = _Blocks(real, block_starts(len(real), block_size, n_threads), kind, centre, run)
-        synths = _Blocks(
-            synthetic, block_starts(len(synthetic), block_size, n_threads), kind, centre, run
-        )
-        pairs = [(i, j) for i in range(len(reals)) for j in range(len(synths))]
-
-        def reduce(pair: tuple[int, int]):
+        def reduce(pair: tuple[int, int]) -> tuple[RealPartial, Any]:
             i, j = pair
-            block = kind.block_bounds(
-                reals.prepared[i], synths.prepared[j], centre, backend=backend
+            block = self._scored(real_blocks[i], synth_blocks[j])
+            rows = slice(*real_spans[i])
+            return compare_block(
+                block, smallest[rows, nearest_k], copy_threshold[rows], real_spans[i][0]
             )
-            start, stop = reals.spans[i]
-            rows = slice(start, stop)
-            return compare_block(block, smallest[rows, nearest_k], copy_threshold[rows], start)
 
-        with Counter("real x synthetic", len(pairs), "block pairs", enabled=progress) as counter:
-            found = dict(zip(pairs, run(_counted(reduce, counter), pairs), strict=True))
+        found = self._run_pairs(
+            "real x synthetic", reduce, sorted(pairs, key=_larger_first(real_spans, synth_spans))
+        )
 
         def per_synthetic(j: int) -> SyntheticPartial:
-            merged = merge_synthetic([found[(i, j)][1] for i in range(len(reals))])
-            start, stop = synths.spans[j]
-            block = synthetic[start:stop]
+            merged = merge_synthetic([found[(i, j)][1] for i in range(len(real_spans))])
+            start, stop = synth_spans[j]
+            block, exact = synthetic[start:stop], self.kind.exact_distances
             near, ratio = merged.nearest, merged.ratio
-            near_d = kind.exact_distances(real, block, near.row, near.col)
-            ratio_d = kind.exact_distances(real, block, ratio.row, ratio.col)
+            near_d = exact(real, block, near.row, near.col)
+            ratio_d = exact(real, block, ratio.row, ratio.col) / copy_threshold[ratio.row]
             nearest_distance, nearest_real = column_minimum(
                 near.col, near.row, near_d, stop - start
             )
-            copy_ratio, _ = column_minimum(
-                ratio.col, ratio.row, ratio_d / copy_threshold[ratio.row], stop - start
-            )
+            copy_ratio, _ = column_minimum(ratio.col, ratio.row, ratio_d, stop - start)
             return SyntheticPartial(
                 merged.is_real, merged.is_copy, nearest_distance, nearest_real, copy_ratio
             )
 
         per_real = [
-            combine_real([found[(i, j)][0] for j in range(len(synths))]) for i in range(len(reals))
+            combine_real([found[(i, j)][0] for j in range(len(synth_spans))])
+            for i in range(len(real_spans))
         ]
-        return per_real, run(per_synthetic, range(len(synths)))
+        return per_real, self.map(per_synthetic, range(len(synth_spans)))
+
+    def _run_pairs(self, label: str, fn: Callable, pairs: list) -> dict:
+        with Counter(label, len(pairs), "block pairs", enabled=self.progress) as counter:
+            return dict(zip(pairs, self.map(_counted(fn, counter), pairs), strict=True))
+
+
+def _larger_first(rows: list[tuple[int, int]], cols: list[tuple[int, int]] | None = None):
+    """Sort key of block pairs: the largest first, so no thread is left with a big one last."""
+    cols = rows if cols is None else cols
+    return lambda pair: (
+        -(rows[pair[0]][1] - rows[pair[0]][0]) * (cols[pair[1]][1] - cols[pair[1]][0])
+    )
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> AbstractContextManager:
+    """BLAS held to one thread (the pool has one thread per core) while the context lasts."""
+    try:
+        return _blas_controller().limit(limits=1, user_api="blas")
+    except ImportError:  # BLAS keeps its threads: oversubscribed, still correct
+        return nullcontext()
 
 
 def _counted(fn: Callable, counter: Counter) -> Callable:
@@ -223,3 +250,27 @@ def _counted(fn: Callable, counter: Counter) -> Callable:
         return out
 
     return step
+
+
+def summary(
+    real: np.ndarray, synthetic: np.ndarray, metric: str
+) -> tuple[bool, bool, float, np.ndarray | None]:
+    """(real finite, synthetic finite, synthetic feature std, centre) of in-memory features, as
+    the lazy ``finite_flag``, ``feature_std`` and ``lazy_centre`` of :mod:`.evaluate_inputs`
+    and :mod:`.metrics.std` give them, over column slices on one thread per core."""
+    n_threads = threads()
+    step = max(1, math.ceil(real.shape[1] / n_threads))
+    slices = [slice(s, s + step) for s in range(0, real.shape[1], step)]
+
+    def part(cols: slice) -> tuple[bool, bool, np.ndarray, np.ndarray | None]:
+        r, s = real[:, cols], synthetic[:, cols]
+        finite = [a.dtype.kind != "f" or bool(np.isfinite(a).all()) for a in (r, s)]
+        std = s.astype(np.float64).std(axis=0)
+        centre = r.astype(np.float64).mean(axis=0) if metric == "euclidean" else None
+        return finite[0], finite[1], std, centre
+
+    with ThreadPoolExecutor(n_threads) as pool:
+        parts = list(pool.map(part, slices))
+    centre = None if metric != "euclidean" else np.concatenate([p[3] for p in parts])
+    std = float(np.concatenate([p[2] for p in parts]).mean())
+    return all(p[0] for p in parts), all(p[1] for p in parts), std, centre
