@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 #: Sub-command modules under ``medsyn_dask.cli``, in the order ``--help`` lists them.
-COMMANDS = ("demo", "extract", "analyze", "report")
+COMMANDS = ("demo", "extract", "analyze", "report", "train_vqvae")
 #: Exit status of a user error (bad setting, bad input) and of an interrupted run.
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 

@@ -19,12 +19,17 @@ from torch import nn
 
 class Quantize(nn.Module):
     """Nearest-codeword quantiser; buffers ``embed`` (dim x n_embed), ``cluster_size``,
-    ``embed_avg`` as in the reference (the EMA update is training-only and left out)."""
+    ``embed_avg`` as in the reference, whose EMA codebook update :meth:`quantise` makes in
+    training mode (``decay``, ``eps``: the reference's 0.99 and 1e-5)."""
 
-    def __init__(self, dim: int, n_embed: int) -> None:
+    def __init__(self, dim: int, n_embed: int, decay: float = 0.99, eps: float = 1e-5) -> None:
         super().__init__()
         self.dim = dim
         self.n_embed = n_embed
+        self.decay = decay
+        self.eps = eps
+        #: EMA count below which a code is restarted in training (0: never, as the reference).
+        self.restart_below = 0.0
         embed = torch.randn(dim, n_embed)
         self.register_buffer("embed", embed)
         self.register_buffer("cluster_size", torch.zeros(n_embed))
@@ -40,6 +45,42 @@ class Quantize(nn.Module):
         )
         ind = (-dist).max(1)[1].view(*x.shape[:-1])
         return nn.functional.embedding(ind, self.embed.transpose(0, 1)), ind
+
+    def quantise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reference's training pass: ``x`` (..., dim) -> (quantised with the straight-through
+        gradient (..., dim), commitment loss (scalar), code indices (...)).
+
+        In training mode the codebook follows the exponential moving average of the vectors
+        assigned to each code (the reference's update, Laplace-smoothed counts).
+        """
+        quantised, ind = self(x.detach())
+        if self.training:
+            with torch.no_grad():
+                flat = x.detach().reshape(-1, self.dim)
+                onehot = nn.functional.one_hot(ind.reshape(-1), self.n_embed).type(flat.dtype)
+                self.cluster_size.mul_(self.decay).add_(onehot.sum(0), alpha=1 - self.decay)
+                self.embed_avg.mul_(self.decay).add_(flat.T @ onehot, alpha=1 - self.decay)
+                n = self.cluster_size.sum()
+                size = (self.cluster_size + self.eps) / (n + self.n_embed * self.eps) * n
+                self.embed.copy_(self.embed_avg / size.unsqueeze(0))
+                if self.restart_below > 0:
+                    self.restart_dead_codes(flat)
+        diff = (quantised.detach() - x).pow(2).mean()
+        return x + (quantised - x).detach(), diff, ind
+
+    @torch.no_grad()
+    def restart_dead_codes(self, flat: torch.Tensor) -> None:
+        """Move each code whose EMA count is below ``restart_below`` onto a random vector of
+        ``flat`` (N, dim), with that count (as Jukebox does; not in the reference). The first
+        step thus initialises the codebook from encoder outputs, and codes that fall out of
+        use come back where the data is. Draws from torch's CPU generator."""
+        dead = (self.cluster_size < self.restart_below).nonzero().flatten()
+        if len(dead) == 0:
+            return
+        pick = torch.randint(len(flat), (len(dead),)).to(flat.device)
+        self.embed[:, dead] = flat[pick].T
+        self.embed_avg[:, dead] = flat[pick].T * self.restart_below
+        self.cluster_size[dead] = self.restart_below
 
 
 class ResBlock(nn.Module):
@@ -163,6 +204,31 @@ class VQVAE(nn.Module):
         enc_b = torch.cat([dec_t, enc_b], 1)
         _, id_b = self.quantize_b(self.quantize_conv_b(enc_b).permute(0, 2, 3, 1))
         return id_t, id_b
+
+    def forward(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The reference's training pass: ``x`` (B, C, H, W) -> (reconstruction (B, C, H, W),
+        latent loss: the summed commitment losses of both levels, a scalar, and the code maps
+        ``(id_t, id_b)`` as :meth:`encode` gives them). In training mode it also updates both
+        codebooks (:meth:`Quantize.quantise`)."""
+        enc_b = self.enc_b(x)
+        enc_t = self.enc_t(enc_b)
+        quant_t, diff_t, id_t = self.quantize_t.quantise(
+            self.quantize_conv_t(enc_t).permute(0, 2, 3, 1)
+        )
+        quant_t = quant_t.permute(0, 3, 1, 2)
+        enc_b = torch.cat([self.dec_t(quant_t), enc_b], 1)
+        quant_b, diff_b, id_b = self.quantize_b.quantise(
+            self.quantize_conv_b(enc_b).permute(0, 2, 3, 1)
+        )
+        recon = self.decode(quant_t, quant_b.permute(0, 3, 1, 2))
+        return recon, diff_t + diff_b, (id_t, id_b)
+
+    def decode(self, quant_t: torch.Tensor, quant_b: torch.Tensor) -> torch.Tensor:
+        """Image (B, C, H, W) from the quantised maps ``quant_t`` (B, D, H/(2s), W/(2s)) and
+        ``quant_b`` (B, D, H/s, W/s), both channels-first."""
+        return self.dec(torch.cat([self.upsample_t(quant_t), quant_b], 1))
 
 
 def _log2(stride: int) -> int:
