@@ -56,3 +56,6 @@ def test_patients_and_holdout_fraction(tmp_path, address, capsys):
     summary = (out / "summary.txt").read_text()
     assert "holdout (ref)" in summary and "patient mode" in summary
     assert "one-sided two-proportion z-test (pooled)" in summary
+    report = (out / "report.html").read_text()
+    assert 'id="reference-row"' in report and "holdout (reference)" in report
+    assert 'id="patient-scores"' in report and 'id="holdout-comparison"' in report

@@ -18,7 +18,7 @@ from ..checks import check_int
 from .folder import ALL_CLASSES, RunOutputs, read_outputs
 from .gallery import VIEW_TITLES, closest_pairs, data_uri, gallery_entries, mean_image_views
 from .legend import COLUMNS, MULTISCALE_READING, SCORES
-from .summary import summary_table
+from .summary import holdout_lines, patient_lines, summary_table
 from .tables import REPORT_FILE, write_atomic
 
 
@@ -74,6 +74,14 @@ def report_context(
         "headlines": headlines(groups),
         "columns": COLUMNS,
         "rows": [_row(name, g) for name, g in groups.items()],
+        # The held-out real images' row: the reference every score is read against.
+        "reference_row": (
+            _row(f"{metrics['reference']['name']} (reference)", metrics["reference"])
+            if metrics.get("reference")
+            else None
+        ),
+        "holdout_text": "\n".join(holdout_lines(metrics)),
+        "patient_text": "\n".join(patient_lines(metrics)),
         "variety_reason": metrics.get("variety", {}).get("variety_undefined_reason"),
         "chart": _plot(plots.fidelity_privacy_chart(groups), plots.CHART_PIXELS),
         "multiscale": _multiscale(metrics),
