@@ -71,6 +71,49 @@ def euclidean_block(seed: int, kind: int, index: int, rows: int, dim: int) -> np
     return out
 
 
+# --- Input families of the exact engine's benchmark ----------------------------------------------
+
+#: Offset of the "far" family: features far from the origin (float32 spacing there ~6e-5).
+FAR_OFFSET = 1000.0
+#: Relative noise of the near duplicates of the "duplicates" family.
+NEAR_NOISE = 1e-5
+
+
+def family_block(seed: int, kind: int, index: int, rows: int, dim: int, family: str):
+    """Rows of block ``index`` of one input family (float32, ``dim`` columns):
+
+    - ``gaussian``: isotropic standard normal (distances concentrate: many near-ties);
+    - ``clustered``: :func:`euclidean_block` (clustered low-rank post-ReLU, planted copies);
+    - ``duplicates``: clustered, then a third of the rows exact duplicates and a third near
+      duplicates (``NEAR_NOISE``) of the others; synthetic blocks copy half of their rows from
+      the real block of the same index, exactly or nearly;
+    - ``far``: clustered, shifted by ``FAR_OFFSET`` in every dimension.
+    """
+    if family == "gaussian":
+        return np.random.default_rng([seed, kind, index]).standard_normal((rows, dim), np.float32)
+    out = euclidean_block(seed, kind, index, rows, dim)
+    if family == "far":
+        return out + np.float32(FAR_OFFSET)
+    if family == "clustered":
+        return out
+    if family != "duplicates":
+        raise ValueError(f"unknown family {family!r}")
+    rng = np.random.default_rng([seed, 3, kind, index])
+    if kind == 1:
+        real = family_block(seed, 0, index, rows, dim, family)
+        half = rows // 2
+        out[:half] = real[rng.permutation(rows)[:half]]
+    base = out[0::3]
+    exact, near = out[1::3], out[2::3]
+    exact[:] = base[: len(exact)]
+    noise = rng.standard_normal(near.shape, dtype=np.float32) * np.float32(NEAR_NOISE)
+    near[:] = base[: len(near)] * (1 + noise)
+    return out
+
+
+FAMILIES = ("gaussian", "clustered", "duplicates", "far")
+
+
 # --- Hamming codes: VQ-VAE-like code maps with a black border ----------------------------------
 
 
@@ -142,12 +185,15 @@ def feature_pair(case: str, cfg: dict, seed: int, as_dask: bool) -> tuple:
 
     ``case`` "hamming": code maps, ``cfg`` with ``n``, ``m``, ``side``, ``codes``, ``block``
     (int16, side*side columns); any other case: Euclidean, ``cfg`` with ``n``, ``m``, ``dim``,
-    ``block`` (float32, dim columns).
+    ``block`` (float32, dim columns) and optionally ``family`` (:func:`family_block`).
     """
     block = cfg["block"]
     if case == "hamming":
         side = cfg["side"]
         make, width, dtype, extra = hamming_block, side * side, np.int16, (side, cfg["codes"])
+    elif "family" in cfg:
+        make, width, dtype = family_block, cfg["dim"], np.float32
+        extra = (cfg["dim"], cfg["family"])
     else:
         make, width, dtype, extra = euclidean_block, cfg["dim"], np.float32, (cfg["dim"],)
     if as_dask:

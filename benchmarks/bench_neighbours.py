@@ -17,6 +17,11 @@ What is measured (all on the same generated features, see ``_features.py`` for h
    of positions is code 0 in every image): the engine vs ``pairwise_distances(metric="hamming")``.
 3. Memory: the engine at N=M=100 000, D=512 float32 (the full-matrix way would need 80 GB per
    float64 matrix: printed, not run).
+4. ``families`` (``neighbour_families.py``): the engine on NumPy features in this process (the
+   in-process runner, no Client) against faiss-cpu on every input family (isotropic Gaussian,
+   clustered low-rank post-ReLU, many exact/near duplicates, far from the origin), N = M in
+   {2 000, 5 000, 20 000}, D in {512, 2 048}, min/median/max of ``--repeats`` runs each; and the
+   engine on in-memory Hamming codes (N = M = 5 000) against scikit-learn's full matrices.
 
 "Useful GFLOP/s" is the work of a full brute force, ``2*N*N*D + 2*N*M*D``, over the wall time:
 the same numerator for every method, so ratios of rates are ratios of speed. Baselines run in a
@@ -25,6 +30,7 @@ driver (which hosts the scheduler) and all worker processes, sampled every 0.2 s
 requested from the engine (``compute_fid=False``): the baselines do not compute it either.
 
 Run:  .venv/bin/python benchmarks/bench_neighbours.py [--quick] [--skip-memory]
+      .venv/bin/python benchmarks/bench_neighbours.py --only families [--sizes 2000,5000]
 ``--quick`` runs small sizes to check that the benchmark runs; it prints the ratios without the
 targets' verdicts (the sizes are too small to reach them).
 Results are printed as a table and written to benchmarks/results/neighbours.json.
@@ -50,8 +56,9 @@ from _common import (  # noqa: E402
     timed,
     worker_blas_threads,
 )
-from _features import feature_pair  # noqa: E402
+from _features import FAMILIES, feature_pair  # noqa: E402
 from baselines import faiss_baseline, gemm_rate, sklearn_baseline  # noqa: E402
+from neighbour_families import family_rows, hamming_in_process, verdicts  # noqa: E402
 from neighbours_table import agreement, print_table, ratios, row, scale_baseline, targets  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "neighbours.json"
@@ -59,6 +66,9 @@ SEED = 20260101
 NEAREST_K = 5
 THRESHOLD = 0.05
 GB = 1e9
+
+FAMILIES_FULL = {"families": FAMILIES, "sizes": (2_000, 5_000, 20_000), "dims": (512, 2048)}
+FAMILIES_QUICK = {"families": FAMILIES, "sizes": (1_000,), "dims": (128,)}
 
 FULL = {
     "euclidean": {"n": 20_000, "m": 20_000, "dim": 2048, "block": 2048},
@@ -258,13 +268,23 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--only",
         default="euclidean,hamming,memory",
-        help="comma-separated cases to run (default: all)",
+        help="comma-separated cases: euclidean, hamming, memory, families (default: all but "
+        "families)",
     )
+    parser.add_argument("--sizes", default=None, help="N=M of the families case, e.g. 2000,5000")
+    parser.add_argument("--dims", default=None, help="D of the families case, e.g. 512,2048")
+    parser.add_argument("--families", default=None, help="families to run, e.g. gaussian,far")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per families row")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     cases = set(args.only.split(","))
 
     quick_note(args.quick)
+    if "families" in cases:
+        run_families(args)
+        cases.discard("families")
+        if not cases:
+            return
 
     spread = {t: gemm_rate(cfg["gemm"], int(t)) for t in ("1", "2")}
     gemm = {"size": cfg["gemm"], **{t: r["best"] for t, r in spread.items()}, "spread": spread}
@@ -290,6 +310,36 @@ def main(argv=None) -> None:
     for line in targets(rows, args.quick):
         print(line)
     save(rows, gemm, blas, args, version)
+
+
+def run_families(args) -> None:
+    """The families case (engine in process vs faiss) and in-memory Hamming vs scikit-learn."""
+    grid = dict(FAMILIES_QUICK if args.quick else FAMILIES_FULL)
+    for key in ("sizes", "dims"):
+        if getattr(args, key):
+            grid[key] = tuple(int(v) for v in getattr(args, key).split(","))
+    if args.families:
+        grid["families"] = tuple(args.families.split(","))
+    repeats = 2 if args.quick else args.repeats
+    rows = family_rows(grid, SEED, NEAREST_K, THRESHOLD, repeats)
+    ham_cfg = {**(QUICK if args.quick else FULL)["hamming"]}
+    hamming = hamming_in_process(ham_cfg, SEED, NEAREST_K, THRESHOLD, repeats)
+    lines = verdicts(rows, hamming, args.quick)
+    for line in lines:
+        print(line)
+    path = RESULTS.with_name("neighbour_families.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "command": " ".join(sys.argv),
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "engine_version": engine_version(),
+        "rows": rows,
+        "hamming": hamming,
+        "targets": lines,
+    }
+    path.write_text(json.dumps(jsonable(payload), indent=2))
+    print(f"written {path}")
 
 
 def engine_version() -> str:
