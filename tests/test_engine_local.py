@@ -1,0 +1,145 @@
+"""The in-process runner (neighbours/local.py): same numbers as the float64 brute force and as
+the Dask graph, on every input family; when it runs and when the graph keeps the work."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import scenarios
+from brute_force import assert_matches, brute_force
+from scipy.spatial.distance import cdist
+
+from medsyn_dask import evaluate_features, real_neighbourhood
+from medsyn_dask.neighbours import euclidean, local
+
+
+def gaussian(rng, n=420, m=380, d=96):
+    """Isotropic: every distance close to every other (many near-ties at the radii)."""
+    return rng.standard_normal((n, d), np.float32), rng.standard_normal((m, d), np.float32)
+
+
+def clustered_relu(rng, n=420, m=380, d=96):
+    """Clustered low-rank post-ReLU features, as a CNN's pooled activations."""
+    centres, basis = rng.normal(size=(8, d)), rng.normal(scale=0.4, size=(8, 4, d))
+
+    def draw(count):
+        c = rng.integers(0, 8, count)
+        out = centres[c] + np.einsum("nr,nrd->nd", rng.normal(size=(count, 4)), basis[c])
+        return np.maximum(out + 0.2 * rng.normal(size=(count, d)), 0).astype(np.float32)
+
+    return draw(n), draw(m)
+
+
+def many_duplicates(rng, n=420, m=380, d=96):
+    """A third exact and a third near duplicates; half of the synthetic set copies reals."""
+    real, synth = clustered_relu(rng, n, m, d)
+    real[1::3] = real[0::3][: len(real[1::3])]
+    near = real[0::3][: len(real[2::3])]
+    real[2::3] = near * (1 + 1e-6 * rng.normal(size=near.shape)).astype(np.float32)
+    synth[: m // 2] = real[rng.permutation(n)[: m // 2]]
+    return real, synth
+
+
+def far(rng, n=420, m=380, d=96):
+    real, synth = clustered_relu(rng, n, m, d)
+    return real + np.float32(1000.0), synth + np.float32(1000.0)
+
+
+FAMILIES = {f.__name__: f for f in (gaussian, clustered_relu, many_duplicates, far)}
+
+
+@pytest.mark.parametrize("block_size", [64, 2048])  # many blocks / the runner's own blocks
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_families_equal_brute_force_and_graph(name, block_size):
+    real, synth = FAMILIES[name](np.random.default_rng(40))
+    assert local.runs_here([real, synth], block_size)
+    expected = brute_force(real, synth)
+    here = evaluate_features(real, synth, block_size=block_size, compute_fid=False)
+    assert_matches(here, expected)
+    graph = evaluate_features(
+        da.from_array(real, chunks=(100, -1)),
+        da.from_array(synth, chunks=(100, -1)),
+        block_size=block_size,
+        compute_fid=False,
+    )
+    assert_matches(graph, expected)
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.HAMMING))
+def test_hamming_here_equals_brute_force(name):
+    real, synth = scenarios.HAMMING[name](np.random.default_rng(41))
+    result = evaluate_features(real, synth, metric="hamming", block_size=48)
+    assert_matches(result, brute_force(real, synth, metric="hamming"))
+
+
+def test_reference_computed_here_is_reused_by_the_graph():
+    real, synth = many_duplicates(np.random.default_rng(42))
+    reference = real_neighbourhood(real, block_size=100)
+    expected = brute_force(real, synth)
+    np.testing.assert_array_equal(reference.radius_k, expected["radius_k"])
+    lazy = da.from_array(synth, chunks=(90, -1))
+    assert_matches(evaluate_features(real, lazy, block_size=100, reference=reference), expected)
+
+
+def test_runner_radii_and_compare_directly():
+    """The runner's two passes on their own, with blocks smaller than the rows per thread."""
+    real, synth = gaussian(np.random.default_rng(43), n=300, m=260, d=20)
+    expected = brute_force(real, synth, nearest_k=3)
+    centre = real.astype(np.float64).mean(axis=0)
+    with local.Runner("euclidean", centre, "numpy", block_size=70) as run:
+        smallest = run.radii(real, 3)
+        per_real, per_synth = run.compare(real, synth, smallest, 0.0, 3)
+    np.testing.assert_array_equal(smallest[:, 3], expected["radius_k"])
+    assert len(per_real) == 5 and len(per_synth) == 4  # 300 / 70 and 260 / 70 rows
+    np.testing.assert_array_equal(
+        np.concatenate([p.nearest_distance for p in per_synth]), expected["distance"]
+    )
+    np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
+
+
+def test_block_starts_give_every_thread_work():
+    assert local.block_starts(2000, 2048, 2) == [0, 500, 1000, 1500, 2000]
+    assert local.block_starts(100, 2048, 2) == [0, 100]  # below MIN_LOCAL_BLOCK: one block
+    assert local.block_starts(50_000, 2048, 2)[1] == local.LOCAL_BLOCK
+    assert local.block_starts(1000, 64, 2)[1] == 64  # the caller's block size bounds memory
+
+
+def test_dask_and_zarr_like_inputs_keep_the_graph():
+    real = np.zeros((10, 3), np.float32)
+    assert not local.runs_here([da.from_array(real), real], 4)
+    assert not local.runs_here([real, real.tolist()], 4)
+
+
+def test_small_inputs_run_here_with_a_client_large_ones_on_it(extract_client):
+    """With a Client, inputs of a few blocks are not scattered (no task reaches the cluster);
+    larger ones go to the cluster as a graph."""
+    real, synth = scenarios.near_duplicated(np.random.default_rng(44), n=200, m=150)
+    with extract_client.as_current():
+        assert local.runs_here([real, synth], 64)  # 200 rows <= LOCAL_BLOCKS * 64
+        assert not local.runs_here([real, synth], 32)
+        before = set(extract_client.run_on_scheduler(_task_prefixes))
+        result = evaluate_features(real, synth, block_size=64, compute_fid=False)
+        after = set(extract_client.run_on_scheduler(_task_prefixes))
+        assert_matches(result, brute_force(real, synth))
+        assert after == before  # nothing ran on the cluster
+        on_cluster = evaluate_features(real, synth, block_size=32, compute_fid=False)
+        assert "compare-real-synthetic" in set(extract_client.run_on_scheduler(_task_prefixes))
+    assert_matches(on_cluster, brute_force(real, synth))
+
+
+def _task_prefixes(dask_scheduler) -> list[str]:
+    return list(dask_scheduler.task_prefixes)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16, np.int16])
+def test_exact_distances_equal_cdist_bit_for_bit(dtype):
+    """The compiled kernel (float32/float64) and the cdist fallback (others) alike."""
+    rng = np.random.default_rng(45)
+    scale = rng.choice([1e-3, 1.0, 100.0], (80, 1))
+    x = (100 + rng.normal(size=(80, 300)) * scale).astype(dtype)
+    y = (100 + rng.normal(size=(70, 300)) * scale[:70]).astype(dtype)
+    rows, cols = rng.integers(0, 80, 2000), rng.integers(0, 70, 2000)
+    want = cdist(x.astype(np.float64), y.astype(np.float64))[rows, cols]
+    np.testing.assert_array_equal(euclidean.exact_distances(x, y, rows, cols), want)
+    np.testing.assert_array_equal(euclidean.exact_distances(y, x, cols, rows), want)
