@@ -200,7 +200,7 @@ def _record(
     return {
         "format": RECORD_FORMAT,
         "package_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "python_version": platform.python_version(),
         "device": device.type,
         "step": step,
