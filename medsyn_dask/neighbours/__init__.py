@@ -5,8 +5,12 @@ comparison, never holding an N x N or N x M matrix.
 - ``backend``: where block maths runs (NumPy, or torch on a worker's GPU) and the guard that
   keeps every float32 torch GEMM free of TF32 whatever other threads do;
 - ``bounds``: the score of a block of pairs and the envelopes that bound exact distances;
-- ``reductions``: the block maths, plain NumPy;
-- ``graph``: the Dask graph around them.
+- ``euclidean`` / ``hamming``: each metric's block scores, envelopes and exact distances;
+- ``reductions``: the block maths, plain NumPy (k+1 smallest, per-real and per-synthetic
+  partials, patient masks);
+- ``graph`` (and ``patient_graph`` for patient mode): the Dask graph around them, the only
+  place it is built;
+- ``local``: the same block functions run in-process for problems of a few blocks.
 """
 
 from .bounds import Envelope, ScoreBlock

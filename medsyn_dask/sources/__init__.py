@@ -1,4 +1,12 @@
-"""Datasets: listing ``ROOT/CLASS/file`` through fsspec, decoding files, preprocessing arrays."""
+"""Datasets: listing ``ROOT/CLASS/file`` through fsspec, decoding files, preprocessing arrays.
+
+- :mod:`.listing`: :func:`list_images` -> :class:`Dataset` (paths, classes, per-file
+  fingerprints: size + mtime, or the object store's ETag / version id; optional sha256);
+- :mod:`.readers`: :func:`read_image` (Pillow, nibabel, pydicom) and :class:`BadImageError`;
+- :mod:`.preprocess`: METHOD.md preprocessing (grayscale/RGB, bilinear resize, [-1, 1]);
+- :mod:`.patients`: patient labels of the real images (a CSV, or DICOM PatientID as a salted
+  hash); :mod:`.anonymise`: stable hashes for paths in outputs (``--anonymize-paths``).
+"""
 
 from .listing import Dataset, is_volume_path, list_images, relative_path
 from .preprocess import preprocess, preprocess_image, preprocess_volume
