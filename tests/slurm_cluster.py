@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +80,9 @@ class Slurm:
     version: str
     processes: list[subprocess.Popen]
 
-    def run(self, *args: str, **kwargs) -> str:
+    def run(self, *args: str, env: dict | None = None, **kwargs) -> str:
         """Run a SLURM client command against this cluster; return its stdout."""
-        env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        env = {**(os.environ if env is None else env), "SLURM_CONF": str(self.conf)}
         done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=30, **kwargs)
         if done.returncode:
             raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip() or done.stdout}")
@@ -228,14 +229,17 @@ def _wait_for(condition, timeout: float, what: str, folder: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def slurm(tmp_path_factory):
+def slurm():
     """A running single-node SLURM with 2 fake GPUs; ``SLURM_CONF`` set for the session."""
     reason = missing_reason()
     if reason:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {reason}")
         pytest.skip(reason)
-    cluster = start_slurm(tmp_path_factory.mktemp("slurm"))
+    # not under pytest's 0700 folders: munged wants its socket's folders open to all
+    folder = Path(tempfile.mkdtemp(prefix="medsyn-slurm-"))
+    folder.chmod(0o755)
+    cluster = start_slurm(folder)
     before = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(cluster.conf)
     try:
@@ -246,3 +250,4 @@ def slurm(tmp_path_factory):
         else:
             os.environ["SLURM_CONF"] = before
         stop_slurm(cluster)
+        shutil.rmtree(folder, ignore_errors=True)

@@ -17,7 +17,13 @@ import yaml
 
 from ..checks import check_int, check_number
 from ..cluster.jobqueue import LIST_OPTIONS
-from ..cluster.spec import DEFAULT_DASHBOARD, DEFAULT_WORKER_TIMEOUT, KINDS, ClusterSpec
+from ..cluster.spec import (
+    BATCH_SYSTEMS,
+    DEFAULT_DASHBOARD,
+    DEFAULT_WORKER_TIMEOUT,
+    KINDS,
+    ClusterSpec,
+)
 from ..errors import SettingsError
 
 #: The ``--config`` keys read here; the caller removes them before reading the job's settings.
@@ -31,6 +37,9 @@ CLUSTER_KEYS = (
     "worker_timeout",
     "dashboard_address",
 )
+
+#: Keys that only a batch system uses (dropped from the config when the run is local/attached).
+_BATCH_KEYS = ("cluster_options", "gpus_per_worker", "adapt")
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +101,9 @@ def cluster_spec(args: argparse.Namespace, config: Mapping[str, Any]) -> Cluster
     cluster = _cluster(args.cluster, args.scheduler_address, "--cluster/--scheduler-address")
     if cluster is None:
         cluster = _cluster(config.get("cluster"), config.get("scheduler_address"), "config")
+    if (cluster or "local") not in BATCH_SYSTEMS:
+        # a batch section of a shared config file does not apply to a local or attached run
+        config = {k: v for k, v in config.items() if k not in _BATCH_KEYS}
     options = dict(_config_options(config.get("cluster_options")))
     options.update(parse_cluster_options(args.cluster_option or []))
     adapt = args.adapt if args.adapt is not None else config.get("adapt")
@@ -132,7 +144,7 @@ def parse_cluster_options(items: list[str]) -> dict[str, Any]:
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise SettingsError(f"--cluster-option wants KEY=VALUE, got {item!r}")
-        value = _value(raw, item)
+        value = raw if key == "walltime" else _value(raw, item)  # "90" is 90 minutes on SLURM
         if key in LIST_OPTIONS:
             options.setdefault(key, []).extend(value if isinstance(value, list) else [value])
             continue

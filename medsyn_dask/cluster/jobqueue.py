@@ -85,6 +85,11 @@ def job_options(spec: ClusterSpec) -> dict[str, Any]:
         if name in LIST_OPTIONS:
             value = [value] if isinstance(value, str) else list(value)
         options[name] = value
+    if not isinstance(options.get("walltime", ""), str):
+        raise SettingsError(
+            f"walltime must be text such as '04:00:00' (quote it in YAML, which reads "
+            f"04:00:00 as a number), got {options['walltime']!r}"
+        )
     if "account" in options and _ACCOUNT[system] != "account":
         options[_ACCOUNT[system]] = options.pop("account")
     if options.get("processes") is None and config.get("processes") is None:
@@ -202,6 +207,32 @@ def make_cluster(system: str, options: dict[str, Any]) -> Any:
         raise SettingsError(f"{system} cluster: {exc}") from None
 
 
+def submit_jobs(cluster: Any, system: str, jobs: int) -> None:
+    """Scale ``cluster`` to ``jobs`` and submit them now, so that a refusal stops the job.
+
+    Raises:
+        ClusterError: the batch system refused a job; with its own message (e.g. sbatch's
+            ``invalid partition specified``).
+    """
+    from distributed.core import Status
+
+    from .attach import ClusterError
+
+    async def submit() -> None:
+        cluster.scale(jobs=jobs)
+        await cluster  # runs the submissions; raises what the submit command said
+
+    try:
+        cluster.sync(submit)
+    except RuntimeError as exc:
+        for job in cluster.workers.values():
+            # a job whose submission failed stays "created", which SpecCluster.close() asserts
+            # against; it has failed
+            if job.status == Status.created:
+                job.status = Status.failed
+        raise ClusterError(f"{system} refused the worker jobs: {exc}") from None
+
+
 def workers_per_job(system: str, options: dict[str, Any]) -> int:
     """Dask worker processes each job of ``system`` runs."""
     import dask
@@ -228,7 +259,7 @@ def log_hint(cluster: Any, system: str, options: dict[str, Any]) -> str:
 
     ids = [str(j.job_id) for j in list(cluster.workers.values()) if getattr(j, "job_id", None)]
     if not ids:
-        return f"the submission of the {system} jobs: none was accepted (errors above)"
+        return f"no {system} job has an id yet: the submission is slow or failed (errors above)"
     state = {
         "slurm": "squeue -j {ids}; scontrol show job {first}",
         "pbs": "qstat -f {first}",

@@ -53,7 +53,7 @@ def start_cluster(spec: ClusterSpec, *, quiet: bool = False) -> Iterator[Any]:
 def _batch_client(spec: ClusterSpec, quiet: bool) -> Iterator[Any]:
     from distributed import Client
 
-    from .jobqueue import job_options, log_hint, make_cluster, workers_per_job
+    from .jobqueue import job_options, log_hint, make_cluster, submit_jobs, workers_per_job
 
     system, options = spec.cluster, job_options(spec)
     with make_cluster(system, options) as cluster, Client(cluster) as client:
@@ -63,7 +63,7 @@ def _batch_client(spec: ClusterSpec, quiet: bool) -> Iterator[Any]:
             jobs = max(low, 1)
         else:
             jobs = spec.workers or 1
-            cluster.scale(jobs=jobs)
+            submit_jobs(cluster, system, jobs)
         announce(client, quiet, what=f"{system} cluster asking for {jobs} jobs")
         wait_for_workers(
             client,
