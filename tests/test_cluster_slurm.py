@@ -11,35 +11,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cluster_runs import comparable, data_args
 
 from medsyn_dask.cli import main
 from medsyn_dask.cluster import GPU_RESOURCE
-from medsyn_dask.phantoms import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE = Path(__file__).with_name("task_probe.py")
 #: Worker jobs small enough for the test node (4 CPUs, 4 GiB declared), on loopback.
 WORKER_OPTIONS = {"cores": 1, "memory": "1GB", "interface": "lo", "walltime": "00:10:00"}
-
-
-@pytest.fixture(scope="module")
-def phantoms(tmp_path_factory):
-    return write_demo_dataset(tmp_path_factory.mktemp("slurm-data"), n_real=40, n_synthetic=16,
-                              size=32)
-
-
-def _data_args(data, out: Path) -> list[str]:
-    args = ["--real", str(data.real), "--output", str(out), "--resolution", "16"]
-    for name, root in data.synthetic.items():
-        args += ["--synthetic", f"{name}={root}"]
-    return args
-
-
-def _comparable(metrics: dict) -> dict:
-    """metrics.json without the two settings that name the output folder."""
-    settings = {k: v for k, v in metrics["settings"].items()
-                if k not in ("output", "features_store")}
-    return {**metrics, "settings": settings}
 
 
 def _flat(value, path: str = "") -> dict[str, object]:
@@ -53,16 +33,8 @@ def _flat(value, path: str = "") -> dict[str, object]:
     return {k: v for sub, item in items for k, v in _flat(item, sub).items()}
 
 
-@pytest.fixture(scope="module")
-def local_metrics(phantoms, tmp_path_factory):
-    out = tmp_path_factory.mktemp("local-run") / "out"
-    args = ["analyze", *_data_args(phantoms, out), "--cluster", "local", "--workers", "2"]
-    assert main(args) == 0
-    return json.loads((out / "metrics.json").read_text())
-
-
 def test_analyze_on_slurm_gpu_workers_matches_local(
-    slurm, phantoms, local_metrics, tmp_path, monkeypatch, capsys
+    slurm, cluster_phantoms, local_reference, tmp_path, monkeypatch, capsys
 ):
     out, logs, tasks = tmp_path / "out", tmp_path / "logs", tmp_path / "tasks.jsonl"
     # the worker jobs inherit this environment through sbatch: each records its tasks
@@ -72,7 +44,7 @@ def test_analyze_on_slurm_gpu_workers_matches_local(
     code = main(
         [
             "analyze",
-            *_data_args(phantoms, out),
+            *data_args(cluster_phantoms, out),
             "--cluster", "slurm",
             "--workers", "2",
             "--gpus-per-worker", "1",
@@ -84,8 +56,8 @@ def test_analyze_on_slurm_gpu_workers_matches_local(
     printed = capsys.readouterr()
     assert code == 0, printed.err
     assert "Dask: slurm cluster asking for 2 jobs, dashboard http://127.0.0.1:" in printed.out
-    assert _comparable(json.loads((out / "metrics.json").read_text())) == _comparable(
-        local_metrics
+    assert comparable(json.loads((out / "metrics.json").read_text())) == comparable(
+        local_reference
     )
     records = [json.loads(line) for line in tasks.read_text().splitlines()]
     assert records, "no extraction task recorded"
@@ -102,12 +74,14 @@ def test_analyze_on_slurm_gpu_workers_matches_local(
     assert sorted(p.name for p in logs.glob("*.err")), "no worker log written"
 
 
-def test_deploy_sbatch_driver_job_writes_metrics(slurm, phantoms, local_metrics, tmp_path):
+def test_deploy_sbatch_driver_job_writes_metrics(
+    slurm, cluster_phantoms, local_reference, tmp_path
+):
     out = tmp_path / "out"
     config = yaml.safe_load((REPO / "deploy" / "analyze.yaml").read_text())
     config.update(
-        real=str(phantoms.real),
-        synthetic={k: str(v) for k, v in phantoms.synthetic.items()},
+        real=str(cluster_phantoms.real),
+        synthetic={k: str(v) for k, v in cluster_phantoms.synthetic.items()},
         output=str(out),
         resolutions=[16],
         workers=2,
@@ -132,21 +106,23 @@ def test_deploy_sbatch_driver_job_writes_metrics(slurm, phantoms, local_metrics,
     assert "Dask: slurm cluster asking for 2 jobs" in log
     # FID differs in the 9th digit between a fresh CLI process and the pytest process (also
     # on one machine without SLURM: the client-side eigen step), everything else is identical
-    got, want = _flat(_comparable(json.loads((out / "metrics.json").read_text()))), _flat(
-        _comparable(local_metrics)
+    got, want = _flat(comparable(json.loads((out / "metrics.json").read_text()))), _flat(
+        comparable(local_reference)
     )
     assert got.keys() == want.keys()
     for key, value in want.items():
         assert got[key] == (pytest.approx(value, rel=1e-7) if key.endswith(".fid") else value), key
 
 
-def test_slurm_submission_failure_is_exit_2_with_the_reason(slurm, phantoms, tmp_path, capsys):
+def test_slurm_submission_failure_is_exit_2_with_the_reason(
+    slurm, cluster_phantoms, tmp_path, capsys
+):
     """A partition that does not exist: sbatch refuses the jobs; no hang, no metrics."""
     out = tmp_path / "out"
     options = [f"--cluster-option={k}={v}" for k, v in WORKER_OPTIONS.items()]
     code = main(
         [
-            "analyze", *_data_args(phantoms, out), "--cluster", "slurm", *options,
+            "analyze", *data_args(cluster_phantoms, out), "--cluster", "slurm", *options,
             "--cluster-option", "queue=nosuchpartition", "--worker-timeout", "5",
         ]
     )
