@@ -245,8 +245,10 @@ def test_kill_and_resume_continues_from_the_last_saved_step(demo, tmp_path):
     assert saved >= 10 and saved % 5 == 0
     torch.load(ckpt, weights_only=True)
     json.loads(record.read_text())
+    (ckpt.parent / ".vqvae.pt.json.0123abcd.tmp").write_text("{")  # as a kill leaves one
     done = subprocess.run(_cli(demo, ckpt, saved + 10), env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    assert not list(ckpt.parent.glob(".*.tmp"))
     assert f"resuming from step {saved}" in done.stderr
     assert json.loads(record.read_text())["step"] == saved + 10
     # the same weights as an uninterrupted run: step, batches, optimizer and RNG restored
@@ -301,3 +303,19 @@ def test_bad_inputs_fail_before_training(demo, trained, tmp_path, capsys):
         train_vqvae(str(demo.real), ckpt, steps=400, class_names=[demo.classes[0]], **RUN)
     with pytest.raises(SettingsError, match="100 steps asked, but .* is at step 300"):
         train_vqvae(str(demo.real), ckpt, steps=100, **RUN)
+
+
+def test_volumes_train_on_their_central_slices_and_divergence_stops(tmp_path):
+    data = write_demo_dataset(tmp_path / "v", n_real=3, n_synthetic=1, dims=3, size=24)
+    with one_thread():
+        result = train_vqvae(
+            str(data.real), str(tmp_path / "v.pt"), steps=3, **{**RUN, "resolution": 16}
+        )
+        assert result.n_images == 3 * 3 * len(data.classes)  # three slices per volume
+        with pytest.raises(SettingsError, match="diverged.*lower --lr"):
+            train_vqvae(
+                str(data.real),
+                str(tmp_path / "nan.pt"),
+                steps=50,
+                **{**RUN, "resolution": 16, "lr": 1e12},
+            )

@@ -38,7 +38,7 @@ def write_atomic(url: str, data: bytes, storage_options: Mapping[str, Any] | Non
     """Write ``data`` to ``url`` through a temporary name and a rename (folders created)."""
     fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     parent, _, name = path.rpartition("/")
-    tmp = f"{parent}/.{name}.{uuid.uuid4().hex[:12]}.tmp" if parent else f".{name}.tmp"
+    tmp = f"{parent or '.'}/.{name}.{uuid.uuid4().hex[:12]}.tmp"
     if isinstance(fs, LocalFileSystem):
         os.makedirs(parent or ".", exist_ok=True)
         with open(tmp, "wb") as f:
@@ -49,6 +49,18 @@ def write_atomic(url: str, data: bytes, storage_options: Mapping[str, Any] | Non
         return
     fs.pipe_file(tmp, data)
     fs.mv(tmp, path)
+
+
+def remove_stale_temporaries(
+    checkpoint: str, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Delete the temporary files that a killed run left beside ``checkpoint`` and its
+    companions (names ``.NAME.HEX.tmp``, as :func:`write_atomic` makes them)."""
+    fs, path = fsspec.core.url_to_fs(checkpoint, **dict(storage_options or {}))
+    parent, _, name = path.rpartition("/")
+    pattern = f"{parent or '.'}/.{name}*.tmp"
+    for stale in fs.glob(pattern):
+        fs.rm(stale)
 
 
 def torch_bytes(obj: Any) -> bytes:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ...errors import SettingsError
 from .model import VQVAE
 
 #: Weight of the latent (commitment) loss, as in the reference.
@@ -117,6 +118,12 @@ class Trainer:
         out, latent, (id_t, id_b) = self.model(x)
         recon = torch.nn.functional.mse_loss(out, x)
         loss = recon + LATENT_LOSS_WEIGHT * latent
+        if not torch.isfinite(loss):
+            # before the optimiser step: the weights saved last stay usable
+            raise SettingsError(
+                f"the training loss became {loss.item()} at step {step + 1}: training diverged; "
+                f"lower --lr (now {self.optimizer.param_groups[0]['lr']:g}) and rerun"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -21,7 +21,13 @@ from ...errors import SettingsError
 from ...sources import Dataset
 from .model import VQVAE
 from .train_data import file_list_sha256, load_training_images
-from .train_files import exists, load_training, save_training, write_atomic
+from .train_files import (
+    exists,
+    load_training,
+    remove_stale_temporaries,
+    save_training,
+    write_atomic,
+)
 from .train_loop import Curve, Trainer, reconstruct, steps_per_epoch
 from .train_plots import reconstructions_png, training_png
 
@@ -75,6 +81,7 @@ def run_training(
         "file_list_sha256": file_list_sha256(dataset),
     }
     saved = _saved_state(config, data)
+    remove_stale_temporaries(config.output, config.storage_options)
     images = load_training_images(
         dataset, config.resolution, config.num_channels, config.storage_options
     )
