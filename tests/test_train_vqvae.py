@@ -196,35 +196,17 @@ def test_collapsed_codebook_warns_with_remedies(demo, tmp_path):
 
 
 def _cli(demo, ckpt: Path, steps: int) -> list[str]:
-    return [
-        sys.executable,
-        "-c",
-        "import sys; from medsyn_dask.cli import main; sys.exit(main())",
-        "train-vqvae",
-        "--real",
-        str(demo.real),
-        "--output",
-        str(ckpt),
-        "--class-names",
-        demo.classes[0],
-        "--resolution",
-        "32",
-        "--batch-size",
-        "16",
-        "--lr",
-        "1e-3",
-        "--save-every",
-        "5",
-        "--steps",
-        str(steps),
-        *SMALL_FLAGS,
-    ]
+    """``train-vqvae`` arguments: one class, the small model, a save every 5 steps."""
+    args = ["train-vqvae", "--real", str(demo.real), "--output", str(ckpt), "--steps", str(steps)]
+    args += ["--class-names", demo.classes[0], "--resolution", "32", "--batch-size", "16"]
+    return [*args, "--lr", "1e-3", "--save-every", "5", *SMALL_FLAGS]
 
 
-def test_kill_and_resume_continues_from_the_last_saved_step(demo, tmp_path):
+def test_kill_and_resume_continues_from_the_last_saved_step(demo, tmp_path, capsys):
     ckpt = tmp_path / "k" / "vqvae.pt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_cli(demo, ckpt, 100_000), env=env, stderr=subprocess.PIPE)
+    command = [sys.executable, "-c", "import sys; from medsyn_dask.cli import main; main()"]
+    proc = subprocess.Popen([*command, *_cli(demo, ckpt, 100_000)], env=env, stderr=subprocess.PIPE)
     record = Path(f"{ckpt}.json")
     try:
         deadline = time.monotonic() + 60
@@ -246,10 +228,10 @@ def test_kill_and_resume_continues_from_the_last_saved_step(demo, tmp_path):
     torch.load(ckpt, weights_only=True)
     json.loads(record.read_text())
     (ckpt.parent / ".vqvae.pt.json.0123abcd.tmp").write_text("{")  # as a kill leaves one
-    done = subprocess.run(_cli(demo, ckpt, saved + 10), env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    with one_thread():
+        assert main(_cli(demo, ckpt, saved + 10)) == 0  # the same command, resumed
     assert not list(ckpt.parent.glob(".*.tmp"))
-    assert f"resuming from step {saved}" in done.stderr
+    assert f"resuming from step {saved}" in capsys.readouterr().err
     assert json.loads(record.read_text())["step"] == saved + 10
     # the same weights as an uninterrupted run: step, batches, optimizer and RNG restored
     with one_thread():
