@@ -149,7 +149,7 @@ def _add_sge_slots(options: dict, config: dict) -> None:
     if cores and not any(d.startswith("-pe ") for d in directives):
         directives.append(f"-pe smp {int(cores)}")
     if memory and not (options.get("resource_spec") or config.get("resource_spec")):
-        per_slot = -(-parse_bytes(memory) // int(cores or 1)) // 2**20
+        per_slot = -(-parse_bytes(memory) // (int(cores or 1) * 2**20))  # MiB, rounded up
         options["resource_spec"] = f"h_vmem={per_slot}M"
 
 
