@@ -60,7 +60,9 @@ def valid_options(system: str) -> list[str]:
 
     _jobqueue()  # registers the jobqueue.* defaults
     names = {key.replace("-", "_") for key in dask.config.get(f"jobqueue.{system}")}
-    return sorted(names - set(_DEPRECATED) | {"account"})
+    # security=true: temporary TLS certificates, shared with the workers through
+    # shared_temp_directory; protocol="tls://"
+    return sorted(names - set(_DEPRECATED) | {"account", "security", "protocol"})
 
 
 def job_options(spec: ClusterSpec) -> dict[str, Any]:
