@@ -111,7 +111,7 @@ def list_images(
             for e in listed
             if e["type"] == "file" and is_supported_path(e["name"])
         )
-        _warn_unsupported(cls, listed)
+        _warn_unsupported(f"{base}/{cls}", listed)
         paths.extend(_join(root, f"{cls}/{n}") for n, _ in entries)
         prints.extend(f for _, f in entries)
         classes.extend([cls] * len(entries))
@@ -213,19 +213,23 @@ def _followed(fs: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _warn_unsupported(cls: str, entries: list[dict[str, Any]]) -> None:
+_WARNED: set[tuple[str, tuple[str, ...]]] = set()
+
+
+def _warn_unsupported(folder: str, entries: list[dict[str, Any]]) -> None:
     """Warn about files of a class folder that are not read (not about hidden files)."""
     names = sorted(
         _name(e["name"])
         for e in entries
         if not _name(e["name"]).startswith(".") and not is_supported_path(e["name"])
     )
-    if names:
+    if names and (folder, tuple(names)) not in _WARNED:
+        _WARNED.add((folder, tuple(names)))  # a run lists each root more than once: say it once
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         log.warning(
             "class %s: %d file(s) or folder(s) with an ending not read are ignored (%s); "
             "read endings: %s",
-            cls,
+            _name(folder),
             len(names),
             shown,
             " ".join(SUPPORTED_SUFFIXES),

@@ -38,13 +38,12 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import InputError
 from .listing import DICOM_SUFFIXES, IMAGE_SUFFIXES, VOLUME_SUFFIXES
 
-
-class BadImageError(InputError):
-    """A file that cannot be decoded, or decodes to an array of the wrong dimension."""
-
-
 #: Smallest side of an image or volume, pixels (voxels); a smaller file is a bad image.
 MIN_SIDE = 2
+
+
+class BadImageError(InputError):
+    """A file that cannot be decoded, or decodes to an array that is not a usable image."""
 
 
 class MissingReaderError(InputError):
