@@ -6,6 +6,7 @@ The public API is small; METHOD.md defines every number it returns.
 - :func:`extract_features` / :func:`load_features`: image folders to a Zarr feature store, and back.
 - :func:`evaluate_features`: scores and per-image tables of synthetic vs real features.
 - :func:`real_neighbourhood`: the real radii alone, to reuse across synthetic groups.
+- :func:`train_vqvae`: train the VQ-VAE-2 feature extractor on your own real images.
 - :func:`feature_statistics`: FID and feature STD alone (for MM-FID / MM-STD);
   :func:`real_fid_statistics`: the real side of FID once, to reuse for every group.
 """
@@ -31,6 +32,7 @@ _LAZY = {
     "AnalyzeSettings": "settings",
     "analyze": "job",
     "extract_features": "features",
+    "train_vqvae": "features.vqvae.train",
     "load_features": "features",
 }
 
@@ -60,4 +62,5 @@ __all__ = [
     "load_features",
     "real_fid_statistics",
     "real_neighbourhood",
+    "train_vqvae",
 ]

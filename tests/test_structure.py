@@ -29,7 +29,7 @@ def test_public_api_is_callable_after_importing_every_submodule():
         if not info.name.endswith(".__main__"):  # runs a command when imported
             importlib.import_module(info.name)
     for name in ("analyze", "evaluate_features", "real_neighbourhood", "feature_statistics",
-                 "extract_features", "load_features"):
+                 "extract_features", "load_features", "train_vqvae", "real_fid_statistics"):
         assert callable(getattr(medsyn_dask, name)), name
     assert medsyn_dask.analyze.__module__ == "medsyn_dask.job"
 
