@@ -16,6 +16,8 @@ from medsyn_dask.cli import main
 from medsyn_dask.phantoms import write_demo_dataset
 
 DASK = str(Path(sys.executable).with_name("dask"))
+#: The worker preload that records where extraction tasks ran (tests/task_probe.py).
+PROBE = Path(__file__).with_name("task_probe.py")
 
 
 def data_args(data, out: Path) -> list[str]:
@@ -74,16 +76,19 @@ class DaskProcesses:
         self.dashboard = f"http://127.0.0.1:{info['services']['dashboard']}"
         return self.address
 
-    def start_workers(self, n: int) -> None:
+    def start_workers(self, n: int, *extra: str, env: dict | None = None) -> None:
+        """``n`` single-thread workers; ``extra`` flags (e.g. ``--resources GPU=1``)."""
         for _ in range(n):
             self._spawn(
                 DASK, "worker", self.address, "--host", "127.0.0.1", "--nthreads", "1",
-                "--no-dashboard", "--no-nanny", "--memory-limit", "1GiB",
+                "--no-dashboard", "--no-nanny", "--memory-limit", "1GiB", *extra, env=env,
             )
 
-    def _spawn(self, *args: str) -> None:
+    def _spawn(self, *args: str, env: dict | None = None) -> None:
         log = open(self.folder / f"process-{len(self.processes)}.log", "wb")
-        self.processes.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+        self.processes.append(
+            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        )
         log.close()
 
     def stop(self) -> None:

@@ -5,13 +5,15 @@ and a scheduler without workers stops the job with exit status 2 instead of a ha
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import urllib.request
 
-from cluster_runs import comparable, data_args
+from cluster_runs import PROBE, comparable, data_args
 
 from medsyn_dask.cli import main
+from medsyn_dask.cluster import GPU_RESOURCE
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -23,7 +25,17 @@ def test_attached_run_matches_local_and_dashboard_serves_metrics(
     dask_processes, cluster_phantoms, local_reference, tmp_path
 ):
     address = dask_processes.start_scheduler()
-    dask_processes.start_workers(2)
+    # one GPU worker and one without: extraction asks for the GPU resource, so all of its
+    # tasks must land on the first (each worker records its tasks through the probe)
+    tasks = tmp_path / "tasks.jsonl"
+    env = {
+        **os.environ,
+        "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(PROBE)]),
+        "MEDSYN_TASK_LOG": str(tasks),
+        "CUDA_VISIBLE_DEVICES": "",  # no real GPU is used: torch would otherwise look
+    }
+    dask_processes.start_workers(1, "--resources", f"{GPU_RESOURCE}=1", env=env)
+    dask_processes.start_workers(1, env=env)
     out = tmp_path / "out"
     args = ["analyze", *data_args(cluster_phantoms, out), "--cluster", address, "--workers", "2"]
     result: dict[str, int] = {}
@@ -39,6 +51,8 @@ def test_attached_run_matches_local_and_dashboard_serves_metrics(
     assert comparable(json.loads((out / "metrics.json").read_text())) == comparable(
         local_reference
     )
+    records = [json.loads(line) for line in tasks.read_text().splitlines()]
+    assert records and all(r["resources"] == {GPU_RESOURCE: 1} for r in records), records
     assert pages["/status"][0] == 200 and "<html" in pages["/status"][1].lower()
     status, text = pages["/metrics"]
     assert status == 200

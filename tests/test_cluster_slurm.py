@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cluster_runs import comparable, data_args
+from cluster_runs import PROBE, comparable, data_args
 
 from medsyn_dask.cli import main
 from medsyn_dask.cluster import GPU_RESOURCE
 
 REPO = Path(__file__).resolve().parents[1]
-PROBE = Path(__file__).with_name("task_probe.py")
 #: Worker jobs small enough for the test node (4 CPUs, 4 GiB declared), on loopback.
 WORKER_OPTIONS = {"cores": 1, "memory": "1GB", "interface": "lo", "walltime": "00:10:00"}
 
