@@ -186,3 +186,18 @@ def test_ratio_candidates_hold_the_minimum(slack):
     ratio = d[cands.row, cands.col] / threshold[cands.row]
     best, _ = column_minimum(cands.col, cands.row, ratio, 20)
     np.testing.assert_array_equal(best, (d[3:] / threshold[3:, None]).min(axis=0))
+
+
+@pytest.mark.parametrize("name", ["far_from_origin", "random", "tied"])
+def test_prepared_blocks_score_as_raw_rows(name):
+    """A block prepared once (the in-process runner) scores exactly as its raw rows do."""
+    real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(22))
+    centre = real.astype(np.float64).mean(axis=0)
+    raw = euclidean.block_bounds(real, synth, centre, backend="numpy")
+    px, py = euclidean.prepare(real, centre), euclidean.prepare(synth, centre)
+    prepared = euclidean.block_bounds(px, py, centre, backend="numpy")
+    np.testing.assert_array_equal(prepared.score, raw.score)
+    np.testing.assert_array_equal(prepared.rows.sq_err, raw.rows.sq_err)
+    np.testing.assert_array_equal(prepared.cols.dist_err, raw.cols.dist_err)
+    rows, cols = np.nonzero(np.ones(raw.shape, dtype=bool))
+    np.testing.assert_array_equal(prepared.exact(rows, cols), raw.exact(rows, cols))
