@@ -141,7 +141,7 @@ def compare(args: argparse.Namespace) -> None:
     res = args.resolution
     print(f"# codes: original (torch in its venv) vs medsyn-dask, {ckpt.name}")
     print("set       px  level   positions  differing  same-build differing")
-    for name, root in roots.items():
+    for name, root in roots.items() if not args.no_codes else ():
         orig = original_codes(python, root, ckpt, work / f"codes_{name}.json", 64, res)
         for px in (64, res):
             ours = medsyn_codes(root, ckpt, px)
@@ -153,7 +153,7 @@ def compare(args: argparse.Namespace) -> None:
                 print(f"{name:9s} {px:4d}  {level:6s} {n:10d} {diff:10d} {same:21d}")
     out = work / "medsyn"
     flags = ["--resolution", res, "--pretrained_model_path", ckpt, "--gpu_ids", -1]
-    compat_main([str(a) for a in ["-d", roots["real"].parent.parent / "synthetic", "-r",
+    compat_main([str(a) for a in ["-d", roots["real"].parent / "synthetic", "-r",
                                   roots["real"], "-o", out, "--workers", 1, *flags]])  # fmt: skip
     metrics = json.loads((out / "metrics.json").read_text())["groups"]
     print("\n# set labels and scores: original vs medsyn-dask (vqvae_bottom)")
@@ -213,6 +213,7 @@ def main() -> int:
     p.add_argument("--venv", default="/tmp/medsyn-original-venv", help="the original's venv")
     p.add_argument("--per-class", type=int, default=16, help="digits per class (10 classes)")
     p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--no-codes", action="store_true", help="labels and scores only")
     p.add_argument("--write-fixture", action="store_true", help="write tests/data/compat/")
     args = p.parse_args()
     if (10 * args.per_class) % 16:
