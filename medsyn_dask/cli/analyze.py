@@ -212,11 +212,13 @@ def run_job(
     from ..job import analyze
     from ..report import prepare_output, write_outputs, write_report, write_summary
     from ..settings import check_settings
+    from ..sources.anonymise import secrets_hidden_in_logs
 
     settings.validate()  # every setting, before a cluster starts or anything is written
     options = dict(settings.storage_options)
     # The roots are listed while the cluster starts (both wait on I/O, not on CPU).
     with ThreadPoolExecutor(1) as pool, contextlib.ExitStack() as stack:
+        stack.enter_context(secrets_hidden_in_logs(options))  # libraries log keys at DEBUG
         listing = pool.submit(check_settings, settings)
         client = stack.enter_context(start_cluster(cluster))
         datasets = listing.result()

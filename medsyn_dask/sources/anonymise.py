@@ -19,13 +19,16 @@ random one created once per user in ``$XDG_CONFIG_HOME/medsyn-dask/path-salt`` (
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import logging
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..errors import SettingsError
 from .listing import SUPPORTED_SUFFIXES
@@ -59,6 +62,64 @@ def redact(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(redact(v) for v in value)
     return value
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` :func:`redact`-ed, and without the user name and password of ``url`` wherever
+    they appear (a backend's message may quote them outside any URL)."""
+    parts = urlsplit(url)
+    text = redact(text)
+    for secret in (parts.password, parts.username):
+        if secret and len(secret) > 2:
+            text = text.replace(secret, HIDDEN)
+    return text
+
+
+#: Storage-option names whose values are secrets (access keys, tokens, passwords...).
+_SECRET_OPTION = re.compile(r"key|secret|token|passw|credential|sas|signature|auth", re.I)
+
+
+def secret_values(options: Mapping[str, Any]) -> list[str]:
+    """The values of the secret-looking storage ``options`` (nested mappings included)."""
+    found = []
+    for name, value in options.items():
+        if isinstance(value, Mapping):
+            found += secret_values(value)
+        elif isinstance(value, str) and len(value) > 3 and _SECRET_OPTION.search(str(name)):
+            found.append(value)
+    return found
+
+
+class _Scrubber(logging.Filter):
+    """Replaces given secret strings in every record a handler emits."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(s in text for s in self.secrets):
+            for secret in self.secrets:
+                text = text.replace(secret, HIDDEN)
+            record.msg, record.args = text, None
+        return True
+
+
+@contextlib.contextmanager
+def secrets_hidden_in_logs(options: Mapping[str, Any]) -> Iterator[None]:
+    """While open, the secret storage ``options`` are replaced by ``***`` in whatever the
+    root logger's handlers emit, from any library (botocore logs the access key id at DEBUG)."""
+    secrets = secret_values(options)
+    handlers = list(logging.getLogger().handlers) if secrets else []
+    scrubber = _Scrubber(secrets)
+    for handler in handlers:
+        handler.addFilter(scrubber)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(scrubber)
 
 
 def path_salt() -> bytes:

@@ -80,18 +80,7 @@ def list_images(
     Raises ``FileNotFoundError`` for a missing root or class and ``ValueError`` for a root with
     no images or one that mixes 2D images and 3D volumes.
     """
-    fs, base = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
-    base = base.rstrip("/")
-    # A listing cached by fsspec (object stores) would hide files rewritten since: ask afresh.
-    fs.invalidate_cache(base)
-    if not fs.isdir(base):
-        raise FileNotFoundError(f"dataset root not found or not a directory: {root}")
-    present = sorted(
-        _name(entry["name"])
-        for entry in _followed(fs, fs.ls(base, detail=True))
-        if entry["type"] == "directory"
-    )
-    present = [c for c in present if not c.startswith(".")]
+    fs, base, present = _open_root(root, storage_options)
     if class_names:
         missing = [c for c in class_names if c not in present]
         if missing:
@@ -192,6 +181,32 @@ def _fresh_ls(fs: Any, folder: str) -> list[dict[str, Any]]:
     """``fs.ls(folder, detail=True)`` past fsspec's listing cache."""
     fs.invalidate_cache(folder)
     return fs.ls(folder, detail=True)
+
+
+def _open_root(root: str, storage_options: Mapping[str, Any] | None) -> tuple[Any, str, list[str]]:
+    """The file system of ``root``, the root's path in it and its class folders (sorted,
+    hidden ones left out).
+
+    A failure of the storage backend (credentials, endpoint, a malformed bucket name...)
+    raises one :class:`InputError` naming the root, with no credential of its URL in it.
+    """
+    try:
+        fs, base = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
+        base = base.rstrip("/")
+        # A listing cached by fsspec (object stores) would hide files rewritten since.
+        fs.invalidate_cache(base)
+        if not fs.isdir(base):
+            raise FileNotFoundError(f"dataset root not found or not a directory: {root}")
+        entries = _followed(fs, fs.ls(base, detail=True))
+    except (FileNotFoundError, PermissionError):
+        raise
+    except Exception as exc:  # backends raise their own types (botocore, aiohttp, ...)
+        from .anonymise import scrub  # (anonymise imports this module)
+
+        text = f"cannot list the dataset root {root} ({type(exc).__name__}: {exc})"
+        raise InputError(scrub(text, root)) from exc
+    present = sorted(_name(e["name"]) for e in entries if e["type"] == "directory")
+    return fs, base, [c for c in present if not c.startswith(".")]
 
 
 def _followed(fs: Any, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
