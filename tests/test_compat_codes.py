@@ -73,3 +73,17 @@ def test_codes_through_the_dask_extraction_equal_the_original(fixture, extract_c
     rows = {p[len(root) + 1 :]: i for i, p in enumerate(loaded.paths)}
     codes = loaded.features.compute()[[rows[n] for n in names]]
     np.testing.assert_array_equal(codes, data["vqvae_bottom_256"])
+
+
+@pytest.mark.parametrize("size", [1, 3, 5])
+def test_short_batches_are_padded_to_the_original_codes(fixture, size):
+    """Batches of 1, 3 or 5 images take another CPU convolution path (near-tie codes flip);
+    the extractor pads them, so any batch size gives the original's codes."""
+    data, folder, names = fixture
+    expected = data["vqvae_bottom_64"]
+    batch = np.stack([preprocess(read_image(str(folder / "images" / n)), 64) for n in names])
+    extractor = create_extractor("vqvae-bottom", weights=str(folder / "vqvae.pt"))
+    codes = np.concatenate(
+        [extractor.extract(batch[i : i + size]) for i in range(0, len(batch), size)]
+    )
+    np.testing.assert_array_equal(codes, expected)

@@ -25,6 +25,10 @@ class Extractor:
     weights_sha256: str | None = None
     #: Whether 3D volumes ``(B, C, D, H, W)`` are accepted besides images ``(B, C, H, W)``.
     supports_volumes: bool = False
+    #: Smallest batch given to the model: a shorter one is padded by repeating its last image
+    #: (the extra rows are dropped). On the CPU, batches of 1, 3 or 5 images take another
+    #: convolution path whose rounding differs, which can flip near-tie VQ-VAE codes.
+    min_batch: int = 1
 
     def __init__(self) -> None:
         self.device = torch.device("cpu")
@@ -78,6 +82,10 @@ class Extractor:
         ``W//2``) are featurised as three images and their features concatenated in that
         order, giving ``(B, 3 * n_features_2d)``.
         """
+        n = len(batch)
+        if 0 < n < self.min_batch:
+            padded = np.concatenate([batch, np.repeat(batch[-1:], self.min_batch - n, axis=0)])
+            return self.extract(padded)[:n]
         if batch.ndim != 5 or self.supports_volumes:
             return self(batch)
         d, h, w = (n // 2 for n in batch.shape[2:])

@@ -28,6 +28,9 @@ class VQVAEExtractor(Extractor):
     """Top or bottom code indices of a VQ-VAE-2 checkpoint (see the module docstring)."""
 
     dtype = np.dtype(np.int16)
+    #: The original ran batches of 16; batches of 1, 3 or 5 take another CPU convolution path
+    #: and can flip near-tie codes (measured by benchmarks/compat_original.py): pad them.
+    min_batch = 8
 
     def __init__(
         self, level: str, weights: str, storage_options: Mapping[str, Any] | None = None
