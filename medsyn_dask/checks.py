@@ -13,6 +13,11 @@ from .errors import SettingsError
 #: Smallest and largest image side for extraction (pixels): below 8 no extractor has anything
 #: to see; above 8192 one 3D volume alone would not fit in a worker.
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 8192
+#: Rows per distance block: a worker's peak memory grows with block_size**2 (~40 bytes a pair).
+DEFAULT_BLOCK_SIZE = 2048
+#: Image side for extraction when none is given. 256 keeps the pixel and VQ-VAE defaults
+#: cheap; the compat CLI keeps the original's 512.
+DEFAULT_RESOLUTION = 256
 #: Names of groups in a run and in a feature store: used as folder and file names.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 ON_BAD_IMAGE = ("error", "skip")

@@ -17,6 +17,7 @@ from typing import Any
 import dask
 import numpy as np
 
+from .checks import DEFAULT_BLOCK_SIZE
 from .evaluate_inputs import (
     check_features,
     check_finite,
@@ -34,7 +35,7 @@ from .metrics.fid import DEFAULT_FID_MAX_DIM, RealFID, plan_fid, real_fid_plan
 from .metrics.patients import encode_patients
 from .metrics.std import feature_std
 from .neighbours import graph, local
-from .settings import DEFAULT_BLOCK_SIZE
+from .progress import bars_wanted
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -52,7 +53,8 @@ __all__ = [
 
 def _compute(*objs: Any, progress: bool, here: bool = False) -> tuple:
     """``dask.compute`` on the current scheduler (``here``: on this process's threads, for
-    inputs that stay here), with a progress bar when asked."""
+    inputs that stay here), with a progress bar when asked (on a terminal only)."""
+    progress = progress and bars_wanted()
     if here:
         from dask.diagnostics import ProgressBar
 

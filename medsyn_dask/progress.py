@@ -18,6 +18,12 @@ def _stream() -> TextIO:
     return sys.stderr
 
 
+def bars_wanted() -> bool:
+    """Whether redrawn progress bars may be shown: only on a terminal (a bar's ``\r`` turns
+    a piped log or a batch system's output file into one huge line)."""
+    return sys.stdout.isatty() and _stream().isatty()
+
+
 def stage(message: str, *, enabled: bool = True) -> None:
     """Announce a stage of the job (one line)."""
     log.info(message)

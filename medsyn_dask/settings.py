@@ -14,15 +14,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import checks
+from .checks import DEFAULT_BLOCK_SIZE, DEFAULT_RESOLUTION
 from .errors import SettingsError
 from .sources import Dataset, list_images
 from .sources.anonymise import check_anonymize_paths, hidden_settings
 
-#: Rows per distance block: a worker's peak memory grows with block_size**2 (~40 bytes a pair).
-DEFAULT_BLOCK_SIZE = 2048
-#: Image side for extraction when none is given. 256 keeps the pixel and VQ-VAE defaults
-#: cheap; the compat CLI keeps the original's 512.
-DEFAULT_RESOLUTION = 256
 #: The role name of the real set in the feature store and the tables; no group may use it.
 REAL = "real"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..checks import DEFAULT_RESOLUTION
 from ..errors import SettingsError
 from .cluster_options import add_cluster_arguments, cluster_spec
 
@@ -28,7 +29,12 @@ def add_parser(subparsers: Any) -> None:
         "timm:NAME, torchvision:NAME (default: pixels)",
     )
     p.add_argument("--weights", help="weights or checkpoint file (path or fsspec URL)")
-    p.add_argument("--resolution", type=int, default=512, help="pixels per side (default 512)")
+    p.add_argument(
+        "--resolution",
+        type=int,
+        default=DEFAULT_RESOLUTION,
+        help=f"pixels per side (default {DEFAULT_RESOLUTION}, as analyze)",
+    )
     p.add_argument(
         "--num-channels", type=int, default=1, choices=(1, 3), help="1: grayscale, 3: RGB"
     )
