@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	# torch first, as chosen above: a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet $(TORCH_INDEX) '$(TORCH)'
 	$(BIN)/pip install --quiet -e '.[test,bench]'
+	# The Dask Kubernetes operator, for the manifest tests only: without its dependencies (its
+	# kubernetes client wants a python-dateutil that botocore, under s3fs, refuses).
+	$(BIN)/pip install --quiet --no-deps 'dask-kubernetes>=2024.8'
 	touch $(STAMP)
 
 demo: $(STAMP)
