@@ -59,3 +59,35 @@ def test_patients_and_holdout_fraction(tmp_path, address, capsys):
     report = (out / "report.html").read_text()
     assert 'id="reference-row"' in report and "holdout (reference)" in report
     assert 'id="patient-scores"' in report and 'id="holdout-comparison"' in report
+
+
+def test_holdout_root_through_the_compat_cli(tmp_path, address, capsys):
+    """A given held-out root (real images the generator never saw) is the reference row, and
+    the original's command line prints it with each group's differences to it."""
+    import shutil
+
+    import dask
+
+    from medsyn_dask.cli.compat import main as compat_main
+
+    data = write_demo_dataset(tmp_path / "data", n_real=40, n_synthetic=20, size=64)
+    unseen = write_demo_dataset(tmp_path / "unseen", n_real=20, n_synthetic=2, size=64, seed=7)
+    groups = tmp_path / "groups"
+    for name in ("memorizer", "faithful"):
+        shutil.copytree(data.synthetic[name], groups / name)
+    out = tmp_path / "out"
+    with dask.config.set({"scheduler-address": address}):
+        code = compat_main(
+            ["-d", str(groups), "-r", str(data.real), "-o", str(out), "--select_model",
+             "pixels", "--resolution", "32", "--holdout", str(unseen.real)]
+        )
+    assert code == 0
+    printed = capsys.readouterr().out
+    metrics = json.loads((out / "metrics.json").read_text())
+    reference = metrics["reference"]
+    assert reference["source"] == str(unseen.real) and reference["n_images"] == 40
+    assert metrics["real"]["n_images"] == 80  # the whole real root: nothing split off
+    assert "[holdout] (reference: held-out real images)" in printed
+    memo, faithful = metrics["groups"]["memorizer"], metrics["groups"]["faithful"]
+    assert f"privacy_vs_holdout: {memo['privacy_vs_holdout']}" in printed
+    assert memo["copy_test_p_value"] < 1e-4 < faithful["copy_test_p_value"]

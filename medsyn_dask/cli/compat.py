@@ -98,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="lossless codec of the mean images for variety (default png-opencv: "
         "the original's OpenCV PNG, so filesize matches; png is medsyn-dask's)",
     )
+    # medsyn-dask's extensions, off by default (the original had neither).
+    p.add_argument(
+        "--patients",
+        default=None,
+        help="patient mode: a CSV with path,patient columns (paths relative to --ref_dir), or "
+        "'dicom' for the DICOM PatientID (kept in memory as a salted hash only)",
+    )
+    p.add_argument("--holdout", default=None, help="held-out real images: the reference row")
+    p.add_argument(
+        "--holdout_fraction",
+        type=float,
+        default=None,
+        help="hold out this share of the real images instead (seeded, stratified split)",
+    )
+    p.add_argument("--holdout_seed", type=int, default=0, help="seed of --holdout_fraction")
     add_cluster_arguments(p)
     return p
 
@@ -176,6 +191,10 @@ def _run(args: argparse.Namespace) -> int:
         nearest_k=args.nearest_k,
         class_names=classes,
         codec=args.codec,
+        patients=args.patients,
+        holdout=args.holdout,
+        holdout_fraction=args.holdout_fraction,
+        holdout_seed=args.holdout_seed,
     )
     metrics = run_job(settings, cluster_spec(args, {}))
     folders = [OriginalFolder(REAL, args.ref_dir, synthetic=False)]
@@ -208,8 +227,27 @@ def original_metrics(metrics: dict[str, Any]) -> str:
             "privacy": group["privacy"],
             "std": group["std"],
         }
-        blocks.append(f"[{name}]\n" + "\n".join(f"{k}: {v}" for k, v in sorted(values.items())))
+        lines = [f"{k}: {v}" for k, v in sorted(values.items())]
+        lines += [f"{k}: {group[k]}" for k in EXTENSION_KEYS if group.get(k) is not None]
+        blocks.append(f"[{name}]\n" + "\n".join(lines))
+    reference = metrics.get("reference")
+    if reference:
+        lines = [f"{k}: {reference[k]}" for k in ("fidelity", "privacy", "precision_privacy")]
+        blocks.insert(0, "[holdout] (reference: held-out real images)\n" + "\n".join(lines))
     return "\n".join(blocks)
+
+
+#: medsyn-dask's additions to a group's printed scores, shown when computed (holdout baseline,
+#: patient mode), after the original's keys so that scripts reading those keep working.
+EXTENSION_KEYS = (
+    "fidelity_vs_holdout",
+    "privacy_vs_holdout",
+    "copy_test",
+    "copy_test_p_value",
+    "patients_copied",
+    "patient_privacy",
+    "patient_copy_share",
+)
 
 
 if __name__ == "__main__":
