@@ -49,9 +49,21 @@ def far(rng, n=420, m=380, d=96):
 FAMILIES = {f.__name__: f for f in (gaussian, clustered_relu, many_duplicates, far)}
 
 
+@pytest.fixture
+def no_default_client():
+    """No distributed Client is the default here (a session fixture's client otherwise is), so
+    that NumPy inputs of many blocks take the in-process runner."""
+    from distributed.client import _global_clients  # distributed's registry of defaults
+
+    saved = dict(_global_clients)
+    _global_clients.clear()
+    yield
+    _global_clients.update(saved)
+
+
 @pytest.mark.parametrize("block_size", [64, 2048])  # many blocks / the runner's own blocks
 @pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_families_equal_brute_force_and_graph(name, block_size):
+def test_families_equal_brute_force_and_graph(name, block_size, no_default_client):
     real, synth = FAMILIES[name](np.random.default_rng(40))
     assert local.runs_here([real, synth], block_size)
     expected = brute_force(real, synth)
