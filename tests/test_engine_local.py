@@ -53,11 +53,14 @@ FAMILIES = {f.__name__: f for f in (gaussian, clustered_relu, many_duplicates, f
 def no_default_client():
     """No distributed Client is the default here (a session fixture's client otherwise is), so
     that NumPy inputs of many blocks take the in-process runner."""
-    from distributed.client import _global_clients  # distributed's registry of defaults
+    # distributed's registry of defaults, and the client a `with Client(...)` made current
+    from distributed.client import _current_client, _global_clients
 
     saved = dict(_global_clients)
     _global_clients.clear()
+    token = _current_client.set(None)
     yield
+    _current_client.reset(token)
     _global_clients.update(saved)
 
 
