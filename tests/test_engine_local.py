@@ -3,6 +3,7 @@ the Dask graph, on every input family; when it runs and when the graph keeps the
 
 from __future__ import annotations
 
+import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -59,7 +60,8 @@ def no_default_client():
     saved = dict(_global_clients)
     _global_clients.clear()
     token = _current_client.set(None)
-    yield
+    with dask.config.set(scheduler="threads"):  # a Client also made itself dask's scheduler
+        yield
     _current_client.reset(token)
     _global_clients.update(saved)
 
