@@ -59,6 +59,7 @@ def test_patients_and_holdout_fraction(tmp_path, address, capsys):
     report = (out / "report.html").read_text()
     assert 'id="reference-row"' in report and "holdout (reference)" in report
     assert 'id="patient-scores"' in report and 'id="holdout-comparison"' in report
+    assert 'id="no-baseline"' not in report
 
 
 def test_holdout_root_through_the_compat_cli(tmp_path, address, capsys):

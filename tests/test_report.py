@@ -59,6 +59,7 @@ def test_analyze_writes_report_and_summary(run_2d, capsys):
         assert (f"{c.better} better" in line) == bool(c.better), line
     assert "MM-FID" not in summary  # a single model and resolution
     assert (out / "report.html").stat().st_size > 10_000
+    assert 'id="no-baseline"' in (out / "report.html").read_text()  # says how to get one
 
 
 def test_per_class_results_agree_with_the_per_image_table(run_2d):
