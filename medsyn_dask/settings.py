@@ -15,7 +15,7 @@ from typing import Any
 
 from . import checks
 from .checks import DEFAULT_BLOCK_SIZE, DEFAULT_RESOLUTION
-from .errors import SettingsError
+from .errors import InputError, SettingsError
 from .sources import Dataset, list_images
 from .sources.anonymise import check_anonymize_paths, hidden_settings
 
@@ -193,6 +193,14 @@ def settings_from_mapping(values: Mapping[str, Any], source: str = "config") -> 
     return AnalyzeSettings(**data).validate()
 
 
+def _listed(role: str, root: str, class_names, storage_options) -> Dataset:
+    """``list_images`` whose errors say which set of the run the root belongs to."""
+    try:
+        return list_images(root, class_names, storage_options)
+    except (InputError, FileNotFoundError) as exc:
+        raise type(exc)(f"{role}: {exc}") from None
+
+
 def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Dataset]]:
     """Validate ``settings`` and list the roots: fails fast, before any work.
 
@@ -200,20 +208,21 @@ def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Datase
     """
     settings.validate()
     so = dict(settings.storage_options)
-    real = list_images(settings.real, settings.class_names, so)
+    real = _listed("the real set", settings.real, settings.class_names, so)
     synthetic = {}
     for name, root in settings.synthetic.items():
-        synthetic[name] = list_images(root, settings.class_names, so)
+        synthetic[name] = _listed(f"synthetic group {name!r}", root, settings.class_names, so)
         if set(synthetic[name].class_names) != set(real.class_names):
             raise SettingsError(
                 f"classes differ between real ({', '.join(real.class_names)}) and synthetic "
                 f"group {name!r} ({', '.join(synthetic[name].class_names)}); "
                 "use --class-names to pick the shared ones"
             )
-    for dataset in (real, *synthetic.values()):
+    for role, dataset in (("the real set", real), *synthetic.items()):
         empty = sorted(set(dataset.class_names) - set(dataset.classes))
         if empty:
-            raise SettingsError(f"class folder {dataset.root}/{empty[0]} holds no images")
+            who = role if role == "the real set" else f"synthetic group {role!r}"
+            raise SettingsError(f"{who}: class folder {dataset.root}/{empty[0]} holds no images")
     if any(d.volumes != real.volumes for d in synthetic.values()):
         raise SettingsError("real and synthetic sets mix 2D images and 3D volumes")
     return real, synthetic

@@ -94,3 +94,14 @@ def test_version_prints_the_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"medsyn-dask {medsyn_dask.__version__}"
+
+
+def test_an_empty_synthetic_root_names_its_group(phantoms, tmp_path, capsys):
+    empty = tmp_path / "empty_gan"
+    for cls in phantoms.classes:
+        (empty / cls).mkdir(parents=True)
+    args = _base(phantoms, tmp_path / "out") + ["--synthetic", f"gan={empty}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "synthetic group 'gan'" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
