@@ -2,8 +2,8 @@
 
 A sub-command module defines ``add_parser(subparsers)`` that registers its parser and sets
 ``func`` (called with the parsed namespace, returns the exit code). :func:`run_command` turns
-what a user caused (a bad setting or input, an interruption) into one line and exit status 2;
-anything else is a bug and keeps its traceback.
+what a user caused (a bad setting or input: exit status 2; Ctrl-C: 130) and storage that
+stopped answering (1) into one line; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from collections.abc import Callable
 
 #: Sub-command modules under ``medsyn_dask.cli``, in the order ``--help`` lists them.
 COMMANDS = ("demo", "extract", "analyze", "report", "train_vqvae")
-#: Exit status of a user error (bad setting, bad input) and of an interrupted run.
-EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
+#: Exit status of storage that cannot be reached, of a user error (bad setting, bad input)
+#: and of an interrupted run.
+EXIT_UNREACHABLE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+#: What the interruption and the unreachable-storage lines add: the way on from there.
+RESUMES = "rerunning the same command resumes from the finished feature partitions"
 
 
 def _version() -> str:
@@ -49,14 +52,34 @@ def user_errors() -> tuple[type[BaseException], ...]:
     return (MedsynError, FileNotFoundError, NotADirectoryError, PermissionError)
 
 
+def unreachable_errors() -> tuple[type[BaseException], ...]:
+    """Storage (an object store, a remote file system) that stopped answering, once the
+    client library's own retries are spent: one line, not a traceback."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    botocore = sys.modules.get("botocore.exceptions")  # s3fs; imported only if it was used
+    if botocore is not None:
+        found += [botocore.ConnectionError, botocore.HTTPClientError]
+    aiohttp = sys.modules.get("aiohttp")  # s3fs, gcsfs, HTTP
+    if aiohttp is not None:
+        found.append(aiohttp.ClientConnectionError)
+    return tuple(found)
+
+
 def run_command(prog: str, func: Callable[[], int], *, debug: bool = False) -> int:
-    """Run ``func``; a user error or Ctrl-C becomes one line on stderr and an exit status."""
+    """Run ``func``; a user error or Ctrl-C becomes one line on stderr and an exit status.
+
+    Meanwhile Dask's own reports of the same error or interruption (a failed task's dump from
+    a local worker, shutdown warnings after Ctrl-C) are kept off the console unless ``debug``
+    (:mod:`.console`).
+    """
+    from .console import quiet_console
+
     try:
-        return int(func() or 0)
+        with quiet_console(debug=debug):
+            return int(func() or 0)
     except KeyboardInterrupt:
         print(
-            f"{prog}: interrupted; nothing incomplete is left marked complete, and rerunning the "
-            "same command resumes from the finished feature partitions",
+            f"{prog}: interrupted; nothing incomplete is left marked complete, and {RESUMES}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
@@ -65,6 +88,11 @@ def run_command(prog: str, func: Callable[[], int], *, debug: bool = False) -> i
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except unreachable_errors() as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: storage unreachable: {_one_line(exc)}; {RESUMES}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
 
 def _one_line(exc: BaseException) -> str:

@@ -183,6 +183,7 @@ def _open_or_create(
     key = f"extract-features-probe-{run_id}"
     future = client.submit(probe, job, key=key, resources=_resources(client), pure=False)
     n_features, dtype = future.result()
+    future.release()  # else held until garbage collection, and rerun if its worker dies
     provenance = Provenance(
         **asdict(config),
         model=job.model,
@@ -275,17 +276,22 @@ def _run(
 def _wait(client: Any, futures: list, label: str, progress: bool) -> None:
     """Wait for every future; on the first failure cancel the rest and raise its error.
 
-    Partitions finished before the failure keep their rows and markers.
+    Partitions finished before the failure keep their rows and markers. Each future is
+    released as soon as it is done: its partition is on disk, and a result the scheduler still
+    held would be recomputed (the partition written twice) when its worker dies later.
     """
     from distributed import as_completed
 
+    pending = set(futures)
     try:
         with Counter(label, len(futures), "partitions", enabled=progress) as counter:
             for fut in as_completed(futures):
                 fut.result()  # raises the task's exception, e.g. a BadImageError naming the file
+                pending.discard(fut)
+                fut.release()
                 counter.step()
     except BaseException:
-        client.cancel(futures)
+        client.cancel(list(pending))
         raise
 
 

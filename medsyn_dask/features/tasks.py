@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..cluster import relax_malloc_trim
+from ..errors import InputError, MedsynError
 from ..sources import BadImageError, preprocess, read_image
 from .extractor import Extractor
 from .feature_set import SetAddress
@@ -77,7 +78,9 @@ def run_partition(
                     rows.append(i)
                     arrays.append(loaded)
             if arrays:
-                feats[rows] = _checked(job, extractor.extract(np.stack(arrays)), paths[rows[0]])
+                where = f"the batch of {len(rows)} images starting at {paths[rows[0]]}"
+                out = _run_model(job, extractor, np.stack(arrays), where)
+                feats[rows] = _checked(job, out, paths[rows[0]])
                 valid[rows] = True
     fset.write_partition(work.index, feats, valid, errors, fingerprints, content_sha256)
     return len(todo)
@@ -90,8 +93,25 @@ def probe(job: Job) -> tuple[int, str]:
     # partitions will use; a single volume, which may be large.
     n = 1 if job.volumes else job.batch_size
     shape = (n, job.num_channels) + (job.resolution,) * (3 if job.volumes else 2)
-    out = extractor.extract(np.zeros(shape, dtype=np.float32))
+    out = _run_model(job, extractor, np.zeros(shape, dtype=np.float32), f"a blank batch {shape}")
     return int(out.shape[1]), out.dtype.name
+
+
+def _run_model(job: Job, extractor: Extractor, batch: np.ndarray, where: str) -> np.ndarray:
+    """``extractor.extract(batch)``; a failure of the model itself becomes an
+    :class:`InputError` naming the model, its weights file and ``where`` (the batch), in one
+    line; the model's own full message is kept as a note (shown by ``--debug``)."""
+    try:
+        return extractor.extract(batch)
+    except MedsynError:
+        raise
+    except Exception as exc:  # a user's model raises anything (torch.jit.Error: no RuntimeError)
+        text = str(exc).strip()
+        last = text.splitlines()[-1].removeprefix("builtins.") if text else type(exc).__name__
+        weights = f" (weights {job.weights})" if job.weights else ""
+        error = InputError(f"model {job.model!r}{weights} failed on {where}: {last}")
+        error.add_note(f"{type(exc).__name__}: {text}")
+        raise error from exc
 
 
 def _checked(job: Job, out: np.ndarray, path: str) -> np.ndarray:
