@@ -17,6 +17,10 @@ Run as a script, this module is the ``medsyn-dask`` command with one more extrac
 ``slow-pixels:MS`` (:class:`SlowPixels`), which the workers get from the preload: the pixels
 extractor sleeping ``MS`` milliseconds per batch, so that a partition task lasts long enough
 to be struck while it runs (sleeping, not computing: the test machine's cores are shared).
+
+For the tests: :func:`start` / :func:`run` run a command in its own process group with the
+preload, :func:`stop_group` ends what is left of that group, and :class:`OutageServer` is
+moto's S3 server that can be stopped and restarted on its port.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import json
 import os
 import re
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -155,6 +161,94 @@ async def dask_setup(worker: Any) -> None:
     strikes = [Strike(**s) for s in spec.pop("strikes")]
     plugin = FaultPlugin(Faults(**spec, strikes=strikes))
     await worker.plugin_add(plugin=plugin, name="medsyn-faults")
+
+
+# --- Running the command and an S3 server that goes away ---
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    log: list[dict]  # extraction tasks finished on the workers: {"key", "pid"}
+
+
+def run(argv: list[str], folder: Path, *strikes: Strike, timeout: float = 240) -> Run:
+    """``argv`` in a new process group, with the fault preload; the group is gone on return."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"tasks-{time.monotonic_ns()}.jsonl"
+    proc = start(argv, Faults(log=str(log), strikes=list(strikes)))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        stop_group(proc.pid, wait_s=0)
+    return Run(proc.returncode, out, err, read_log(log))
+
+
+def start(argv: list[str], faults: Faults | None = None) -> subprocess.Popen:
+    """``argv`` started in a new process group (the test is its terminal), with ``faults``;
+    stdout and stderr piped, as text."""
+    return subprocess.Popen(
+        argv,
+        env=fault_env(faults),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop_group(pgid: int, wait_s: float) -> bool:
+    """Whether the process group ``pgid`` ended within ``wait_s``; SIGKILLed if not."""
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+class OutageServer:
+    """moto's S3 server on a fixed loopback port, which can be stopped and started again
+    (the buckets live in this process and survive a restart)."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = None
+        self.start()
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    @property
+    def options(self) -> dict:
+        return {
+            "key": "testing",
+            "secret": "testing",
+            "endpoint_url": f"http://127.0.0.1:{self.port}",
+        }
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(skip_instance_cache=True, **self.options)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,11 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +28,13 @@ from faults import (
     EXTRACTION,
     PROBE,
     Faults,
+    OutageServer,
     Strike,
     command,
-    fault_env,
     fired,
-    read_log,
+    run,
+    start,
+    stop_group,
 )
 
 from medsyn_dask.features import list_feature_sets, load_features
@@ -48,52 +47,6 @@ REAL_PARTITIONS, GROUP_PARTITIONS = 3, 1
 MEDSYN = str(Path(sys.executable).with_name("medsyn-dask"))
 #: What never belongs on the console of a failed or interrupted run.
 NOISE = ("Traceback", "KeyboardInterrupt", "CancelledError", "Compute Failed", "Key: ", "State: ")
-
-
-@dataclass
-class Run:
-    returncode: int
-    stdout: str
-    stderr: str
-    log: list[dict]  # extraction tasks finished on the workers: {"key", "pid"}
-
-
-def run(argv: list[str], folder: Path, *strikes: Strike, timeout: float = 240) -> Run:
-    """``argv`` in a new process group, with the fault preload; the group is gone on return."""
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / f"tasks-{time.monotonic_ns()}.jsonl"
-    env = fault_env(Faults(log=str(log), strikes=list(strikes)))
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        _stop_group(proc.pid, wait_s=0)
-    return Run(proc.returncode, out, err, read_log(log))
-
-
-def _stop_group(pgid: int, wait_s: float) -> bool:
-    """Whether the process group ``pgid`` ended within ``wait_s``; SIGKILLed if not."""
-    end = time.monotonic() + wait_s
-    while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return True
-        if time.monotonic() > end:
-            break
-        time.sleep(0.2)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def analyze_args(real: str, groups: dict[str, str], out: str, *extra: str) -> list[str]:
@@ -197,18 +150,11 @@ def test_workers_killed_during_extraction_and_distances_change_nothing(data, ref
 def test_driver_killed_during_extraction_resumes_without_recomputing(data, reference, tmp_path):
     out = tmp_path / "out"
     strike = Strike(EXTRACTION, str(tmp_path / "k"), "kill-driver", nth=2, after_s=0.05)
-    proc = subprocess.Popen(
-        job_args(data, out),
-        env=fault_env(Faults(log=os.devnull, strikes=[strike])),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start(job_args(data, out), Faults(log=os.devnull, strikes=[strike]))
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == -signal.SIGKILL and fired(strike), err
     # The orphaned workers lose their scheduler (it lived in the driver) and stop.
-    assert _stop_group(proc.pid, wait_s=30), "worker processes outlived their driver by 30 s"
+    assert stop_group(proc.pid, wait_s=30), "worker processes outlived their driver by 30 s"
     finished = markers(out)
     assert 1 <= len(finished) < REAL_PARTITIONS, finished
     assert not complete(str(out / "features.zarr")) and not (out / "metrics.json").exists()
@@ -301,40 +247,6 @@ def test_worker_errors_reach_the_user_as_one_line(case, data, tmp_path):
 # --- the object store going away ---
 
 
-class OutageServer:
-    """moto's S3 server on a fixed loopback port, which can be stopped and started again
-    (the buckets live in this process and survive a restart)."""
-
-    def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.server = None
-        self.start()
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self.server.start()
-
-    def stop(self) -> None:
-        self.server.stop()
-
-    @property
-    def options(self) -> dict:
-        return {
-            "key": "testing",
-            "secret": "testing",
-            "endpoint_url": f"http://127.0.0.1:{self.port}",
-        }
-
-    def filesystem(self):
-        import s3fs
-
-        return s3fs.S3FileSystem(skip_instance_cache=True, **self.options)
-
-
 @pytest.fixture
 def outage_server():
     pytest.importorskip("moto.server", reason="moto[server] is needed for the S3 tests")
@@ -358,15 +270,7 @@ def test_s3_server_restarted_during_extraction(retries, data, reference, outage_
         options.append("config_kwargs.retries.max_attempts=1")
     extra = [arg for option in options for arg in ("--storage-option", option)]
     argv = command(*analyze_args(f"{root}/real", groups, out, "--model", MODEL, *extra))
-    env = fault_env(Faults(log=os.devnull))
-    proc = subprocess.Popen(
-        argv,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start(argv)
     try:
         pattern = f"{bucket}/out/features.zarr/real/*/partitions/*/zarr.json"
         while proc.poll() is None and not fs.glob(pattern):  # the first real partition
@@ -380,7 +284,7 @@ def test_s3_server_restarted_during_extraction(retries, data, reference, outage_
         outage_server.start()
         _, err = proc.communicate(timeout=240)
     finally:
-        _stop_group(proc.pid, wait_s=0)
+        stop_group(proc.pid, wait_s=0)
     fs.invalidate_cache()
     store_options = dict(outage_server.options)
     if retries == "default":  # s3fs/botocore retries carry the run through
