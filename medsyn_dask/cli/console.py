@@ -20,13 +20,18 @@ connections closed), which say nothing the one interruption line does not.
 from __future__ import annotations
 
 import contextlib
+import gc
+import inspect
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import dask
+
+log = logging.getLogger(__name__)
 
 #: This module, as a worker preload (imported by name in the worker process).
 PRELOAD = __name__
@@ -62,8 +67,30 @@ def quiet_console(*, debug: bool = False) -> Iterator[None]:
         if debug or threading.current_thread() is not threading.main_thread():
             yield
         else:
-            with _quiet_after_interrupt():
+            with _quiet_after_interrupt(), _quiet_abandoned_coroutines():
                 yield
+
+
+@contextlib.contextmanager
+def _quiet_abandoned_coroutines() -> Iterator[None]:
+    """Drop Python's "Exception ignored in: <coroutine ...>" reports (kept at DEBUG): when
+    storage stops answering, zarr's other pending reads are abandoned and their cleanup fails
+    in the async libraries (e.g. aiobotocore's context reset). The command reports the storage
+    error itself, as one line; these tracebacks say nothing more."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if inspect.iscoroutine(unraisable.object):
+            log.debug("abandoned coroutine %r: %r", unraisable.object, unraisable.exc_value)
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        gc.collect()  # finalise the abandoned coroutines while the hook is in place
+        sys.unraisablehook = previous
 
 
 @contextlib.contextmanager
