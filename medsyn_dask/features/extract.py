@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from .. import checks
+from ..checks import DEFAULT_RESOLUTION
 from ..cluster import GPU_RESOURCE, current_client
 from ..progress import Counter, stage
 from ..sources import Dataset, list_images, relative_path
@@ -95,7 +96,7 @@ def extract_features(
     model: str = "pixels",
     *,
     weights: str | None = None,
-    resolution: int = 512,
+    resolution: int = DEFAULT_RESOLUTION,
     num_channels: int = 1,
     class_names: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
