@@ -67,7 +67,11 @@ def analyze(
     real_set, synthetic_sets = datasets or check_settings(settings)
     classes = list(real_set.class_names)
     pairs = model_resolution_pairs(settings)
-    features = {pair: extract_all(settings, pair, classes, progress=progress) for pair in pairs}
+    listed = {REAL: real_set, **synthetic_sets}
+    features = {
+        pair: extract_all(settings, pair, classes, listed=listed, progress=progress)
+        for pair in pairs
+    }
     features, patients = split_reference(settings, features, real_set, progress=progress)
     first = features[pairs[0]]
     scores = score_groups(
@@ -124,12 +128,14 @@ def extract_all(
     pair: tuple[str, int],
     classes: list[str],
     *,
+    listed: Mapping[str, Dataset] | None = None,
     progress: bool = True,
 ) -> dict[str, LoadedFeatures]:
     """Stage 1: features of the real set and every group for one (model, resolution).
 
     Extracted into ``settings.store`` (reused when already there) and loaded back; keyed by
-    ``"real"`` and the group names.
+    ``"real"`` and the group names. ``listed`` holds the sets :func:`check_settings` listed
+    (by the same keys), so that a large bucket is not listed again.
     """
     model, resolution = pair
     roots = {REAL: settings.real, **settings.synthetic}
@@ -153,6 +159,7 @@ def extract_all(
             on_bad_image=settings.on_bad_image,
             verify_content=settings.verify_content,
             progress=progress,
+            dataset=(listed or {}).get(name),
         )
         out[name] = load_features(
             settings.store, group, name=done.name, storage_options=dict(settings.storage_options)

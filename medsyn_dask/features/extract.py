@@ -108,6 +108,7 @@ def extract_features(
     progress: bool = False,
     shuffle_seed: int | None = None,
     verify_content: bool = False,
+    dataset: Dataset | None = None,
 ) -> ExtractionResult:
     """Extract features of every image under ``root/CLASS/`` into ``store`` (group ``group``).
 
@@ -120,7 +121,8 @@ def extract_features(
     :func:`default_partition_size`; an existing feature set keeps its own); ``batch_size``
     images per model call. ``on_bad_image="skip"`` records unreadable or wrong-dimension files
     in the set's bad-image list instead of failing. ``shuffle_seed`` submits partitions in a
-    random order.
+    random order. ``dataset`` is ``root`` as :func:`~medsyn_dask.sources.list_images` already
+    listed it (with the same ``class_names``), to skip a second listing.
 
     Stored rows are reused only for files whose fingerprint (size and modification time, or
     ETag / version id) is unchanged, or with ``verify_content`` whose content sha256 is
@@ -132,7 +134,8 @@ def extract_features(
     _check_options(resolution, num_channels, batch_size, on_bad_image, partition_size)
     check_group(group)
     extractor, weights_path = resolve_name(model, weights, storage_options)
-    dataset = list_images(root, class_names, storage_options, verify_content=verify_content)
+    if dataset is None or verify_content:  # content hashes are made by a listing of their own
+        dataset = list_images(root, class_names, storage_options, verify_content=verify_content)
     rel = [relative_path(root, p) for p in dataset.paths]
     store_options = dict(store_options if store_options is not None else storage_options or {})
     config = FeatureConfig(
