@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..checks import CODECS
 from ..errors import SettingsError
 from .cluster_options import CLUSTER_KEYS, add_cluster_arguments, cluster_spec
-from .extract import parse_storage_options
+from .storage_options import add_storage_option_argument, parse_storage_options
 
 if TYPE_CHECKING:
     from ..cluster import ClusterSpec
@@ -110,13 +110,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "and by patient in patient mode)",
     )
     p.add_argument("--holdout-seed", type=int, help="seed of --holdout-fraction (default 0)")
-    p.add_argument(
-        "--storage-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for roots, store and output (e.g. endpoint_url=...)",
-    )
+    add_storage_option_argument(p, "the roots, the feature store and the output")
     p.add_argument("--config", type=Path, help="YAML file with the same settings")
     add_cluster_arguments(p)
 

@@ -6,8 +6,8 @@ import argparse
 from typing import Any
 
 from ..checks import DEFAULT_RESOLUTION
-from ..errors import SettingsError
 from .cluster_options import add_cluster_arguments, cluster_spec
+from .storage_options import add_storage_option_argument, parse_storage_options
 
 
 def add_parser(subparsers: Any) -> None:
@@ -54,14 +54,7 @@ def add_parser(subparsers: Any) -> None:
         help="compare stored features with the files by a sha256 of their content (every "
         "file is read once more) instead of their size and modification time or ETag",
     )
-    p.add_argument(
-        "--storage-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for ROOT, the weights and the store (repeatable), e.g. "
-        "endpoint_url=http://127.0.0.1:9000 or anon=true",
-    )
+    add_storage_option_argument(p, "ROOT, the weights and the store")
     p.set_defaults(func=run)
 
 
@@ -98,28 +91,3 @@ def run(args: argparse.Namespace) -> int:
         f"{result.n_reextracted} extracted; {result.n_bad} bad images"
     )
     return 0
-
-
-def parse_storage_options(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` strings -> fsspec options (``true``/``false``, integers and nested
-    ``client_kwargs.region_name=...`` keys understood). Values are never printed."""
-    options: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SettingsError(f"--storage-option wants KEY=VALUE, got key {key!r} with no value")
-        target = options
-        *parents, leaf = key.split(".")
-        for part in parents:
-            target = target.setdefault(part, {})
-        target[leaf] = _value(raw)
-    return options
-
-
-def _value(raw: str) -> Any:
-    low = raw.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if raw.isdigit():
-        return int(raw)
-    return raw

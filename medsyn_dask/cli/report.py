@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .extract import parse_storage_options
+from .storage_options import add_storage_option_argument, parse_storage_options
 
 
 def add_parser(subparsers: Any) -> None:
@@ -25,13 +25,7 @@ def add_parser(subparsers: Any) -> None:
         help="show the N closest synthetic/real pairs per group as thumbnails (patient images; "
         "default: the run's own --gallery, off unless it was given)",
     )
-    p.add_argument(
-        "--storage-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for the output folder and the input images (e.g. endpoint_url=...)",
-    )
+    add_storage_option_argument(p, "the output folder and the input images")
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from .cluster_options import add_cluster_arguments, cluster_spec
-from .extract import parse_storage_options
+from .storage_options import add_storage_option_argument, parse_storage_options
 
 
 def add_parser(subparsers: Any) -> None:
@@ -71,13 +71,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="start afresh even if CKPT exists (no resume)"
     )
-    p.add_argument(
-        "--storage-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="fsspec option for ROOT and CKPT (repeatable)",
-    )
+    add_storage_option_argument(p, "ROOT and CKPT")
     add_cluster_arguments(p)
     p.set_defaults(func=run)
 
