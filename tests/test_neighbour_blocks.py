@@ -105,7 +105,7 @@ def test_hamming_match_counts_paths(low, high, width):
     y[:3] = x[:3]
     expected = (x[:, None, :] == y[None, :, :]).sum(axis=2)
     np.testing.assert_array_equal(hamming.match_counts(x, y, backend="numpy"), expected)
-    np.testing.assert_array_equal(hamming._varying_matches(x, y, None), expected)  # without numba
+    np.testing.assert_array_equal(hamming._varying_matches(x, y), expected)  # without numba
 
 
 def test_hamming_rejects_float_features():

@@ -4,30 +4,32 @@ The distance is the FRACTION of differing positions, ``mismatches / D`` in float
 scikit-learn's ``hamming``. Counts are integers, so the block is exact and needs no recheck.
 
 Positions that hold one code in every image of both blocks (a black border, say) cannot differ
-and are dropped first. The rest are compared by a small compiled kernel (numba; SIMD over
-positions). Without numba, matches are counted as a sparse product instead: a code ``c`` at
-position ``p`` is a one-hot column ``(p, c)``; frequent columns go into a dense 0/1 float32 GEMM
-(exact: counts stay far below 2**24) and rare ones are listed pair by pair.
+and are dropped first. The rest are compared by a compiled kernel on packed bit planes
+(numba; :mod:`.hamming_planes`), packed once per block and position set (:class:`Codes`).
+Without numba, matches are counted as a sparse product instead: a code ``c`` at position ``p``
+is a one-hot column ``(p, c)``; frequent columns go into a dense 0/1 float32 GEMM (exact:
+counts stay far below 2**24) and rare ones are listed pair by pair.
 On a GPU, or with ``backend="torch"``, positions are compared directly in torch instead.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 
 from ..errors import SettingsError
+from . import hamming_planes
 from .backend import compiled, torch_device
 from .bounds import ScoreBlock, nonzero_2d
 
-#: Measured costs (ns, one core) that choose the method: one position compared by the compiled
-#: kernel, one match listed by the sparse product, one multiply-add of the dense GEMM.
-KERNEL_NS_PER_COMPARISON = 0.4
+#: Measured costs (ns, one core) of the NumPy method: one match listed by the sparse product,
+#: one multiply-add of the dense GEMM. A column is dense when
+#: ``count_x * count_y * SPARSE_COST > n_x * n_y``: a sparse match costs about SPARSE_COST
+#: dense multiply-adds.
 LISTED_MATCH_NS = 25.0
 DENSE_MAC_NS = 0.03
-#: A column is dense when ``count_x * count_y * SPARSE_COST > n_x * n_y``: a sparse match costs
-#: about this many dense multiply-adds.
 SPARSE_COST = int(LISTED_MATCH_NS / DENSE_MAC_NS)
 #: Columns per dense GEMM: bounds the 0/1 matrices to n x DENSE_WIDTH float32.
 DENSE_WIDTH = 2048
@@ -37,6 +39,8 @@ MAX_ONEHOT_COLUMNS = 1 << 26
 DIRECT_CHUNK_BYTES = 1 << 28
 #: Matching pairs listed at once in the sparse product (int64 entries).
 PAIR_CHUNK = 1 << 22
+#: Packed forms kept per block (one per position set it was compared on; usually one).
+PACKED_PER_BLOCK = 4
 
 
 def validate(name: str, codes: np.ndarray) -> None:
@@ -48,21 +52,58 @@ def validate(name: str, codes: np.ndarray) -> None:
         )
 
 
-def prepare(rows: np.ndarray, centre: object = None) -> np.ndarray:
-    """``rows`` as they are: which positions vary depends on both blocks of a pair."""
-    return np.asarray(rows)
+class Codes:
+    """A block of codes made ready for many block pairs (see :func:`prepare`).
+
+    Holds the rows (n, D), which positions hold one code in every row (``constant``, (D,) bool)
+    and that code (``value``), the range ``low..high`` of the codes (``low`` at most 0), and the
+    bit planes packed for the position sets the block was compared on so far.
+    """
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = rows.view(np.uint8) if rows.dtype == np.bool_ else rows
+        self.value = self.rows[0] if len(rows) else np.zeros(rows.shape[1], self.rows.dtype)
+        # An empty block has no pairs: calling no position constant keeps every one compared.
+        self.constant = (self.rows == self.value).all(axis=0) & (len(rows) > 0)
+        self.low, self.high = int(self.rows.min(initial=0)), int(self.rows.max(initial=0))
+        self._packed: dict[tuple, np.ndarray] = {}
+
+    def planes(self, positions: np.ndarray, low: int, planes: int) -> np.ndarray:
+        """:func:`.hamming_planes.pack` of the rows, packed once per argument set."""
+        key = (positions.tobytes(), low, planes)
+        packed = self._packed.get(key)
+        if packed is None:
+            packed = hamming_planes.pack(self.rows, positions, low, planes)
+            if len(self._packed) >= PACKED_PER_BLOCK:
+                self._packed.clear()
+            self._packed[key] = packed
+        return packed
+
+
+def prepare(rows: np.ndarray, centre: object = None) -> Codes:
+    """``rows`` (n, D) integer codes as :class:`Codes`, for many :func:`block_bounds` calls."""
+    return Codes(np.asarray(rows))
 
 
 def block_bounds(
-    x: np.ndarray, y: np.ndarray, centre: object = None, *, backend: str = "auto"
+    x: np.ndarray | Codes, y: np.ndarray | Codes, centre: object = None, *, backend: str = "auto"
 ) -> ScoreBlock:
-    """Exact Hamming distances of a block: x (n_x, D), y (n_y, D) integer codes."""
-    dim = x.shape[1]
-    return ScoreBlock.from_exact((dim - match_counts(x, y, backend=backend)) / dim)
+    """Exact Hamming distances of a block: x (n_x, D), y (n_y, D) integer codes or their
+    :func:`prepare` forms."""
+    x, y = _as_codes(x), _as_codes(y)
+    dim = x.rows.shape[1]
+    return ScoreBlock.from_exact(mismatch_counts(x, y, backend=backend) / dim)
 
 
 def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """Hamming distances of the pairs ``(x[rows[p]], y[cols[p]])``, as scipy's ``cdist``."""
+    x, y = np.asarray(x), np.asarray(y)
+    kernel = _pair_kernel()
+    if kernel is not None and x.dtype == y.dtype:  # mixed dtypes would compare as float64
+        counts = np.empty(len(rows), dtype=np.int64)
+        kernel(np.ascontiguousarray(x), np.ascontiguousarray(y), rows, cols, counts)
+        return counts / x.shape[1]
+    # Without numba: rows gathered in chunks that bound the temporaries.
     out = np.empty(len(rows), dtype=np.float64)
     step = max(1, DIRECT_CHUNK_BYTES // max(1, x.shape[1]))
     for s in range(0, len(rows), step):
@@ -71,76 +112,63 @@ def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.nda
     return out
 
 
-def match_counts(x: np.ndarray, y: np.ndarray, *, backend: str = "auto") -> np.ndarray:
+@functools.cache
+def _pair_kernel() -> Callable | None:
+    """The compiled kernel of :func:`exact_distances` (no gathered copies), or None."""
+
+    def count_pairs(x, y, rows, cols, out):  # pragma: no cover - compiled
+        for p in range(len(rows)):
+            a, b = x[rows[p]], y[cols[p]]
+            count = 0
+            for k in range(len(a)):
+                count += a[k] != b[k]
+            out[p] = count
+
+    return compiled(count_pairs)
+
+
+def match_counts(
+    x: np.ndarray | Codes, y: np.ndarray | Codes, *, backend: str = "auto"
+) -> np.ndarray:
     """Number of positions where ``x[i]`` and ``y[j]`` hold the same code, (n_x, n_y) int64."""
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = _as_codes(x), _as_codes(y)
+    return x.rows.shape[1] - mismatch_counts(x, y, backend=backend)
+
+
+def mismatch_counts(
+    x: np.ndarray | Codes, y: np.ndarray | Codes, *, backend: str = "auto"
+) -> np.ndarray:
+    """Number of positions where ``x[i]`` and ``y[j]`` differ, (n_x, n_y) int64."""
+    x, y = _as_codes(x), _as_codes(y)
     device = torch_device(backend)
     if device is not None:
-        return _matches_torch(x, y, device)
-    varying = _varying_positions(x, y)
-    constant = x.shape[1] - int(varying.sum())
-    return constant + _varying_matches(x[:, varying], y[:, varying], _compiled_kernel())
+        return x.rows.shape[1] - _matches_torch(x.rows, y.rows, device)
+    # Positions constant in both blocks are decided once for every pair, then dropped.
+    fixed = x.constant & y.constant
+    differ = int((fixed & (x.value != y.value)).sum())
+    kept = np.flatnonzero(~fixed)
+    if not hamming_planes.available() or not len(x.rows) or not len(y.rows):
+        return differ + len(kept) - _varying_matches(x.rows[:, kept], y.rows[:, kept])
+    low = min(x.low, y.low)
+    planes = hamming_planes.planes_needed(max(x.high, y.high) - low)
+    return differ + hamming_planes.mismatches(
+        x.planes(kept, low, planes), y.planes(kept, low, planes)
+    )
 
 
-def _varying_matches(x: np.ndarray, y: np.ndarray, kernel) -> np.ndarray:
-    """Matches over positions that vary: by whichever of the two methods costs less here
-    (``kernel`` None: the one-hot product, or direct comparison for codes it cannot index)."""
-    kernel_ns = KERNEL_NS_PER_COMPARISON * len(x) * len(y) * x.shape[1]
-    # Listing matches one by one only pays when there are few: estimate from sampled pairs
-    # before paying for the plan.
-    few = LISTED_MATCH_NS * _sampled_matches(x, y) * len(x) * len(y) < kernel_ns
-    plan = _onehot_plan(x, y) if kernel is None or few else None
-    if plan is not None and (kernel is None or plan.cost_ns < kernel_ns):
-        return plan.run()
-    if kernel is None or not len(x) or not len(y):
-        return _matches_direct(x, y)
-    out = np.empty((len(x), len(y)), dtype=np.int64)
-    kernel(_compact_codes(x), _compact_codes(y), out)
-    return x.shape[1] - out
+def _as_codes(codes: np.ndarray | Codes) -> Codes:
+    return codes if isinstance(codes, Codes) else Codes(np.asarray(codes))
 
 
-def _sampled_matches(x: np.ndarray, y: np.ndarray, n: int = 256) -> float:
-    """Mean matches per pair over ``n`` pairs drawn (deterministically) from the block."""
-    if not len(x) or not len(y):
-        return 0.0
-    rng = np.random.default_rng(0)
-    i, j = rng.integers(0, len(x), n), rng.integers(0, len(y), n)
-    return float((x[i] == y[j]).sum(axis=1).mean())
-
-
-def _varying_positions(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """(D,) bool: positions whose code is not the same in every row of both blocks."""
-    if len(x) == 0:
-        return np.ones(x.shape[1], dtype=bool)
-    first = x[0]
-    return ~((x == first).all(axis=0) & (y == first).all(axis=0))
-
-
-def _compact_codes(codes: np.ndarray) -> np.ndarray:
-    """C-contiguous codes in the narrowest dtype the kernel compares fastest."""
-    if codes.size and codes.min() >= 0 and codes.max() < 2**16:
-        return np.ascontiguousarray(codes, dtype=np.uint16)
-    return np.ascontiguousarray(codes, dtype=np.int64)
-
-
-@functools.cache
-def _compiled_kernel():
-    """The numba mismatch-count kernel, or None when numba is not installed."""
-
-    def mismatches(x, y, out):  # pragma: no cover - compiled
-        for i in range(x.shape[0]):
-            for j in range(y.shape[0]):
-                count = 0
-                for k in range(x.shape[1]):
-                    count += x[i, k] != y[j, k]
-                out[i, j] = count
-
-    return compiled(mismatches)
+def _varying_matches(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Matches in NumPy (no numba): the one-hot product, or direct comparison for codes it
+    cannot index."""
+    plan = _onehot_plan(x, y)
+    return _matches_direct(x, y) if plan is None else plan.run()
 
 
 class _OneHotPlan:
-    """The one-hot product for a block: columns split into constant, dense and sparse ones,
-    and its estimated cost (listed sparse matches dominate)."""
+    """The one-hot product for a block: columns split into constant, dense and sparse ones."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray, n_codes: int) -> None:
         dim, n_columns = x.shape[1], x.shape[1] * n_codes
@@ -154,9 +182,6 @@ class _OneHotPlan:
         self.dense = shared & ~self.constant & (pairs * SPARSE_COST > len(x) * len(y))
         self.sparse = shared & ~self.constant & ~self.dense
         self.shape = (len(x), len(y))
-        self.cost_ns = LISTED_MATCH_NS * float(pairs[self.sparse].sum()) + (
-            DENSE_MAC_NS * len(x) * len(y) * float(self.dense.sum())
-        )
 
     def run(self) -> np.ndarray:
         matches = np.full(self.shape, int(self.constant.sum()), dtype=np.int64)
