@@ -22,6 +22,8 @@ What is measured (all on the same generated features, see ``_features.py`` for h
    clustered low-rank post-ReLU, many exact/near duplicates, far from the origin), N = M in
    {2 000, 5 000, 20 000}, D in {512, 2 048}, min/median/max of ``--repeats`` runs each; and the
    engine on in-memory Hamming codes (N = M = 5 000) against scikit-learn's full matrices.
+5. ``hamming-here``: that last Hamming row alone (the codes of case 2, the engine in this
+   process, ``--repeats`` timed runs after one untimed, against one scikit-learn run).
 
 "Useful GFLOP/s" is the work of a full brute force, ``2*N*N*D + 2*N*M*D``, over the wall time:
 the same numerator for every method, so ratios of rates are ratios of speed. Baselines run in a
@@ -31,6 +33,7 @@ requested from the engine (``compute_fid=False``): the baselines do not compute 
 
 Run:  .venv/bin/python benchmarks/bench_neighbours.py [--quick] [--skip-memory]
       .venv/bin/python benchmarks/bench_neighbours.py --only families [--sizes 2000,5000]
+      .venv/bin/python benchmarks/bench_neighbours.py --only hamming-here
 ``--quick`` runs small sizes to check that the benchmark runs; it prints the ratios without the
 targets' verdicts (the sizes are too small to reach them).
 Results are printed as a table and written to benchmarks/results/neighbours.json.
@@ -268,8 +271,8 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--only",
         default="euclidean,hamming,memory",
-        help="comma-separated cases: euclidean, hamming, memory, families (default: all but "
-        "families)",
+        help="comma-separated cases: euclidean, hamming, memory, families, hamming-here "
+        "(default: all but the last two)",
     )
     parser.add_argument("--sizes", default=None, help="N=M of the families case, e.g. 2000,5000")
     parser.add_argument("--dims", default=None, help="D of the families case, e.g. 512,2048")
@@ -280,11 +283,12 @@ def main(argv=None) -> None:
     cases = set(args.only.split(","))
 
     quick_note(args.quick)
-    if "families" in cases:
-        run_families(args)
-        cases.discard("families")
-        if not cases:
-            return
+    for name, run in (("families", run_families), ("hamming-here", run_hamming_here)):
+        if name in cases:
+            run(args)
+            cases.discard(name)
+    if not cases:
+        return
 
     spread = {t: gemm_rate(cfg["gemm"], int(t)) for t in ("1", "2")}
     gemm = {"size": cfg["gemm"], **{t: r["best"] for t, r in spread.items()}, "spread": spread}
@@ -327,16 +331,29 @@ def run_families(args) -> None:
     lines = verdicts(rows, hamming, args.quick)
     for line in lines:
         print(line)
-    path = RESULTS.with_name("neighbour_families.json")
+    write_results("neighbour_families.json", args, rows=rows, hamming=hamming, targets=lines)
+
+
+def run_hamming_here(args) -> None:
+    """The in-memory Hamming row of the families case alone: engine here vs scikit-learn."""
+    ham_cfg = {**(QUICK if args.quick else FULL)["hamming"]}
+    hamming = hamming_in_process(ham_cfg, SEED, NEAREST_K, THRESHOLD, args.repeats)
+    lines = [line for line in verdicts([], hamming, args.quick) if line.startswith("Hamming")]
+    for line in lines:
+        print(line)
+    write_results("hamming_here.json", args, hamming=hamming, targets=lines)
+
+
+def write_results(name: str, args, **parts) -> None:
+    """benchmarks/results/``name``: the command, the machine, the engine version and ``parts``."""
+    path = RESULTS.with_name(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "command": " ".join(sys.argv),
         "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "engine_version": engine_version(),
-        "rows": rows,
-        "hamming": hamming,
-        "targets": lines,
+        **parts,
     }
     path.write_text(json.dumps(jsonable(payload), indent=2))
     print(f"written {path}")
