@@ -25,12 +25,14 @@ from .evaluate import (
     real_neighbourhood,
 )
 from .evaluate_patients import with_patient_radii
-from .features import BadImage, extract_features, load_features
+from .features import BadImage, ExtractionResult, extract_features, load_features
 from .features.store import LoadedFeatures
 from .job_baseline import scored_groups, split_reference
 from .metrics.baseline import HOLDOUT
 from .metrics.multiscale import multiscale_score
 from .metrics.variety import GroupVariety, group_variety
+from .metrics.variety.graph import first_readable_shape
+from .metrics.variety.sums import MeanImageSums
 from .progress import stage
 from .settings import REAL, AnalyzeSettings, check_settings
 from .sources import Dataset, read_image, relative_path
@@ -68,8 +70,18 @@ def analyze(
     classes = list(real_set.class_names)
     pairs = model_resolution_pairs(settings)
     listed = {REAL: real_set, **synthetic_sets}
+    # The first pair's extraction also sums the images for the mean images: one read each.
+    target, summed = mean_image_target(settings, synthetic_sets), {}
     features = {
-        pair: extract_all(settings, pair, classes, listed=listed, progress=progress)
+        pair: extract_all(
+            settings,
+            pair,
+            classes,
+            listed=listed,
+            progress=progress,
+            mean_image=target if pair == pairs[0] else None,
+            summed=summed,
+        )
         for pair in pairs
     }
     features, patients = split_reference(settings, features, real_set, progress=progress)
@@ -80,7 +92,13 @@ def analyze(
     statistics = pair_statistics(settings, features, scores, progress=progress)
     skipped = {name: f.bad_images for name, f in first.items()}
     variety = measure_variety(
-        settings, synthetic_sets, real_set=real_set, skipped=skipped, progress=progress
+        settings,
+        synthetic_sets,
+        real_set=real_set,
+        skipped=skipped,
+        progress=progress,
+        mean_image=target,
+        summed=summed,
     )
     return assemble_result(settings, features, scores, variety, statistics)
 
@@ -130,12 +148,17 @@ def extract_all(
     *,
     listed: Mapping[str, Dataset] | None = None,
     progress: bool = True,
+    mean_image: MeanImageSums | None = None,
+    summed: dict[str, ExtractionResult] | None = None,
 ) -> dict[str, LoadedFeatures]:
     """Stage 1: features of the real set and every group for one (model, resolution).
 
     Extracted into ``settings.store`` (reused when already there) and loaded back; keyed by
     ``"real"`` and the group names. ``listed`` holds the sets :func:`check_settings` listed
-    (by the same keys), so that a large bucket is not listed again.
+    (by the same keys), so that a large bucket is not listed again. With ``mean_image``, the
+    real set's and the groups' tasks also sum the images they read for the mean images, and
+    ``summed`` receives each of those sets' :class:`ExtractionResult` for
+    :func:`measure_variety`.
     """
     model, resolution = pair
     roots = {REAL: settings.real, **settings.synthetic}
@@ -160,7 +183,10 @@ def extract_all(
             verify_content=settings.verify_content,
             progress=progress,
             dataset=(listed or {}).get(name),
+            mean_image=None if name == HOLDOUT else mean_image,
         )
+        if mean_image is not None and summed is not None and name != HOLDOUT:
+            summed[name] = done
         out[name] = load_features(
             settings.store, group, name=done.name, storage_options=dict(settings.storage_options)
         )
@@ -250,9 +276,7 @@ def pair_statistics(
     pairs = list(features)
     if len(pairs) > 1:
         stage(f"statistics: FID and STD for {len(pairs)} model/resolution pairs", enabled=progress)
-    return {
-        pair: _statistics(settings, features[pair], scores, pair == pairs[0]) for pair in pairs
-    }
+    return {pair: _statistics(settings, features[pair], scores, pair == pairs[0]) for pair in pairs}
 
 
 def _statistics(settings, features, scores, primary: bool) -> dict[str, dict]:
@@ -293,26 +317,64 @@ def measure_variety(
     real_set: Dataset | None = None,
     skipped: Mapping[str, Sequence[BadImage]] | None = None,
     progress: bool = True,
+    mean_image: MeanImageSums | None = None,
+    summed: Mapping[str, ExtractionResult] | None = None,
 ) -> GroupVariety:
     """Stage 3: the mean image of every group and class, its lossless size and the variety.
 
     With ``real_set``, the real set's mean images too (for comparison, not scored).
     ``skipped`` (set name -> bad images left out by extraction) are left out here too.
+    ``summed`` (set name -> extraction that summed its images, see :func:`extract_all`) saves
+    reading those images again; ``mean_image`` is then the target the sums were taken at.
     """
     stage(f"variety: mean images ({settings.codec})", enabled=progress)
     read = functools.partial(read_image, storage_options=dict(settings.storage_options))
-    skipped = skipped or {}
-    paths = {g: _paths_by_class(d, skipped.get(g, ())) for g, d in synthetic_sets.items()}
-    reference = _paths_by_class(real_set, skipped.get(REAL, ())) if real_set else None
-    return group_variety(paths, read, codec=settings.codec, reference=reference)
+    skipped, summed = skipped or {}, dict(summed or {}) if mean_image else {}
+
+    def to_read(name: str, dataset: Dataset) -> dict[str, list[str]]:
+        done = summed.get(name)
+        rows = done.summed_rows if done is not None and done.image_sums is not None else ()
+        return _paths_by_class(dataset, skipped.get(name, ()), rows)
+
+    def sums(name: str) -> Any:
+        done = summed.get(name)
+        return None if done is None else done.image_sums
+
+    paths = {g: to_read(g, d) for g, d in synthetic_sets.items()}
+    group_sums = {g: sums(g) for g in synthetic_sets if sums(g) is not None}
+    target = {"target_size": mean_image.shape, "volumes": mean_image.volume} if mean_image else {}
+    return group_variety(
+        paths,
+        read,
+        codec=settings.codec,
+        reference=to_read(REAL, real_set) if real_set else None,
+        sums=group_sums,
+        reference_sums=sums(REAL) if real_set else None,
+        **target,
+    )
 
 
-def _paths_by_class(dataset: Dataset, skipped: Sequence[BadImage] = ()) -> dict[str, list[str]]:
-    """Class -> paths of ``dataset``, without the ``skipped`` bad images."""
+def mean_image_target(
+    settings: AnalyzeSettings, synthetic_sets: dict[str, Dataset]
+) -> MeanImageSums:
+    """The mean images' one shape: that of the first readable image of the first group
+    (METHOD.md), read before the extraction so that its tasks can sum the images."""
+    first = next(iter(synthetic_sets.values()))
+    paths = [p for class_paths in _paths_by_class(first).values() for p in class_paths]
+    read = functools.partial(read_image, storage_options=dict(settings.storage_options))
+    return MeanImageSums(first_readable_shape(paths, read, first.volumes), first.volumes)
+
+
+def _paths_by_class(
+    dataset: Dataset, skipped: Sequence[BadImage] = (), summed_rows: Sequence[int] = ()
+) -> dict[str, list[str]]:
+    """Class -> paths of ``dataset``, without the ``skipped`` bad images and the rows
+    ``summed_rows`` (indices into ``dataset.paths``)."""
     left_out = {bad.path for bad in skipped}
+    summed = set(summed_rows)
     by_class: dict[str, list[str]] = {c: [] for c in dataset.class_names}
-    for path, cls in zip(dataset.paths, dataset.classes, strict=True):
-        if relative_path(dataset.root, path) not in left_out:
+    for i, (path, cls) in enumerate(zip(dataset.paths, dataset.classes, strict=True)):
+        if i not in summed and relative_path(dataset.root, path) not in left_out:
             by_class[cls].append(path)
     return by_class
 

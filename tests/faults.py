@@ -120,7 +120,8 @@ class FaultPlugin(WorkerPlugin):
 
     def transition(self, key: object, start: str, finish: str, **kwargs: object) -> None:
         name = str(key[0] if isinstance(key, tuple) else key)
-        if finish == "memory" and re.match(self.faults.logged, name):
+        # "executing" -> "memory" only: a result fetched by another worker reaches "memory" too.
+        if start == "executing" and finish == "memory" and re.match(self.faults.logged, name):
             with open(self.faults.log, "a") as f:
                 f.write(json.dumps({"key": str(key), "pid": os.getpid()}) + "\n")
         if finish != "executing":

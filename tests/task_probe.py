@@ -21,7 +21,8 @@ class TaskProbe(WorkerPlugin):
 
     def transition(self, key, start, finish, **kwargs) -> None:
         name = key if isinstance(key, str) else str(key)
-        if finish != "memory" or not name.startswith("extract-features"):
+        # Executed here: a result fetched from another worker also ends in "memory".
+        if (start, finish) != ("executing", "memory") or not name.startswith("extract-features"):
             return
         record = {
             "key": name,

@@ -5,7 +5,9 @@ The driver lists the dataset with each file's fingerprint, takes the feature set
 which stored rows still match their files (:mod:`.reuse`) and submits one task per partition
 to write (task keys ``extract-features-K-...``, :func:`.tasks.run_partition`). Tasks ask for
 the worker resource ``GPU=1`` when the cluster has GPU workers. Progress and the counts of
-reused and extracted images go through :mod:`medsyn_dask.progress`.
+reused and extracted images go through :mod:`medsyn_dask.progress`. With ``mean_image``, each
+task also returns its images' mean-image sums, added here as the partitions finish, for the
+variety pass to take instead of reading the images again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .. import checks
 from ..checks import DEFAULT_RESOLUTION
@@ -39,6 +41,9 @@ from .registry import resolve_name
 from .reuse import Plan, StoredRows, match_rows, plan_partitions
 from .tasks import Job, probe, run_partition
 from .weights import weights_digest
+
+if TYPE_CHECKING:
+    from ..metrics.variety.sums import ClassSums, MeanImageSums
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,10 @@ class ExtractionResult:
     n_reused: int = 0
     n_reextracted: int = 0
     partitions_written: tuple[int, ...] = ()
+    #: With ``mean_image``: the per-class mean-image sums of the rows ``summed_rows`` (indices
+    #: into the listing), those this run read; None when it read none.
+    image_sums: ClassSums | None = None
+    summed_rows: tuple[int, ...] = ()
 
     @property
     def n_bad(self) -> int:
@@ -109,6 +118,7 @@ def extract_features(
     shuffle_seed: int | None = None,
     verify_content: bool = False,
     dataset: Dataset | None = None,
+    mean_image: MeanImageSums | None = None,
 ) -> ExtractionResult:
     """Extract features of every image under ``root/CLASS/`` into ``store`` (group ``group``).
 
@@ -122,7 +132,9 @@ def extract_features(
     images per model call. ``on_bad_image="skip"`` records unreadable or wrong-dimension files
     in the set's bad-image list instead of failing. ``shuffle_seed`` submits partitions in a
     random order. ``dataset`` is ``root`` as :func:`~medsyn_dask.sources.list_images` already
-    listed it (with the same ``class_names``), to skip a second listing.
+    listed it (with the same ``class_names``), to skip a second listing. ``mean_image`` makes
+    the tasks sum the images they read for the mean image (:mod:`medsyn_dask.metrics.variety`):
+    the result's ``image_sums`` and ``summed_rows``.
 
     Stored rows are reused only for files whose fingerprint (size and modification time, or
     ETag / version id) is unchanged, or with ``verify_content`` whose content sha256 is
@@ -158,6 +170,7 @@ def extract_features(
         batch_size=int(batch_size),
         on_bad_image=on_bad_image,
         remote="://" in root and not root.startswith("file://"),
+        mean_image=mean_image,
     )
     run_id = uuid.uuid4().hex[:8]
     lock = SetLock(store, store_options, group, job.address.name, run_id)
@@ -251,6 +264,7 @@ def _run(
             job,
             w,
             list(dataset.paths[w.start : w.stop]),
+            list(dataset.classes[w.start : w.stop]),
             list(dataset.fingerprints[w.start : w.stop]),
             list(shas[w.start : w.stop]),
             key=f"extract-features-{w.index}-{run_id}",
@@ -259,7 +273,7 @@ def _run(
         )
         for w in work
     ]
-    _wait(client, futures, f"extract {fset.group}", progress)
+    sums = _wait(client, futures, f"extract {fset.group}", progress, job)
     if work or not prov.complete:
         prov = fset.complete()
     return ExtractionResult(
@@ -274,29 +288,36 @@ def _run(
         n_reused=plan.n_reused,
         n_reextracted=plan.n_extract,
         partitions_written=tuple(sorted(w.index for w in work)),
+        image_sums=sums,
+        summed_rows=tuple(i for w in work for i in w.extract) if sums is not None else (),
     )
 
 
-def _wait(client: Any, futures: list, label: str, progress: bool) -> None:
+def _wait(client: Any, futures: list, label: str, progress: bool, job: Job) -> ClassSums | None:
     """Wait for every future; on the first failure cancel the rest and raise its error.
 
     Partitions finished before the failure keep their rows and markers. Each future is
     released as soon as it is done: its partition is on disk, and a result the scheduler still
-    held would be recomputed (the partition written twice) when its worker dies later.
+    held would be recomputed (the partition written twice) when its worker dies later. With
+    ``job.mean_image``, the tasks' mean-image sums are added here as they arrive (one array
+    per class and partition) and returned; else None.
     """
     from distributed import as_completed
 
-    pending = set(futures)
+    pending, sums = set(futures), None
     try:
         with Counter(label, len(futures), "partitions", enabled=progress) as counter:
             for fut in as_completed(futures):
-                fut.result()  # raises the task's exception, e.g. a BadImageError naming the file
+                done = fut.result()  # raises the task's error, e.g. a BadImageError naming a file
+                if job.mean_image is not None:
+                    sums = job.mean_image.combine([s for s in (sums, done.sums) if s is not None])
                 pending.discard(fut)
                 fut.release()
                 counter.step()
     except BaseException:
         client.cancel(list(pending))
         raise
+    return sums
 
 
 def _stored_rows(fset: FeatureSet) -> StoredRows:

@@ -3,14 +3,16 @@
 A task loads the extractor once per worker process (:func:`.registry.cached_extractor`), on the
 worker's GPU when it has one, copies the rows the plan reuses, reads and preprocesses the
 other images batch by batch, and writes the partition (:meth:`.FeatureSet.write_partition`).
+With ``Job.mean_image`` set, it also sums the images it reads for the mean image
+(:mod:`medsyn_dask.metrics.variety.sums`), so that the variety pass need not read them again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +23,9 @@ from .extractor import Extractor
 from .feature_set import SetAddress
 from .registry import cached_extractor
 from .reuse import PartitionWork
+
+if TYPE_CHECKING:
+    from ..metrics.variety.sums import ClassSums, MeanImageSums
 
 
 @dataclass(frozen=True)
@@ -40,18 +45,30 @@ class Job:
     remote: bool
     n_features: int = 0
     dtype: str = "float32"
+    #: Sum the images read for the mean image too (None: features only).
+    mean_image: MeanImageSums | None = None
+
+
+@dataclass
+class PartitionDone:
+    """What a partition task returns: images extracted, and the per-class mean-image sums of
+    those of them that were read without error (empty without ``Job.mean_image``)."""
+
+    n_extracted: int
+    sums: ClassSums = field(default_factory=dict)
 
 
 def run_partition(
     job: Job,
     work: PartitionWork,
     paths: Sequence[str],
+    classes: Sequence[str],
     fingerprints: Sequence[str],
     content_sha256: Sequence[str],
-) -> int:
+) -> PartitionDone:
     """Write partition ``work.index`` (``paths`` etc. are its rows' values); returns the number
-    of images extracted. A bad image raises :class:`BadImageError` naming the file, or is
-    recorded with its error when ``job.on_bad_image == "skip"``."""
+    of images extracted and their mean-image sums. A bad image raises :class:`BadImageError`
+    naming the file, or is recorded with its error when ``job.on_bad_image == "skip"``."""
     fset = job.address.open()
     n, start = work.stop - work.start, work.start
     dtype = np.dtype(job.dtype)
@@ -63,6 +80,7 @@ def run_partition(
         at = np.asarray(targets) - start
         feats[at], valid[at], errors[at] = source.read_rows(sources)
     todo = [i - start for i in work.extract]
+    done = PartitionDone(len(todo))
     if todo:
         extractor = _worker_extractor(job)
         for b in range(0, len(todo), job.batch_size):
@@ -76,14 +94,16 @@ def run_partition(
                     errors[i] = problem
                 else:
                     rows.append(i)
-                    arrays.append(loaded)
+                    arrays.append(loaded[0])
+                    if job.mean_image is not None:
+                        job.mean_image.add(done.sums, classes[i], loaded[1])
             if arrays:
                 where = f"the batch of {len(rows)} images starting at {paths[rows[0]]}"
                 out = _run_model(job, extractor, np.stack(arrays), where)
                 feats[rows] = _checked(job, out, paths[rows[0]])
                 valid[rows] = True
     fset.write_partition(work.index, feats, valid, errors, fingerprints, content_sha256)
-    return len(todo)
+    return done
 
 
 def probe(job: Job) -> tuple[int, str]:
@@ -123,7 +143,10 @@ def _checked(job: Job, out: np.ndarray, path: str) -> np.ndarray:
     return out
 
 
-def _load_batch(job: Job, paths: Sequence[str]) -> list[np.ndarray | Exception]:
+Loaded = tuple[np.ndarray, np.ndarray | None]
+
+
+def _load_batch(job: Job, paths: Sequence[str]) -> list[Loaded | Exception]:
     if job.remote and len(paths) > 1:
         # Object-store reads are latency-bound: overlap them. Local reads stay on the task's
         # own thread so that a worker uses the CPU it was given.
@@ -132,11 +155,13 @@ def _load_batch(job: Job, paths: Sequence[str]) -> list[np.ndarray | Exception]:
     return [_load_one(job, p) for p in paths]
 
 
-def _load_one(job: Job, path: str) -> np.ndarray | Exception:
-    """The preprocessed image, or the exception that makes it a bad image."""
+def _load_one(job: Job, path: str) -> Loaded | Exception:
+    """The preprocessed image and its mean-image form (None without ``job.mean_image``), or
+    the exception that makes it a bad image."""
     try:
         arr = read_image(path, job.storage_options)
-        return preprocess(arr, job.resolution, job.num_channels, volume=job.volumes)
+        pre = preprocess(arr, job.resolution, job.num_channels, volume=job.volumes)
+        return pre, None if job.mean_image is None else job.mean_image.convert(arr)
     except (BadImageError, FileNotFoundError) as exc:
         return exc
 

@@ -9,6 +9,9 @@ as the dashboard shows them:
 - ``mean-image-combine``: adds ``split_every`` partial sums, level by level of a tree;
 - ``mean-image``: the uint8 mean of one class (:func:`~.score.finalize_mean`).
 
+``sums`` (see :mod:`.sums`) are images another pass (feature extraction) already summed: they
+join each class's tree as one more leaf, and only the other images are read here.
+
 No process holds more than one image of a partition plus its float64 sum, or the
 ``split_every`` sums of one tree node.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import dask
 import numpy as np
@@ -30,6 +34,7 @@ from ...sources.listing import is_volume_path
 from ...sources.readers import read_image
 from .image import to_uint8_image
 from .score import Partial, accumulate, combine_partials, finalize_mean
+from .sums import class_partial
 
 #: ``read(path)``: the image or volume at ``path`` as decoded (any dtype; see to_uint8_image).
 Reader = Callable[[str], np.ndarray]
@@ -44,29 +49,35 @@ def mean_images_delayed(
     target_size: tuple[int, ...] | None = None,
     volumes: bool | None = None,
     split_every: int = 8,
+    sums: Any = None,
 ) -> dict[str, Delayed]:
     """The graph of :func:`mean_images`: class name -> uncomputed uint8 mean, in the order given.
 
-    Compute several groups' graphs in one ``dask.compute`` call to share the cluster. Keys:
-    ``mean-image-shape-<token>``, ``(mean-image-partial-<token>, class, partition)``,
-    ``(mean-image-combine-<token>, class, level, node)`` and ``(mean-image-<token>, class)``.
+    ``sums`` is a :data:`~.sums.ClassSums` of images summed elsewhere (or a distributed
+    ``Future`` or ``Delayed`` of one), added to each class; a class's path list may then be
+    empty, and ``target_size`` and ``volumes`` must be given. Compute several groups' graphs in
+    one ``dask.compute`` call to share the cluster. Keys: ``mean-image-shape-<token>``,
+    ``(mean-image-partial-<token>, class, partition)``, ``(mean-image-combine-<token>, class,
+    level, node)`` and ``(mean-image-<token>, class)``.
     """
-    paths = check_paths(paths_by_class)
+    paths = check_paths(paths_by_class, allow_empty=sums is not None)
+    if sums is not None and (target_size is None or volumes is None):
+        raise SettingsError("mean images with sums taken elsewhere need target_size and volumes")
     volumes = check_reduction(paths, partition_size, target_size, volumes, split_every)
-    token = tokenize(paths, read, partition_size, target_size, volumes, split_every)
+    extra = [] if sums is None else [dask.delayed(sums, pure=True)]
+    token = tokenize(paths, read, partition_size, target_size, volumes, split_every, extra)
     dsk: dict = {}
     if target_size is None:
         shape = _shape_task(dsk, token, next(iter(paths.values()))[0], read, volumes)
     else:
         shape = tuple(int(s) for s in target_size)
+    leaves = (partition_size, split_every, extra[0].key if extra else None)
     keys = {
-        cls: _class_tree(
-            dsk, token, i, class_paths, read, shape, volumes, partition_size, split_every
-        )
+        cls: _class_tree(dsk, token, i, cls, class_paths, read, shape, volumes, *leaves)
         for i, (cls, class_paths) in enumerate(paths.items())
     }
     layer = f"mean-image-{token}"
-    graph = HighLevelGraph.from_collections(layer, dsk, dependencies=[])
+    graph = HighLevelGraph.from_collections(layer, dsk, dependencies=extra)
     return {cls: Delayed(key, graph, layer=layer) for cls, key in keys.items()}
 
 
@@ -112,13 +123,27 @@ def first_image_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def check_paths(paths_by_class: PathsByClass) -> dict[str, list[str]]:
-    """Class -> list of path strings; SettingsError for no classes or a class without paths."""
+def first_readable_shape(paths: Sequence[str], read: Reader, volume: bool) -> tuple[int, ...]:
+    """The target shape given by the first of ``paths`` that reads as an image (bad files,
+    which extraction skips, are passed over), found by one task on the current scheduler.
+    Raises the first file's error when none reads."""
+    if not paths:
+        raise SettingsError("first_readable_shape needs at least one path, got none")
+    token = tokenize(list(paths), read, volume)
+    key = f"mean-image-shape-{token}"
+    dsk = {key: (_first_readable_shape, list(paths), read, volume)}
+    (shape,) = dask.compute(Delayed(key, HighLevelGraph.from_collections(key, dsk, [])))
+    return tuple(shape)
+
+
+def check_paths(paths_by_class: PathsByClass, allow_empty: bool = False) -> dict[str, list[str]]:
+    """Class -> list of path strings; SettingsError for no classes or a class without paths
+    (unless ``allow_empty``: its images were summed by another pass)."""
     if not paths_by_class:
         raise SettingsError("mean_images needs at least one class, got none")
     out = {}
     for cls, paths in paths_by_class.items():
-        if isinstance(paths, (str, os.PathLike)) or len(paths) == 0:
+        if isinstance(paths, (str, os.PathLike)) or (len(paths) == 0 and not allow_empty):
             raise SettingsError(f"class {cls!r} needs a non-empty list of paths, got {paths!r}")
         out[cls] = [os.fspath(p) for p in paths]
     return out
@@ -136,6 +161,8 @@ def check_reduction(
     checks.check_int(split_every, "split_every", minimum=2)
     if volumes is None:
         kinds = {is_volume_path(p) for paths in paths_by_class.values() for p in paths}
+        if not kinds:
+            raise SettingsError("no paths to tell 2D images from 3D volumes; pass volumes=")
         if len(kinds) != 1:
             raise SettingsError("paths mix 3D volumes (.nii, .nii.gz) and 2D images; pass volumes=")
         volumes = kinds.pop()
@@ -157,18 +184,24 @@ def _class_tree(
     dsk: dict,
     token: str,
     index: int,
+    cls: str,
     paths: list[str],
     read: Reader,
     shape: str | tuple[int, ...],
     volume: bool,
     partition_size: int,
     split_every: int,
+    sums_key: str | None,
 ) -> tuple:
     """Add the tasks of class number ``index`` to ``dsk``; return the key of its uint8 mean."""
     level = []
     for n, start in enumerate(range(0, len(paths), partition_size)):
         key = (f"mean-image-partial-{token}", index, n)
         dsk[key] = (_partial_task, paths[start : start + partition_size], read, shape, volume)
+        level.append(key)
+    if sums_key is not None:
+        key = (f"mean-image-summed-{token}", index)
+        dsk[key] = (class_partial, sums_key, cls, shape)
         level.append(key)
     depth = 0
     while len(level) > 1:
@@ -177,13 +210,29 @@ def _class_tree(
         dsk.update({key: (combine_partials, node) for key, node in zip(level, nodes, strict=True)})
         depth += 1
     key = (f"mean-image-{token}", index)
-    dsk[key] = (finalize_mean, level[0])
+    dsk[key] = (_class_mean, level[0], cls)
     return key
+
+
+def _class_mean(partial: Partial, cls: str) -> np.ndarray:
+    if partial[1] < 1:  # every image of the class was left out as unreadable
+        raise InputError(f"class {cls!r} has no readable image to average")
+    return finalize_mean(partial)
 
 
 def _read_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:
     image = _read_uint8(path, read, volume)
     return image.shape if volume else image.shape[:2]
+
+
+def _first_readable_shape(paths: list[str], read: Reader, volume: bool) -> tuple[int, ...]:
+    first_error = None
+    for path in paths:
+        try:
+            return _read_shape(path, read, volume)
+        except (InputError, FileNotFoundError) as err:  # BadImageError is an InputError
+            first_error = first_error or err
+    raise first_error
 
 
 def _partial_task(paths: list[str], read: Reader, shape: tuple[int, ...], volume: bool) -> Partial:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import dask
 import numpy as np
@@ -83,6 +84,8 @@ def group_variety(
     volumes: bool | None = None,
     split_every: int = 8,
     reference: PathsByClass | None = None,
+    sums: Mapping[str, Any] | None = None,
+    reference_sums: Any = None,
 ) -> GroupVariety:
     """Mean images, their lossless sizes and the variety scores of synthetic groups.
 
@@ -91,20 +94,26 @@ def group_variety(
     (by default the shape of the first image of the first class of the first group), so that
     the sizes compare like with like. ``reference`` (class -> paths of the real set) adds the
     real set's mean images, computed in the same pass at the same size, for comparison; it
-    takes no part in the scores. Other arguments are as for
-    :func:`~medsyn_dask.metrics.variety.mean_images`.
+    takes no part in the scores. ``sums`` (group -> images already summed by the extraction,
+    see :mod:`.sums`) and ``reference_sums`` join the reductions; their images are left out of
+    the paths, and ``target_size`` and ``volumes`` must then be given. Other arguments are as
+    for :func:`~medsyn_dask.metrics.variety.mean_images`.
     """
     check_codec(codec)
     if not paths_by_group:
         raise SettingsError("group_variety needs at least one group, got none")
-    groups = {g: check_paths(p) for g, p in paths_by_group.items()}
-    every = {f"{g}/{c}": p for g, classes in groups.items() for c, p in classes.items()}
+    sums = dict(sums or {})
+    if reference_sums is not None:
+        sums[_REFERENCE] = reference_sums
+    if sums and (target_size is None or volumes is None):
+        raise SettingsError("group_variety with sums taken elsewhere needs target_size and volumes")
+    sets = {g: check_paths(p, allow_empty=g in sums) for g, p in paths_by_group.items()}
+    every = {f"{g}/{c}": p for g, classes in sets.items() for c, p in classes.items()}
     volumes = check_reduction(every, partition_size, target_size, volumes, split_every)
     if target_size is None:
         target_size = first_image_shape(next(iter(every.values()))[0], read, volumes)
-    sets = dict(groups)
     if reference is not None:
-        sets[_REFERENCE] = check_paths(reference)
+        sets[_REFERENCE] = check_paths(reference, allow_empty=_REFERENCE in sums)
     graphs = {
         g: mean_images_delayed(
             classes,
@@ -113,6 +122,7 @@ def group_variety(
             target_size=target_size,
             volumes=volumes,
             split_every=split_every,
+            sums=sums.get(g),
         )
         for g, classes in sets.items()
     }

@@ -1,0 +1,80 @@
+"""Mean-image sums taken by another pass over the images, so that each image is read once.
+
+Feature extraction reads every image anyway. Given a :class:`MeanImageSums` (the target shape
+of the group's mean image), an extraction task also converts each image it reads into the
+uint8 array that is averaged (:func:`~.image.to_uint8_image`, resized to the target shape)
+and adds it to its partition's per-class sums. :mod:`.graph` then adds those sums into the
+class's reduction tree, and reads only the images no extraction task summed (rows reused from
+the feature store). The numbers are those of the reading pass: the same conversion, resizing
+and float64 sums, added in another order (exact: every sum is an integer below 2**53).
+
+Shapes: ``ClassSums`` maps class name -> :data:`~.score.Partial` ``(float64 sum, count)``,
+the sum ``(H, W, 3)`` for 2D images, ``(X, Y, Z)`` for volumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .image import resize_image, to_uint8_image
+from .score import Partial, combine_partials
+
+#: Class name -> partial sum of that class's images.
+ClassSums = dict[str, Partial]
+
+
+@dataclass(frozen=True)
+class MeanImageSums:
+    """What an extraction task needs to sum images for the mean image (picklable).
+
+    ``shape`` is the mean image's array shape without channels (``(H, W)`` or ``(X, Y, Z)``),
+    ``volume`` whether the images are 3D volumes.
+    """
+
+    shape: tuple[int, ...]
+    volume: bool
+
+    def convert(self, array: np.ndarray) -> np.ndarray:
+        """The image as read -> the uint8 array added to the sums, at the target shape.
+
+        Raises :class:`~medsyn_dask.sources.BadImageError` as :func:`~.image.to_uint8_image`.
+        """
+        return resize_image(to_uint8_image(array, volume=self.volume), self.shape)
+
+    def add(self, sums: ClassSums, cls: str, image: np.ndarray) -> None:
+        """:func:`add_image`, for callers that know this object only (extraction tasks)."""
+        add_image(sums, cls, image)
+
+    def combine(self, parts: Sequence[ClassSums]) -> ClassSums:
+        """:func:`combine_class_sums`, for callers that know this object only."""
+        return combine_class_sums(parts)
+
+
+def add_image(sums: ClassSums, cls: str, image: np.ndarray) -> None:
+    """Add one converted image (:meth:`MeanImageSums.convert`) to class ``cls`` of ``sums``.
+
+    The sum is ``uint32`` (exact up to 16 million images, half the bytes of float64 for a
+    task to send); :func:`combine_class_sums` adds such sums in float64.
+    """
+    total, count = sums.get(cls, (None, 0))
+    if total is None:
+        total = np.zeros(image.shape, dtype=np.uint32)
+    total += image
+    sums[cls] = (total, count + 1)
+
+
+def combine_class_sums(parts: Sequence[ClassSums]) -> ClassSums:
+    """Add several tasks' :data:`ClassSums`, class by class (classes in first-seen order)."""
+    classes = list(dict.fromkeys(cls for part in parts for cls in part))
+    return {cls: combine_partials([p[cls] for p in parts if cls in p]) for cls in classes}
+
+
+def class_partial(sums: ClassSums, cls: str, shape: tuple[int, ...]) -> Partial:
+    """The partial sum of ``cls`` in ``sums``; a zero sum of ``shape`` when none was taken."""
+    if cls in sums:
+        return sums[cls]
+    channels = () if len(shape) == 3 else (3,)
+    return np.zeros(tuple(shape) + channels, dtype=np.float64), 0
