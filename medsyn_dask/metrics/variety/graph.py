@@ -9,8 +9,8 @@ as the dashboard shows them:
 - ``mean-image-combine``: adds ``split_every`` partial sums, level by level of a tree;
 - ``mean-image``: the uint8 mean of one class (:func:`~.score.finalize_mean`).
 
-``sums`` (see :mod:`.sums`) are images another pass (feature extraction) already summed: they
-join each class's tree as one more leaf, and only the other images are read here.
+:func:`partial_sums_delayed` stops before the mean: for images another pass (feature
+extraction, :mod:`.sums`) already summed, the caller adds those sums first.
 
 No process holds more than one image of a partition plus its float64 sum, or the
 ``split_every`` sums of one tree node.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import dask
 import numpy as np
@@ -33,8 +32,7 @@ from ...errors import InputError, SettingsError
 from ...sources.listing import is_volume_path
 from ...sources.readers import read_image
 from .image import to_uint8_image
-from .score import Partial, accumulate, combine_partials, finalize_mean
-from .sums import class_partial
+from .score import Partial, accumulate, class_mean, combine_partials
 
 #: ``read(path)``: the image or volume at ``path`` as decoded (any dtype; see to_uint8_image).
 Reader = Callable[[str], np.ndarray]
@@ -49,35 +47,56 @@ def mean_images_delayed(
     target_size: tuple[int, ...] | None = None,
     volumes: bool | None = None,
     split_every: int = 8,
-    sums: Any = None,
 ) -> dict[str, Delayed]:
     """The graph of :func:`mean_images`: class name -> uncomputed uint8 mean, in the order given.
 
-    ``sums`` is a :data:`~.sums.ClassSums` of images summed elsewhere (or a distributed
-    ``Future`` or ``Delayed`` of one), added to each class; a class's path list may then be
-    empty, and ``target_size`` and ``volumes`` must be given. Compute several groups' graphs in
-    one ``dask.compute`` call to share the cluster. Keys: ``mean-image-shape-<token>``,
-    ``(mean-image-partial-<token>, class, partition)``, ``(mean-image-combine-<token>, class,
-    level, node)`` and ``(mean-image-<token>, class)``.
+    Compute several groups' graphs in one ``dask.compute`` call to share the cluster. Keys:
+    ``mean-image-shape-<token>``, ``(mean-image-partial-<token>, class, partition)``,
+    ``(mean-image-combine-<token>, class, level, node)`` and ``(mean-image-<token>, class)``.
     """
-    paths = check_paths(paths_by_class, allow_empty=sums is not None)
-    if sums is not None and (target_size is None or volumes is None):
-        raise SettingsError("mean images with sums taken elsewhere need target_size and volumes")
+    paths = check_paths(paths_by_class)
     volumes = check_reduction(paths, partition_size, target_size, volumes, split_every)
-    extra = [] if sums is None else [dask.delayed(sums, pure=True)]
-    token = tokenize(paths, read, partition_size, target_size, volumes, split_every, extra)
+    return _graph(paths, read, partition_size, target_size, volumes, split_every, finish=True)
+
+
+def partial_sums_delayed(
+    paths_by_class: PathsByClass,
+    read: Reader,
+    *,
+    target_size: tuple[int, ...],
+    volumes: bool,
+    partition_size: int = 64,
+    split_every: int = 8,
+) -> dict[str, Delayed]:
+    """Class -> uncomputed partial sum (:data:`~.score.Partial`) of the images at its paths,
+    for the classes with paths (an empty list: the class's images were summed elsewhere, see
+    :mod:`.sums`). The tasks of :func:`mean_images_delayed` but its last: the caller adds
+    the other sums before taking the mean."""
+    paths = {c: p for c, p in check_paths(paths_by_class, allow_empty=True).items() if p}
+    check_reduction(paths_by_class, partition_size, target_size, volumes, split_every)
+    return _graph(paths, read, partition_size, target_size, volumes, split_every, finish=False)
+
+
+def _graph(paths, read, partition_size, target_size, volumes, split_every, finish: bool):
+    """Class -> Delayed of its mean (``finish``) or of its partial sum, in one graph layer."""
+    token = tokenize(paths, read, partition_size, target_size, volumes, split_every, finish)
     dsk: dict = {}
     if target_size is None:
         shape = _shape_task(dsk, token, next(iter(paths.values()))[0], read, volumes)
     else:
         shape = tuple(int(s) for s in target_size)
-    leaves = (partition_size, split_every, extra[0].key if extra else None)
     keys = {
-        cls: _class_tree(dsk, token, i, cls, class_paths, read, shape, volumes, *leaves)
+        cls: _class_tree(
+            dsk, token, i, class_paths, read, shape, volumes, partition_size, split_every
+        )
         for i, (cls, class_paths) in enumerate(paths.items())
     }
+    if finish:
+        for i, (cls, key) in enumerate(keys.items()):
+            keys[cls] = (f"mean-image-{token}", i)
+            dsk[keys[cls]] = (class_mean, key, cls)
     layer = f"mean-image-{token}"
-    graph = HighLevelGraph.from_collections(layer, dsk, dependencies=extra)
+    graph = HighLevelGraph.from_collections(layer, dsk, dependencies=[])
     return {cls: Delayed(key, graph, layer=layer) for cls, key in keys.items()}
 
 
@@ -184,24 +203,18 @@ def _class_tree(
     dsk: dict,
     token: str,
     index: int,
-    cls: str,
     paths: list[str],
     read: Reader,
     shape: str | tuple[int, ...],
     volume: bool,
     partition_size: int,
     split_every: int,
-    sums_key: str | None,
 ) -> tuple:
-    """Add the tasks of class number ``index`` to ``dsk``; return the key of its uint8 mean."""
+    """Add the tasks of class number ``index`` to ``dsk``; return the key of its partial sum."""
     level = []
     for n, start in enumerate(range(0, len(paths), partition_size)):
         key = (f"mean-image-partial-{token}", index, n)
         dsk[key] = (_partial_task, paths[start : start + partition_size], read, shape, volume)
-        level.append(key)
-    if sums_key is not None:
-        key = (f"mean-image-summed-{token}", index)
-        dsk[key] = (class_partial, sums_key, cls, shape)
         level.append(key)
     depth = 0
     while len(level) > 1:
@@ -209,15 +222,7 @@ def _class_tree(
         level = [(f"mean-image-combine-{token}", index, depth, n) for n in range(len(nodes))]
         dsk.update({key: (combine_partials, node) for key, node in zip(level, nodes, strict=True)})
         depth += 1
-    key = (f"mean-image-{token}", index)
-    dsk[key] = (_class_mean, level[0], cls)
-    return key
-
-
-def _class_mean(partial: Partial, cls: str) -> np.ndarray:
-    if partial[1] < 1:  # every image of the class was left out as unreadable
-        raise InputError(f"class {cls!r} has no readable image to average")
-    return finalize_mean(partial)
+    return level[0]
 
 
 def _read_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:

@@ -19,8 +19,16 @@ from .graph import (
     check_reduction,
     first_image_shape,
     mean_images_delayed,
+    partial_sums_delayed,
 )
-from .score import all_classes_mean, variety_scores, variety_undefined_reason
+from .score import (
+    Partial,
+    all_classes_mean,
+    class_mean,
+    combine_partials,
+    variety_scores,
+    variety_undefined_reason,
+)
 
 #: Key of the reference (real) set among the groups of one computation; not a valid group name.
 _REFERENCE = "\0reference"
@@ -114,19 +122,21 @@ def group_variety(
         target_size = first_image_shape(next(iter(every.values()))[0], read, volumes)
     if reference is not None:
         sets[_REFERENCE] = check_paths(reference, allow_empty=_REFERENCE in sums)
+    options = {
+        "partition_size": partition_size,
+        "target_size": target_size,
+        "volumes": volumes,
+        "split_every": split_every,
+    }
     graphs = {
-        g: mean_images_delayed(
-            classes,
-            read,
-            partition_size=partition_size,
-            target_size=target_size,
-            volumes=volumes,
-            split_every=split_every,
-            sums=sums.get(g),
-        )
+        g: (partial_sums_delayed if g in sums else mean_images_delayed)(classes, read, **options)
         for g, classes in sets.items()
     }
-    (class_means,) = dask.compute(graphs)
+    (computed,) = dask.compute(graphs)
+    class_means = {
+        g: _means_with_sums(computed[g], sums[g], list(sets[g])) if g in sums else computed[g]
+        for g in sets
+    }
     reference_means = class_means.pop(_REFERENCE, None)
     reference_size = (
         None
@@ -147,3 +157,14 @@ def group_variety(
         reference_means=reference_means,
         reference_size=reference_size,
     )
+
+
+def _means_with_sums(
+    read: Mapping[str, Partial], sums: Mapping[str, Partial], classes: list[str]
+) -> dict[str, np.ndarray]:
+    """Class -> uint8 mean of the images read here and those summed elsewhere, added here."""
+    means = {}
+    for cls in classes:
+        parts = [p for p in (read.get(cls), sums.get(cls)) if p is not None]
+        means[cls] = class_mean(combine_partials(parts) if parts else (None, 0), cls)
+    return means

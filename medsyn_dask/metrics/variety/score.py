@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ...errors import SettingsError
+from ...errors import InputError, SettingsError
 from .image import resize_image
 
 #: A partial sum: ``(sum of uint8 images as float64, number of images)``.
@@ -60,6 +60,13 @@ def finalize_mean(partial: Partial) -> np.ndarray:
     if count < 1:
         raise SettingsError(f"cannot take the mean of {count} images")
     return np.floor(total / count).astype(np.uint8)
+
+
+def class_mean(partial: Partial, cls: str) -> np.ndarray:
+    """:func:`finalize_mean` of class ``cls``'s sum; InputError naming it when it is empty."""
+    if partial[1] < 1:  # every image of the class was left out as unreadable
+        raise InputError(f"class {cls!r} has no readable image to average")
+    return finalize_mean(partial)
 
 
 def all_classes_mean(class_means: Mapping[str, np.ndarray] | Sequence[np.ndarray]) -> np.ndarray:

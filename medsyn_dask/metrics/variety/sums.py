@@ -3,12 +3,14 @@
 Feature extraction reads every image anyway. Given a :class:`MeanImageSums` (the target shape
 of the group's mean image), an extraction task also converts each image it reads into the
 uint8 array that is averaged (:func:`~.image.to_uint8_image`, resized to the target shape)
-and adds it to its partition's per-class sums. :mod:`.graph` then adds those sums into the
-class's reduction tree, and reads only the images no extraction task summed (rows reused from
-the feature store). The numbers are those of the reading pass: the same conversion, resizing
-and float64 sums, added in another order (exact: every sum is an integer below 2**53).
+and adds it to its partition's per-class sums. :func:`~.group.group_variety` adds those sums
+to those of the images no extraction task summed (rows reused from the feature store), which
+it reads (:func:`~.graph.partial_sums_delayed`). The numbers are those of the reading pass:
+the same conversion, resizing and sums, added in another order (exact: every sum is an
+integer below 2**53).
 
-Shapes: ``ClassSums`` maps class name -> :data:`~.score.Partial` ``(float64 sum, count)``,
+Shapes: ``ClassSums`` maps class name -> :data:`~.score.Partial` ``(sum, count)`` (the sum
+``uint32`` in a task, ``float64`` once added),
 the sum ``(H, W, 3)`` for 2D images, ``(X, Y, Z)`` for volumes.
 """
 
@@ -70,11 +72,3 @@ def combine_class_sums(parts: Sequence[ClassSums]) -> ClassSums:
     """Add several tasks' :data:`ClassSums`, class by class (classes in first-seen order)."""
     classes = list(dict.fromkeys(cls for part in parts for cls in part))
     return {cls: combine_partials([p[cls] for p in parts if cls in p]) for cls in classes}
-
-
-def class_partial(sums: ClassSums, cls: str, shape: tuple[int, ...]) -> Partial:
-    """The partial sum of ``cls`` in ``sums``; a zero sum of ``shape`` when none was taken."""
-    if cls in sums:
-        return sums[cls]
-    channels = () if len(shape) == 3 else (3,)
-    return np.zeros(tuple(shape) + channels, dtype=np.float64), 0
