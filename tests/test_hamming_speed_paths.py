@@ -49,6 +49,30 @@ def test_planes_count_every_mismatch(low, high, dtype):
     np.testing.assert_array_equal(counts, (x[:, None, :] != y[None, :, :]).sum(axis=2))
 
 
+@pytest.mark.parametrize("planes, words", [(3, 0), (3, 8), (9, 40), (66, 16)])
+def test_both_counting_kernels_agree_with_numpy(planes, words):
+    """The vector kernel and the portable one, on sparse random planes (many words equal in
+    some pairs) and 40 x 29 rows: tiles of 16 rows and a rest."""
+    if hamming_planes.kernels().vector is None:
+        pytest.skip("this llvmlite cannot build the vector kernel")
+    rng = np.random.default_rng(16)
+
+    def draw(n):
+        bits = rng.integers(0, 1 << 63, (n, planes, words), dtype=np.uint64)
+        return bits & rng.integers(0, 1 << 63, (n, planes, words), dtype=np.uint64)
+
+    x, y = draw(40), draw(29)
+    y[:4] = x[:4]
+    differ = np.bitwise_or.reduce(x[:, None] ^ y[None, :], axis=2)
+    expected = np.bitwise_count(differ).sum(axis=-1, dtype=np.int64)
+    kernels = hamming_planes.kernels()
+    for kernel in (kernels.vector, kernels.portable):
+        out = np.full((40, 29), -1, dtype=np.int64)
+        kernel(x, y, out, 16)
+        np.testing.assert_array_equal(out, expected)
+    assert kernels.mismatches is kernels.vector  # it agreed with the portable one: in use
+
+
 def test_planes_count_only_the_positions_given():
     rng = np.random.default_rng(12)
     x, y = rng.integers(0, 9, (20, 200)), rng.integers(0, 9, (300, 200))
