@@ -104,3 +104,19 @@ def test_no_module_over_the_line_limit():
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_the_driver_of_a_job_does_not_import_torch():
+    """torch (a second of imports) loads on the workers that extract, not in the driver;
+    scipy.stats (0.4 s) only for a holdout's test."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, medsyn_dask.job, medsyn_dask.report, medsyn_dask.cli;"
+        "from medsyn_dask.features import registry;"
+        "registry.resolve_name('torchscript:model.pt', check_exists=False);"
+        "print(sorted(m for m in sys.modules if m == 'torch' or m == 'scipy.stats'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", done.stdout

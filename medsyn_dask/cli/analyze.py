@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,19 +204,20 @@ def run_job(
     Returns the content of ``metrics.json``.
     """
     from ..cluster import start_cluster
-    from ..job import analyze
-    from ..report import prepare_output, write_outputs, write_report, write_summary
-    from ..settings import check_settings
     from ..sources.anonymise import secrets_hidden_in_logs
 
     settings.validate()  # every setting, before a cluster starts or anything is written
     options = dict(settings.storage_options)
-    # The roots are listed while the cluster starts (both wait on I/O, not on CPU).
+    # The job's modules are imported and the roots listed while the cluster starts: the
+    # cluster mostly waits for its worker processes.
     with ThreadPoolExecutor(1) as pool, contextlib.ExitStack() as stack:
         stack.enter_context(secrets_hidden_in_logs(options))  # libraries log keys at DEBUG
-        listing = pool.submit(check_settings, settings)
+        listing = pool.submit(_import_and_list, settings)
         client = stack.enter_context(start_cluster(cluster))
         datasets = listing.result()
+        from ..job import analyze
+        from ..report import prepare_output, write_outputs, write_report, write_summary
+
         prepare_output(settings.output, options)
         result = analyze(settings, datasets=datasets)
         metrics = write_outputs(result, settings.output, options)
@@ -225,6 +227,15 @@ def run_job(
         if keep_open:
             _wait_for_ctrl_c(client)
     return metrics
+
+
+def _import_and_list(settings: AnalyzeSettings) -> Any:
+    """:func:`~medsyn_dask.settings.check_settings` (the listing), after importing the job."""
+    import_module("medsyn_dask.job")
+    import_module("medsyn_dask.report")
+    from ..settings import check_settings
+
+    return check_settings(settings)
 
 
 def _wait_for_ctrl_c(client: Any) -> None:

@@ -17,11 +17,36 @@
 ``load_features`` reads it back for any analysis.
 """
 
-from .extract import ExtractionResult, extract_features
-from .extractor import Extractor
-from .feature_set import BadImage, Provenance
-from .registry import available_extractors, create_extractor, register
-from .store import LoadedFeatures, list_feature_sets, load_features
+from importlib import import_module
+
+# Imported on first use: the driver of a job lists, plans and scores without torch, which
+# only the workers (and :class:`Extractor` users) load.
+_LAZY = {
+    "ExtractionResult": "extract",
+    "extract_features": "extract",
+    "Extractor": "extractor",
+    "BadImage": "feature_set",
+    "Provenance": "feature_set",
+    "available_extractors": "registry",
+    "create_extractor": "registry",
+    "register": "registry",
+    "LoadedFeatures": "store",
+    "list_feature_sets": "store",
+    "load_features": "store",
+}
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BadImage",

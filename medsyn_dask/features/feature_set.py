@@ -264,4 +264,3 @@ def _put_group_metadata(store: Store, path: str, attributes: Mapping[str, Any]) 
     doc = {"zarr_format": 3, "node_type": "group", "attributes": dict(attributes)}
     data = default_buffer_prototype().buffer.from_bytes(json.dumps(doc).encode())
     sync(store.set(f"{path}/zarr.json", data))
-

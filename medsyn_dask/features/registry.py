@@ -1,9 +1,10 @@
 """The registry of extractor short names (``pixels``, ``vqvae-top``, ``torchscript:PATH``...).
 
-This module imports the built-in extractor modules and registers them itself (the way
-torch-fidelity and dgm-eval keep their registries), so those modules import only
-:mod:`.extractor` and :mod:`.weights` and there is no import circle. Other code adds an
-extractor with :func:`register`. Names have the form ``NAME`` or ``NAME:ARG``.
+This module registers the built-in extractors itself (the way torch-fidelity and dgm-eval
+keep their registries), from their description in :mod:`.builtins`: a built-in module (and
+torch) is imported when its first extractor is created, so that a driver checks names without
+loading torch, and there is no import circle. Other code adds an extractor with
+:func:`register`. Names have the form ``NAME`` or ``NAME:ARG``.
 
 Weights are checked here, once, for every extractor: an extractor registered with
 ``takes_weights=True`` gets a weights path (a missing one is a
@@ -17,17 +18,19 @@ import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 import fsspec
 
 from ..errors import SettingsError
-from . import pixels, torchscript, vision
-from .extractor import Extractor
-from .vqvae import extractor as vqvae
+from .builtins import BUILTINS, Builtin
+
+if TYPE_CHECKING:
+    from .extractor import Extractor
 
 #: ``factory(arg, weights, storage_options)``: ``arg`` follows ``NAME:`` (``None`` without one).
-Factory = Callable[[str | None, str | None, Mapping[str, Any] | None], Extractor]
+Factory = Callable[[str | None, str | None, Mapping[str, Any] | None], "Extractor"]
 
 
 @dataclass(frozen=True)
@@ -69,23 +72,24 @@ def register(
     return deco
 
 
-register("pixels")(pixels.make)
-register(
-    "torchscript",
-    takes_weights=True,
-    weights_in_name=True,
-    weights_label=torchscript.WEIGHTS_LABEL,
-)(torchscript.make)
-register(
-    "vqvae-top", takes_weights=True, weights_in_name=True, weights_label=vqvae.WEIGHTS_LABEL
-)(vqvae.make_top)
-register(
-    "vqvae-bottom", takes_weights=True, weights_in_name=True, weights_label=vqvae.WEIGHTS_LABEL
-)(vqvae.make_bottom)
-register("timm", takes_weights=True, weights_help=vision.WEIGHTS_HELP["timm"])(vision.make_timm)
-register("torchvision", takes_weights=True, weights_help=vision.WEIGHTS_HELP["torchvision"])(
-    vision.make_torchvision
-)
+def _lazy_factory(builtin: Builtin) -> Factory:
+    """A factory that imports the built-in's module on its first call."""
+
+    def factory(arg, weights, storage_options):
+        module = import_module(f"{__package__}.{builtin.module}")
+        return getattr(module, builtin.factory)(arg, weights, storage_options)
+
+    return factory
+
+
+for _name, _builtin in BUILTINS.items():
+    register(
+        _name,
+        takes_weights=_builtin.takes_weights,
+        weights_in_name=_builtin.weights_in_name,
+        weights_label=_builtin.weights_label,
+        weights_help=_builtin.weights_help,
+    )(_lazy_factory(_builtin))
 
 
 def available_extractors() -> list[str]:

@@ -78,8 +78,8 @@ def match_rows(
     for s in range(first, len(stored)):
         rows = stored[s]
         where = {p: j for j, p in enumerate(rows.paths)}
-        ours, theirs = (content_sha256, rows.content_sha256) if verify else (
-            fingerprints, rows.fingerprints
+        ours, theirs = (
+            (content_sha256, rows.content_sha256) if verify else (fingerprints, rows.fingerprints)
         )
         for i in np.flatnonzero(source < 0):
             j = where.get(rel_paths[i])

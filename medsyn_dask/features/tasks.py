@@ -19,13 +19,13 @@ import numpy as np
 from ..cluster import relax_malloc_trim
 from ..errors import InputError, MedsynError
 from ..sources import BadImageError, preprocess, read_image
-from .extractor import Extractor
 from .feature_set import SetAddress
 from .registry import cached_extractor
 from .reuse import PartitionWork
 
 if TYPE_CHECKING:
     from ..metrics.variety.sums import ClassSums, MeanImageSums
+    from .extractor import Extractor
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,9 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .builtins import TORCHSCRIPT_LABEL as WEIGHTS_LABEL
 from .extractor import Extractor
 from .weights import read_weights
-
-#: How the registry names a missing model file.
-WEIGHTS_LABEL = "TorchScript file"
 
 
 class TorchScriptExtractor(Extractor):

@@ -44,21 +44,6 @@ class VisionExtractor(Extractor):
         return self.model(batch)
 
 
-#: What the registry says when ``--weights`` is missing, per library (never downloaded).
-WEIGHTS_HELP = {
-    "timm": (
-        "medsyn-dask never downloads weights: save the model's state dict on a machine with "
-        "network access, e.g. torch.save(timm.create_model(NAME, pretrained=True)"
-        ".state_dict(), 'NAME.pt'), and pass --weights NAME.pt"
-    ),
-    "torchvision": (
-        "medsyn-dask never downloads weights: save the model's state dict on a machine with "
-        "network access, e.g. torch.save(torchvision.models.get_model(NAME, "
-        "weights='DEFAULT').state_dict(), 'NAME.pt'), and pass --weights NAME.pt"
-    ),
-}
-
-
 def _import(module: str):
     try:
         return __import__(module)

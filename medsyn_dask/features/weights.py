@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Mapping
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
 from ..sources.readers import read_bytes
+
+if TYPE_CHECKING:
+    import torch
 
 
 def read_weights(
@@ -47,6 +48,8 @@ def load_state_dict(
     """
     data, sha = read_weights(path, storage_options, label)
     try:
+        import torch  # here: the driver hashes weights files without loading torch
+
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a non-checkpoint file
         raise InputError(f"{path} is not a readable torch checkpoint: {exc}") from None
@@ -57,6 +60,8 @@ def load_state_dict(
 
 
 def clean_state_dict(obj: Any) -> dict[str, torch.Tensor]:
+    import torch
+
     """The state dict inside a loaded checkpoint (unwrapping ``model``/``state_dict`` and the
     DataParallel ``module.`` prefix)."""
     if isinstance(obj, torch.nn.Module):

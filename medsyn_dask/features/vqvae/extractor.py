@@ -16,12 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..builtins import VQVAE_LABEL as WEIGHTS_LABEL
 from ..extractor import Extractor
 from ..weights import load_state_dict
 from .model import vqvae_from_state_dict
-
-#: How the registry names a missing checkpoint.
-WEIGHTS_LABEL = "VQ-VAE checkpoint"
 
 
 class VQVAEExtractor(Extractor):
