@@ -3,8 +3,9 @@
 Two codes differ exactly when one of their bits does. Bit ``b`` of every code of a row, over the
 compared positions, is packed into a bit plane (64 positions per uint64 word); for a pair of rows
 the differing positions are the OR over planes of the XOR of the two rows' planes, and their
-number is its popcount. Codes below 512 take 9 planes, so a word of 64 positions costs about
-20 integer operations instead of 64 comparisons. Counts are integers: exact by construction.
+number is its popcount. Codes below 512 take 9 planes, so 512 positions of a pair cost about
+20 SIMD instructions instead of 512 comparisons. Counts are integers: exact by construction.
+The kernels themselves are in :mod:`.hamming_kernels`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-#: Planes are handled three at a time (fewer passes over the accumulator): the number of planes
-#: is rounded up to a multiple of this, the extra planes all zero (they never differ).
+#: The portable kernel takes planes three at a time (fewer passes over its accumulator): the
+#: number of planes is rounded up to a multiple of this, the extra planes zero (never differ).
 PLANES_PER_PASS = 3
 #: Words per row are rounded up to a multiple of this (whole SIMD vectors; zero padding).
 WORD_MULTIPLE = 8
