@@ -10,7 +10,8 @@ the very same files:
     - stage by stage: the job's public stage functions called one by one, as
       ``medsyn_dask.job.analyze`` calls them, for ``models=("pixels",)``,
       ``resolutions=(256,)``: ``check_settings`` + ``prepare_output`` (listing), ``extract_all``
-      (a fresh Zarr store; per set), ``score_groups`` (the real radii, then real x each group,
+      (a fresh Zarr store; per set; the tasks also sum the images for the mean images, as in
+      ``analyze``), ``score_groups`` (the real radii, then real x each group,
       FID included), ``measure_variety`` (mean images), then ``report.write_outputs``. The
       stages inside ``extract_all`` and ``score_groups`` are split where the job announces
       them (its ``medsyn_dask.progress`` messages, ``_common.Stages.at_progress``);
@@ -137,6 +138,7 @@ def medsyn_stages(data: Path, groups: list[str], scratch: Path, workers: int) ->
     from medsyn_dask.job import (
         assemble_result,
         extract_all,
+        mean_image_target,
         measure_variety,
         model_resolution_pairs,
         score_groups,
@@ -152,12 +154,16 @@ def medsyn_stages(data: Path, groups: list[str], scratch: Path, workers: int) ->
             prepare_output(s.output)
         (pair,) = model_resolution_pairs(s)
         with stages("extraction"), per_set.at_progress(_set_name):
-            features = extract_all(s, pair, list(real_set.class_names), progress=False)
+            # As analyze: the extraction also sums the images for the mean images.
+            target, summed = mean_image_target(s, synthetic_sets), {}
+            features = extract_all(s, pair, list(real_set.class_names), progress=False,
+                                   mean_image=target, summed=summed)
         synthetic = {g: features[g] for g in groups}
         with stages.at_progress(_score_stage):
             scores = score_groups(s, features[REAL], synthetic, progress=False)
         with stages("variety"):
-            variety = measure_variety(s, synthetic_sets, real_set=real_set, progress=False)
+            variety = measure_variety(s, synthetic_sets, real_set=real_set, progress=False,
+                                      mean_image=target, summed=summed)
         result = assemble_result(s, {pair: features}, scores, variety)
         with stages("writing outputs"):
             write_outputs(result, s.output)
