@@ -50,9 +50,14 @@ def test_planes_count_every_mismatch(low, high, dtype):
 
 
 @pytest.mark.parametrize("planes, words", [(3, 0), (3, 8), (9, 40), (66, 16)])
-def test_both_counting_kernels_agree_with_numpy(planes, words):
+@pytest.mark.parametrize(
+    "n_x, n_y, tile",
+    [(40, 29, 16), (70, 45, 128), (3, 1, 128), (5, 7, 3), (1, 2, 1), (8, 4, 4)],
+)
+def test_both_counting_kernels_agree_with_numpy(planes, words, n_x, n_y, tile):
     """The vector kernel and the portable one, on sparse random planes (many words equal in
-    some pairs) and 40 x 29 rows: tiles of 16 rows and a rest."""
+    some pairs): whole blocks of BLOCK_ROWS x BLOCK_COLS pairs, tiles and the rows and columns
+    left over."""
     if hamming_planes.kernels().vector is None:
         pytest.skip("this llvmlite cannot build the vector kernel")
     rng = np.random.default_rng(16)
@@ -61,14 +66,14 @@ def test_both_counting_kernels_agree_with_numpy(planes, words):
         bits = rng.integers(0, 1 << 63, (n, planes, words), dtype=np.uint64)
         return bits & rng.integers(0, 1 << 63, (n, planes, words), dtype=np.uint64)
 
-    x, y = draw(40), draw(29)
-    y[:4] = x[:4]
+    x, y = draw(n_x), draw(n_y)
+    y[:1] = x[:1]
     differ = np.bitwise_or.reduce(x[:, None] ^ y[None, :], axis=2)
     expected = np.bitwise_count(differ).sum(axis=-1, dtype=np.int64)
     kernels = hamming_planes.kernels()
     for kernel in (kernels.vector, kernels.portable):
-        out = np.full((40, 29), -1, dtype=np.int64)
-        kernel(x, y, out, 16)
+        out = np.full((n_x, n_y), -1, dtype=np.int64)
+        kernel(x, y, out, tile)
         np.testing.assert_array_equal(out, expected)
     assert kernels.mismatches is kernels.vector  # it agreed with the portable one: in use
 

@@ -4,8 +4,9 @@ Module-level functions, so that numba caches them on disk: a new worker loads th
 milliseconds instead of compiling them again.
 
 - ``pack``: bit planes of codes at chosen positions;
-- ``vector_mismatches``: the counting kernel on SIMD vectors of WORD_MULTIPLE words, its pair
-  loop in LLVM IR so that the OR over planes stays in a register, then one vector popcount;
+- ``vector_mismatches``: the counting kernel on SIMD vectors of WORD_MULTIPLE words, its inner
+  loops in LLVM IR so that the OR over planes stays in a register (a vector popcount then
+  counts it), for BLOCK_ROWS x BLOCK_COLS pairs at once;
 - ``portable_mismatches``: the same count in plain numba loops (the OR over planes goes through
   memory, three planes per pass): about half the speed, the fallback for an llvmlite that cannot
   build the vector kernel.
@@ -76,55 +77,96 @@ def _portable_mismatches(xp, yp, out, tile):  # pragma: no cover - compiled
                 out[i, j] = count
 
 
-@intrinsic
-def _pair_mismatches(typingctx, xp, yp, i, j):  # pragma: no cover - compiled
-    """Differing positions of rows ``xp[i]`` and ``yp[j]``: (n, planes, words) uint64 C arrays,
-    words a multiple of WORD_MULTIPLE."""
-    for planes in (xp, yp):
-        if not (planes.dtype == types.uint64 and planes.ndim == 3 and planes.layout == "C"):
-            return None
+def _block_intrinsic(n_rows: int, n_cols: int):
+    """An intrinsic ``(xp, yp, i, j)`` -> the differing positions of rows ``xp[i:i + n_rows]``
+    and ``yp[j:j + n_cols]``, row-major in a tuple; (n, planes, words) uint64 C arrays, words a
+    multiple of WORD_MULTIPLE. Each loaded vector serves several pairs, and every pair's OR
+    over planes stays in a register."""
+    n_pairs = n_rows * n_cols
 
-    def codegen(context, builder, signature, args):
-        x = context.make_array(signature.args[0])(context, builder, args[0])
-        y = context.make_array(signature.args[1])(context, builder, args[1])
-        n_planes, n_words = (builder.extract_value(x.shape, k) for k in (1, 2))
-        row = builder.mul(n_planes, n_words)
-        rows = [builder.gep(x.data, [builder.mul(args[2], row)])]
-        rows.append(builder.gep(y.data, [builder.mul(args[3], row)]))
-        zero = ir.Constant(_VECTOR, [0] * WORD_MULTIPLE)
-        differ = cgutils.alloca_once_value(builder, zero)  # both promoted to registers
-        counts = cgutils.alloca_once_value(builder, zero)
-        ctpop = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VECTOR, [_VECTOR]), f"llvm.ctpop.v{WORD_MULTIPLE}i64"
-        )
-        n_vectors = builder.udiv(n_words, ir.Constant(_I64, WORD_MULTIPLE))
-        with cgutils.for_range(builder, n_vectors) as over_vectors:
-            builder.store(zero, differ)
-            first = builder.mul(over_vectors.index, ir.Constant(_I64, WORD_MULTIPLE))
-            with cgutils.for_range(builder, n_planes) as over_planes:
-                at = builder.add(builder.mul(over_planes.index, n_words), first)
-                pointers = [
-                    builder.bitcast(builder.gep(r, [at]), _VECTOR.as_pointer()) for r in rows
-                ]
-                flips = builder.xor(*(builder.load(p, align=8) for p in pointers))
-                builder.store(builder.or_(builder.load(differ), flips), differ)
-            popcounts = builder.call(ctpop, [builder.load(differ)])
-            builder.store(builder.add(builder.load(counts), popcounts), counts)
-        total = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(_I64, [_VECTOR]),
-            f"llvm.vector.reduce.add.v{WORD_MULTIPLE}i64",
-        )
-        return builder.call(total, [builder.load(counts)])
+    @intrinsic
+    def block_mismatches(typingctx, xp, yp, i, j):  # pragma: no cover - compiled
+        for planes in (xp, yp):
+            if not (planes.dtype == types.uint64 and planes.ndim == 3 and planes.layout == "C"):
+                return None
 
-    return types.int64(xp, yp, types.intp, types.intp), codegen
+        def codegen(context, builder, signature, args):
+            x = context.make_array(signature.args[0])(context, builder, args[0])
+            y = context.make_array(signature.args[1])(context, builder, args[1])
+            n_planes, n_words = (builder.extract_value(x.shape, k) for k in (1, 2))
+            row = builder.mul(n_planes, n_words)
+
+            def starts(array, first, count):
+                at = [builder.add(first, ir.Constant(_I64, k)) for k in range(count)]
+                return [builder.gep(array.data, [builder.mul(k, row)]) for k in at]
+
+            x_rows, y_rows = starts(x, args[2], n_rows), starts(y, args[3], n_cols)
+            zero = ir.Constant(_VECTOR, [0] * WORD_MULTIPLE)
+            # allocas of the entry block: promoted to registers
+            differ = [cgutils.alloca_once_value(builder, zero) for _ in range(n_pairs)]
+            counts = [cgutils.alloca_once_value(builder, zero) for _ in range(n_pairs)]
+            ctpop = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(_VECTOR, [_VECTOR]),
+                f"llvm.ctpop.v{WORD_MULTIPLE}i64",
+            )
+            n_vectors = builder.udiv(n_words, ir.Constant(_I64, WORD_MULTIPLE))
+            with cgutils.for_range(builder, n_vectors) as over_vectors:
+                for d in differ:
+                    builder.store(zero, d)
+                first = builder.mul(over_vectors.index, ir.Constant(_I64, WORD_MULTIPLE))
+                with cgutils.for_range(builder, n_planes) as over_planes:
+                    at = builder.add(builder.mul(over_planes.index, n_words), first)
+
+                    def load(start):
+                        pointer = builder.bitcast(builder.gep(start, [at]), _VECTOR.as_pointer())
+                        return builder.load(pointer, align=8)
+
+                    xs, ys = [load(r) for r in x_rows], [load(r) for r in y_rows]
+                    for k, d in enumerate(differ):
+                        flips = builder.xor(xs[k // n_cols], ys[k % n_cols])
+                        builder.store(builder.or_(builder.load(d), flips), d)
+                for d, c in zip(differ, counts, strict=True):
+                    popcounts = builder.call(ctpop, [builder.load(d)])
+                    builder.store(builder.add(builder.load(c), popcounts), c)
+            total = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(_I64, [_VECTOR]),
+                f"llvm.vector.reduce.add.v{WORD_MULTIPLE}i64",
+            )
+            values = [builder.call(total, [builder.load(c)]) for c in counts]
+            return context.make_tuple(builder, signature.return_type, values)
+
+        return types.UniTuple(types.int64, n_pairs)(xp, yp, types.intp, types.intp), codegen
+
+    return block_mismatches
+
+
+#: Pairs per call of the vector kernel: 4 rows of x by 2 of y (8 accumulators and 6 loaded
+#: vectors fit the 16 or 32 vector registers; 2.2x the speed of one pair at a time).
+BLOCK_ROWS, BLOCK_COLS = 4, 2
+_block_mismatches = _block_intrinsic(BLOCK_ROWS, BLOCK_COLS)
+_pair_mismatches = _block_intrinsic(1, 1)
 
 
 def _vector_mismatches(xp, yp, out, tile):  # pragma: no cover - compiled
-    for j0 in range(0, yp.shape[0], tile):
-        for i in range(xp.shape[0]):
-            for j in range(j0, min(j0 + tile, yp.shape[0])):
-                out[i, j] = _pair_mismatches(xp, yp, i, j)
+    n_x, n_y = xp.shape[0], yp.shape[0]
+    whole_x = n_x - n_x % BLOCK_ROWS
+    for j0 in range(0, n_y, tile):
+        j1 = min(j0 + tile, n_y)
+        whole_j = j1 - (j1 - j0) % BLOCK_COLS
+        for i in range(0, whole_x, BLOCK_ROWS):
+            for j in range(j0, whole_j, BLOCK_COLS):
+                counts = _block_mismatches(xp, yp, i, j)
+                for r in range(BLOCK_ROWS):
+                    for c in range(BLOCK_COLS):
+                        out[i + r, j + c] = counts[r * BLOCK_COLS + c]
+            for j in range(whole_j, j1):  # the tile's last columns
+                for r in range(BLOCK_ROWS):
+                    out[i + r, j] = _pair_mismatches(xp, yp, i + r, j)[0]
+        for i in range(whole_x, n_x):  # the last rows
+            for j in range(j0, j1):
+                out[i, j] = _pair_mismatches(xp, yp, i, j)[0]
 
 
 pack = compiled(_pack)
