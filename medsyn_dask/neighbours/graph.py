@@ -29,6 +29,7 @@ from .reductions import (
     RealPartial,
     SyntheticCandidates,
     SyntheticPartial,
+    column_candidates,
     column_minimum,
     combine_real,
     compare_block,
@@ -107,8 +108,7 @@ def _radii_candidates(
     rows = row_candidates(block, nearest_k + 1, allowed).shifted(cols=y_offset)
     if same:
         return rows, None
-    allowed_t = None if allowed is None else np.ascontiguousarray(allowed.T)
-    return rows, row_candidates(block.transpose(), nearest_k + 1, allowed_t).shifted(cols=x_offset)
+    return rows, column_candidates(block, nearest_k + 1, allowed).shifted(cols=x_offset)
 
 
 def _radii_select(parts: list[tuple], sides: list[int], nearest_k: int) -> Candidates:

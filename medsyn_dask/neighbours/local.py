@@ -28,6 +28,7 @@ from .reductions import (
     Candidates,
     RealPartial,
     SyntheticPartial,
+    column_candidates,
     column_minimum,
     combine_real,
     compare_block,
@@ -109,7 +110,7 @@ class Runner:
         self._stack = ExitStack()
         if self.n_threads > 1:
             self._stack.enter_context(_one_blas_thread())
-        self._pool = self._stack.enter_context(ThreadPoolExecutor(self.n_threads))
+        self._pool = _pool(self.n_threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -149,7 +150,7 @@ class Runner:
             block = self._scored(prepared[i], prepared[j])
             (oi, _), (oj, _) = spans[i], spans[j]
             rows = row_candidates(block, n).shifted(rows=oi, cols=oj)
-            cols = None if i == j else row_candidates(block.transpose(), n).shifted(oj, oi)
+            cols = None if i == j else column_candidates(block, n).shifted(oj, oi)
             return rows, cols
 
         found = self._run_pairs("real radii", candidates, pairs)
@@ -218,6 +219,14 @@ class Runner:
             return dict(zip(pairs, self.map(_counted(fn, counter), pairs), strict=True))
 
 
+@functools.cache
+def _pool(n_threads: int) -> ThreadPoolExecutor:
+    """The process's pool of ``n_threads`` threads, started once: starting threads costs
+    milliseconds per call, as much as a small problem's whole computation. Its tasks never
+    submit tasks to it, so callers in several threads share it without deadlock."""
+    return ThreadPoolExecutor(n_threads, thread_name_prefix="medsyn-neighbours")
+
+
 def _larger_first(rows: list[tuple[int, int]], cols: list[tuple[int, int]] | None = None):
     """Sort key of block pairs: the largest first, so no thread is left with a big one last."""
     cols = rows if cols is None else cols
@@ -270,8 +279,7 @@ def summary(
         centre = r.mean(axis=0, dtype=np.float64) if metric == "euclidean" else None
         return finite[0], finite[1], std, centre
 
-    with ThreadPoolExecutor(threads()) as pool:
-        parts = list(pool.map(part, slices))
+    parts = list(_pool(threads()).map(part, slices))
     centre = None if metric != "euclidean" else np.concatenate([p[3] for p in parts])
     std = float(np.concatenate([p[2] for p in parts]).mean())
     return all(p[0] for p in parts), all(p[1] for p in parts), std, centre

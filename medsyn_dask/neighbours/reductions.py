@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .bounds import ScoreBlock, nonzero_2d
+from .scans import column_minima, kth_smallest, scaled_below
 
 #: A row whose copy-ratio error exceeds this and 16 times the block's median (its copy threshold
 #: is tiny next to the float32 error) does not share the column threshold: it is bounded alone.
@@ -101,25 +102,42 @@ def row_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None)
     bool, when given, restricts every row to its allowed pairs (patient mode: other patients);
     a row with none allowed yields no candidate.
     """
+    return _smallest_candidates(block, n, allowed, axis=1)
+
+
+def column_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None) -> Candidates:
+    """:func:`row_candidates` of ``block.transpose()`` (rows: the columns of ``block``), read
+    from ``block`` as it is: no transposed copy of the scores."""
+    return _smallest_candidates(block, n, allowed, axis=0).transposed()
+
+
+def _smallest_candidates(
+    block: ScoreBlock, n: int, allowed: np.ndarray | None, axis: int
+) -> Candidates:
+    """Candidates (rows and columns of ``block``) for the ``n`` smallest along ``axis``: per
+    row (``axis=1``, bounded by the row envelope) or per column (``axis=0``)."""
     score = block.score
     if allowed is not None:
         score = np.where(allowed, score, np.array(np.inf, dtype=score.dtype))
-    if score.shape[1] > n:
-        kth = np.partition(score, n - 1, axis=1)[:, n - 1]
+    env = block.rows if axis == 1 else block.cols
+    if score.shape[axis] > n:
+        kth = kth_smallest(score, n, axis)
     else:
-        kth = score.max(axis=1)
-    limit = block.rows.score_upto(block.rows.upper(kth), score.dtype)
-    keep = score <= limit[:, None]
+        kth = score.max(axis=axis)
+    limit = env.score_upto(env.upper(kth), score.dtype)
+    keep = score <= (limit[:, None] if axis == 1 else limit[None, :])
     if allowed is not None:
         keep &= allowed  # a row whose limit is +inf would otherwise keep its masked pairs
     rows, cols = nonzero_2d(keep)
-    return _on_scores(block, rows, cols, "row")
+    return _on_scores(block, rows, cols, "row" if axis == 1 else "col")
 
 
-def column_min_candidates(block: ScoreBlock) -> Candidates:
-    """Pairs that may be the nearest row of their column (local indices)."""
+def column_min_candidates(block: ScoreBlock, column_min: np.ndarray | None = None) -> Candidates:
+    """Pairs that may be the nearest row of their column (local indices); ``column_min``: the
+    smallest score of each column, when already known."""
     score = block.score
-    limit = block.cols.score_upto(block.cols.upper(score.min(axis=0)), score.dtype)
+    column_min = score.min(axis=0) if column_min is None else column_min
+    limit = block.cols.score_upto(block.cols.upper(column_min), score.dtype)
     rows, cols = nonzero_2d(score <= limit[None, :])
     return _on_scores(block, rows, cols, "col")
 
@@ -175,6 +193,13 @@ def ratio_candidates(block: ScoreBlock, copy_threshold: np.ndarray) -> Candidate
 
     Rows with a zero threshold have ratio +inf (nothing can copy them) and never qualify.
     """
+    return _ratio_and_column_min(block, copy_threshold)[0]
+
+
+def _ratio_and_column_min(
+    block: ScoreBlock, copy_threshold: np.ndarray
+) -> tuple[Candidates, np.ndarray]:
+    """:func:`ratio_candidates`, and the smallest score of each column (the same read)."""
     env, score = block.rows, block.score
     valid = copy_threshold > 0
     c = np.where(valid, copy_threshold, 1.0)
@@ -184,19 +209,16 @@ def ratio_candidates(block: ScoreBlock, copy_threshold: np.ndarray) -> Candidate
     alpha, beta = env.dist_err / c, env.sq_err / c**power
     loose = valid & ((alpha > _cap(alpha[valid])) | (beta > _cap(beta[valid])))
     shared = valid & ~loose
+    weight = (1.0 / c**power).astype(score.dtype)
+    column_min, q_min = column_minima(score, weight, shared)
     best_upper = np.full(score.shape[1], np.inf)
     parts = []
     shared_rows, loose_rows = np.flatnonzero(shared), np.flatnonzero(loose)
     if len(shared_rows):
         a, b = alpha[shared].max(), beta[shared].max()
-        weight = (1.0 / c**power).astype(score.dtype)
-        if len(shared_rows) == len(score):
-            q = score * weight[:, None]
-        else:
-            q = score[shared_rows] * weight[shared_rows, None]
         # The smallest q of a column belongs to some shared row, whose ratio is at most
         # (root(q + beta) + alpha) * (1 + rel); q's float32 rounding is covered by 1e-6.
-        q_min = q.min(axis=0).astype(np.float64) * (1 + 1e-6)
+        q_min = q_min.astype(np.float64) * (1 + 1e-6)
         root = np.sqrt(q_min + b) if env.squared else q_min + b
         best_upper = (root + a) * (1 + env.rel)
     if len(loose_rows):
@@ -209,9 +231,9 @@ def ratio_candidates(block: ScoreBlock, copy_threshold: np.ndarray) -> Candidate
         # lower(s) / c <= m  implies  q <= (m / (1 - rel) + alpha)**power + beta.
         limit = (best_upper / (1 - env.rel) + a) ** power + b
         limit = (limit * (1 + 1e-6)).astype(score.dtype)  # covers q's float32 rounding
-        r, k = nonzero_2d(q <= limit[None, :])
-        parts.append(_ratio_bounds(block, shared_rows[r], k, c))
-    return Candidates.concat(parts)
+        r, k = scaled_below(score, weight, shared, limit)
+        parts.append(_ratio_bounds(block, r, k, c))
+    return Candidates.concat(parts), column_min
 
 
 def _cap(errors: np.ndarray) -> float:
@@ -269,6 +291,7 @@ def compare_block(
     ``real_offset`` is the global index of the block's first real image.
     """
     n_real, n_synth = block.shape
+    ratio, column_min = _ratio_and_column_min(block, copy_threshold)
     inside_rows, inside_cols = pairs_below(block, radius_k)
     copy_rows, copy_cols = pairs_below(block, copy_threshold)
     real = RealPartial(
@@ -278,8 +301,8 @@ def compare_block(
     synthetic = SyntheticCandidates(
         is_real=np.bincount(inside_cols, minlength=n_synth) > 0,
         is_copy=np.bincount(copy_cols, minlength=n_synth) > 0,
-        nearest=column_min_candidates(block).shifted(rows=real_offset),
-        ratio=ratio_candidates(block, copy_threshold).shifted(rows=real_offset),
+        nearest=column_min_candidates(block, column_min).shifted(rows=real_offset),
+        ratio=ratio.shifted(rows=real_offset),
     )
     return real, synthetic
 

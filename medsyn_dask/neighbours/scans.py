@@ -1,0 +1,119 @@
+"""Reductions of a score block in one read: the k-th smallest score per row or column, and the
+column minima of the real x synthetic comparison. Compiled by numba (no copy of the block, no
+(n_x, n_y) temporary; NumPy's partition copies the block and sorts it in part), with NumPy
+equivalents where numba is missing; both give the same values.
+
+Scores are a (n_x, n_y) float32 or float64 array (+inf marks a masked pair). The values only
+select pairs: every decision is then made on bounds and exact distances (:mod:`.reductions`).
+Selecting the pairs below a limit stays in NumPy (a vectorised compare and ``flatnonzero``
+beat a compiled loop with a branch per pair), in strips of rows where it needs a temporary.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .backend import compiled
+from .bounds import nonzero_2d
+
+#: Rows of the strips of :func:`scaled_below` (a strip's temporaries stay in cache).
+STRIP_ROWS = 128
+
+
+def kth_smallest(score: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """The ``n``-th smallest score of each row (``axis=1``) or column (``axis=0``), as
+    ``np.partition(score, n - 1, axis)`` takes it; +inf where fewer than ``n`` are finite."""
+    if score.shape[axis] < n:
+        return np.full(score.shape[1 - axis], np.inf, score.dtype)
+    kernels = _kernels()
+    if kernels is None or not score.flags.c_contiguous:
+        return np.take(np.partition(score, n - 1, axis=axis), n - 1, axis=axis)
+    if axis == 1:
+        return kernels["row_kth"](score, n)
+    return kernels["col_kth"](score, n)
+
+
+def column_minima(
+    score: np.ndarray, weight: np.ndarray, shared: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the smallest score and the smallest scaled score ``score * weight[row]``
+    (in the score dtype) over the rows where ``shared`` (+inf without one): one read of the
+    block, no (n_x, n_y) temporary. ``weight`` (n_x,) in the score dtype, ``shared`` (n_x,)."""
+    kernels = _kernels()
+    if kernels is None or not score.flags.c_contiguous:
+        scaled = score[shared] * weight[shared, None]
+        q_min = scaled.min(axis=0) if len(scaled) else np.full(score.shape[1], np.inf, score.dtype)
+        return score.min(axis=0), q_min
+    return kernels["minima"](score, weight.astype(score.dtype), shared)
+
+
+def scaled_below(
+    score: np.ndarray, weight: np.ndarray, rows: np.ndarray, limit: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) of the pairs of the ``rows`` (bool mask) with ``score * weight[row] <=
+    limit[col]``, the product computed in strips of rows that stay in cache."""
+    found = []
+    for start in range(0, len(score), STRIP_ROWS):
+        strip = slice(start, start + STRIP_ROWS)
+        keep = score[strip] * weight[strip, None] <= limit[None, :]
+        keep &= rows[strip, None]
+        r, k = nonzero_2d(keep)
+        found.append((r + start, k))
+    return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+
+
+@functools.cache
+def _kernels() -> dict | None:
+    """The compiled kernels, or None without numba."""
+    kernels = {"row_kth": _row_kth, "col_kth": _col_kth, "minima": _minima}
+    compiled_kernels = {name: compiled(fn) for name, fn in kernels.items()}
+    return None if None in compiled_kernels.values() else compiled_kernels
+
+
+def _row_kth(score, n):  # pragma: no cover - compiled
+    out = np.empty(score.shape[0], score.dtype)
+    buf = np.empty(n, score.dtype)
+    for i in range(score.shape[0]):
+        buf[:] = np.inf
+        for j in range(score.shape[1]):
+            v = score[i, j]
+            if v < buf[n - 1]:
+                k = n - 1
+                while k > 0 and buf[k - 1] > v:
+                    buf[k] = buf[k - 1]
+                    k -= 1
+                buf[k] = v
+        out[i] = buf[n - 1]
+    return out
+
+
+def _col_kth(score, n):  # pragma: no cover - compiled
+    buf = np.full((n, score.shape[1]), np.inf, score.dtype)
+    last = buf[n - 1]
+    for i in range(score.shape[0]):
+        for j in range(score.shape[1]):
+            v = score[i, j]
+            if v < last[j]:
+                k = n - 1
+                while k > 0 and buf[k - 1, j] > v:
+                    buf[k, j] = buf[k - 1, j]
+                    k -= 1
+                buf[k, j] = v
+    return last.copy()
+
+
+def _minima(score, weight, shared):  # pragma: no cover - compiled
+    n_x, n_y = score.shape
+    col_min = np.full(n_y, np.inf, score.dtype)
+    q_min = np.full(n_y, np.inf, score.dtype)
+    for i in range(n_x):
+        row = score[i]
+        for j in range(n_y):  # vectorised: no branch in the loop
+            col_min[j] = min(col_min[j], row[j])
+        if shared[i]:
+            w = weight[i]
+            for j in range(n_y):
+                q_min[j] = min(q_min[j], row[j] * w)
+    return col_min, q_min
