@@ -7,7 +7,8 @@ comparison, never holding an N x N or N x M matrix.
 - ``bounds``: the score of a block of pairs and the envelopes that bound exact distances;
 - ``euclidean`` / ``hamming``: each metric's block scores, envelopes and exact distances;
 - ``reductions``: the block maths, plain NumPy (k+1 smallest, per-real and per-synthetic
-  partials, patient masks);
+  partials, patient masks), with ``candidates`` (pairs with bounds), ``copy_ratio`` (the copy
+  ratio's candidates) and ``scans`` (one-read passes over a score block, numba-compiled);
 - ``graph`` (and ``patient_graph`` for patient mode): the Dask graph around them, the only
   place it is built;
 - ``local``: the same block functions run in-process for problems of a few blocks.

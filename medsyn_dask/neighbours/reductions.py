@@ -14,84 +14,14 @@ Every comparison is finally decided on exact float64 distances; the bounds only 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from .bounds import ScoreBlock, nonzero_2d
-from .scans import column_minima, kth_smallest, scaled_below
-
-#: A row whose copy-ratio error exceeds this and 16 times the block's median (its copy threshold
-#: is tiny next to the float32 error) does not share the column threshold: it is bounded alone.
-RATIO_ABS_CAP = 1e-3
-
-
-@dataclass
-class Candidates:
-    """Pairs that may matter, with bounds ``lower <= value <= upper`` on their exact value.
-
-    Stored compactly (they wait in worker memory until every block has reported): int32
-    indices while they fit, float32 bounds rounded outward so they stay bounds.
-    """
-
-    row: np.ndarray
-    col: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.row, self.col = _compact_index(self.row), _compact_index(self.col)
-        self.lower = _round32(self.lower, -np.inf)
-        self.upper = _round32(self.upper, np.inf)
-
-    @classmethod
-    def empty(cls) -> Candidates:
-        return cls(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0), np.empty(0))
-
-    @classmethod
-    def concat(cls, parts: list[Candidates]) -> Candidates:
-        if not parts:
-            return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
-
-    def __len__(self) -> int:
-        return len(self.row)
-
-    def take(self, mask: np.ndarray) -> Candidates:
-        return Candidates(self.row[mask], self.col[mask], self.lower[mask], self.upper[mask])
-
-    def shifted(self, rows: int = 0, cols: int = 0) -> Candidates:
-        """The same pairs with ``rows`` and ``cols`` added to the indices (local -> global)."""
-        return Candidates(
-            self.row.astype(np.int64) + rows,
-            self.col.astype(np.int64) + cols,
-            self.lower,
-            self.upper,
-        )
-
-    def transposed(self) -> Candidates:
-        return Candidates(self.col, self.row, self.lower, self.upper)
-
-
-def _compact_index(index: np.ndarray) -> np.ndarray:
-    index = np.asarray(index)
-    if index.dtype == np.int32 or (index.size and index.max() >= 2**31):
-        return index
-    return index.astype(np.int32)
-
-
-def _round32(values: np.ndarray, toward: float) -> np.ndarray:
-    values = np.asarray(values)
-    if values.dtype == np.float32:
-        return values
-    return np.nextafter(values.astype(np.float32), np.float32(toward))
-
-
-def _on_scores(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, by: str) -> Candidates:
-    """Candidates for the given pairs, bounded with the row or the column envelope."""
-    env, index = (block.rows, rows) if by == "row" else (block.cols, cols)
-    s = block.score[rows, cols]
-    return Candidates(rows, cols, env.lower(s, index), env.upper(s, index))
+from .bounds import Envelope, ScoreBlock, nonzero_2d
+from .candidates import Candidates, on_scores
+from .copy_ratio import RatioPlan, ratio_candidates  # noqa: F401 (one of the reductions)
+from .scans import column_minima, kth_smallest, select
 
 
 def row_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None) -> Candidates:
@@ -102,44 +32,60 @@ def row_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None)
     bool, when given, restricts every row to its allowed pairs (patient mode: other patients);
     a row with none allowed yields no candidate.
     """
-    return _smallest_candidates(block, n, allowed, axis=1)
+    return smallest_candidates(block, n, allowed, columns=False)[0]
 
 
 def column_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None) -> Candidates:
     """:func:`row_candidates` of ``block.transpose()`` (rows: the columns of ``block``), read
     from ``block`` as it is: no transposed copy of the scores."""
-    return _smallest_candidates(block, n, allowed, axis=0).transposed()
+    return smallest_candidates(block, n, allowed, rows=False)[1]
 
 
-def _smallest_candidates(
-    block: ScoreBlock, n: int, allowed: np.ndarray | None, axis: int
-) -> Candidates:
-    """Candidates (rows and columns of ``block``) for the ``n`` smallest along ``axis``: per
-    row (``axis=1``, bounded by the row envelope) or per column (``axis=0``)."""
+def smallest_candidates(
+    block: ScoreBlock,
+    n: int,
+    allowed: np.ndarray | None = None,
+    *,
+    rows: bool = True,
+    columns: bool = True,
+) -> tuple[Candidates | None, Candidates | None]:
+    """:func:`row_candidates` and :func:`column_candidates` of a block (None for the side not
+    asked for), from one selection pass over the scores."""
     score = block.score
     if allowed is not None:
         score = np.where(allowed, score, np.array(np.inf, dtype=score.dtype))
-    env = block.rows if axis == 1 else block.cols
-    if score.shape[axis] > n:
-        kth = kth_smallest(score, n, axis)
-    else:
-        kth = score.max(axis=axis)
-    limit = env.score_upto(env.upper(kth), score.dtype)
-    keep = score <= (limit[:, None] if axis == 1 else limit[None, :])
-    if allowed is not None:
-        keep &= allowed  # a row whose limit is +inf would otherwise keep its masked pairs
-    rows, cols = nonzero_2d(keep)
-    return _on_scores(block, rows, cols, "row" if axis == 1 else "col")
+    limits = [
+        _kth_limit(score, env, n, axis) if wanted else None
+        for wanted, env, axis in ((rows, block.rows, 1), (columns, block.cols, 0))
+    ]
+    none = np.full(len(score), -np.inf, score.dtype)
+    r, c = select(score, none if limits[0] is None else limits[0], limits[1])
+    if allowed is not None:  # a row whose limit is +inf would otherwise keep its masked pairs
+        r, c = r[allowed[r, c]], c[allowed[r, c]]
+    s = score[r, c]
+    out: list[Candidates | None] = [None, None]
+    if rows:
+        keep = s <= limits[0][r]
+        out[0] = on_scores(block, r[keep], c[keep], "row")
+    if columns:
+        keep = s <= limits[1][c]
+        out[1] = on_scores(block, r[keep], c[keep], "col").transposed()
+    return out[0], out[1]
 
 
-def column_min_candidates(block: ScoreBlock, column_min: np.ndarray | None = None) -> Candidates:
-    """Pairs that may be the nearest row of their column (local indices); ``column_min``: the
-    smallest score of each column, when already known."""
+def _kth_limit(score: np.ndarray, env: Envelope, n: int, axis: int) -> np.ndarray:
+    """Per row (``axis=1``) or column, a score above which a pair cannot be among the ``n``
+    smallest distances of that row or column."""
+    kth = kth_smallest(score, n, axis) if score.shape[axis] > n else score.max(axis=axis)
+    return env.score_upto(env.upper(kth), score.dtype)
+
+
+def column_min_candidates(block: ScoreBlock) -> Candidates:
+    """Pairs that may be the nearest row of their column (local indices)."""
     score = block.score
-    column_min = score.min(axis=0) if column_min is None else column_min
-    limit = block.cols.score_upto(block.cols.upper(column_min), score.dtype)
+    limit = block.cols.score_upto(block.cols.upper(score.min(axis=0)), score.dtype)
     rows, cols = nonzero_2d(score <= limit[None, :])
-    return _on_scores(block, rows, cols, "col")
+    return on_scores(block, rows, cols, "col")
 
 
 def keep_smallest(candidates: Candidates, n: int, by: str = "row") -> Candidates:
@@ -179,71 +125,18 @@ def pairs_below(block: ScoreBlock, threshold: np.ndarray) -> tuple[np.ndarray, n
     """
     score = block.score
     rows, cols = nonzero_2d(score <= block.rows.score_upto(threshold, score.dtype)[:, None])
-    s, limit = score[rows, cols], threshold[rows]
+    return _decide_below(block, rows, cols, threshold)
+
+
+def _decide_below(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, threshold: np.ndarray):
+    """The pairs among (rows, cols) whose exact distance is below ``threshold[row]``."""
+    s, limit = block.score[rows, cols], threshold[rows]
     upper = np.minimum(block.rows.upper(s, rows), block.cols.upper(s, cols))
     lower = np.maximum(block.rows.lower(s, rows), block.cols.lower(s, cols))
     below = upper < limit
     open_ = ~below & (lower < limit)
     below[open_] = block.exact(rows[open_], cols[open_]) < limit[open_]
     return rows[below], cols[below]
-
-
-def ratio_candidates(block: ScoreBlock, copy_threshold: np.ndarray) -> Candidates:
-    """Pairs that may give their column's smallest ``d / copy_threshold[row]``; bounds on it.
-
-    Rows with a zero threshold have ratio +inf (nothing can copy them) and never qualify.
-    """
-    return _ratio_and_column_min(block, copy_threshold)[0]
-
-
-def _ratio_and_column_min(
-    block: ScoreBlock, copy_threshold: np.ndarray
-) -> tuple[Candidates, np.ndarray]:
-    """:func:`ratio_candidates`, and the smallest score of each column (the same read)."""
-    env, score = block.rows, block.score
-    valid = copy_threshold > 0
-    c = np.where(valid, copy_threshold, 1.0)
-    # q = score / c**power estimates the ratio (squared for squared scores); alpha and beta are
-    # the row's errors on that scale: small for all but tiny thresholds.
-    power = 2 if env.squared else 1
-    alpha, beta = env.dist_err / c, env.sq_err / c**power
-    loose = valid & ((alpha > _cap(alpha[valid])) | (beta > _cap(beta[valid])))
-    shared = valid & ~loose
-    weight = (1.0 / c**power).astype(score.dtype)
-    column_min, q_min = column_minima(score, weight, shared)
-    best_upper = np.full(score.shape[1], np.inf)
-    parts = []
-    shared_rows, loose_rows = np.flatnonzero(shared), np.flatnonzero(loose)
-    if len(shared_rows):
-        a, b = alpha[shared].max(), beta[shared].max()
-        # The smallest q of a column belongs to some shared row, whose ratio is at most
-        # (root(q + beta) + alpha) * (1 + rel); q's float32 rounding is covered by 1e-6.
-        q_min = q_min.astype(np.float64) * (1 + 1e-6)
-        root = np.sqrt(q_min + b) if env.squared else q_min + b
-        best_upper = (root + a) * (1 + env.rel)
-    if len(loose_rows):
-        upper = env.upper(score[loose_rows], loose_rows[:, None]) / c[loose_rows, None]
-        best_upper = np.minimum(best_upper, upper.min(axis=0))
-        lower = env.lower(score[loose_rows], loose_rows[:, None]) / c[loose_rows, None]
-        r, k = nonzero_2d(lower <= best_upper[None, :])
-        parts.append(_ratio_bounds(block, loose_rows[r], k, c))
-    if len(shared_rows):
-        # lower(s) / c <= m  implies  q <= (m / (1 - rel) + alpha)**power + beta.
-        limit = (best_upper / (1 - env.rel) + a) ** power + b
-        limit = (limit * (1 + 1e-6)).astype(score.dtype)  # covers q's float32 rounding
-        r, k = scaled_below(score, weight, shared, limit)
-        parts.append(_ratio_bounds(block, r, k, c))
-    return Candidates.concat(parts), column_min
-
-
-def _cap(errors: np.ndarray) -> float:
-    """Errors above this are outliers that would loosen the shared threshold for all rows."""
-    return max(RATIO_ABS_CAP, 16.0 * float(np.median(errors))) if len(errors) else np.inf
-
-
-def _ratio_bounds(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, c: np.ndarray):
-    pairs = _on_scores(block, rows, cols, "row")
-    return Candidates(rows, cols, pairs.lower / c[rows], pairs.upper / c[rows])
 
 
 @dataclass
@@ -291,9 +184,27 @@ def compare_block(
     ``real_offset`` is the global index of the block's first real image.
     """
     n_real, n_synth = block.shape
-    ratio, column_min = _ratio_and_column_min(block, copy_threshold)
-    inside_rows, inside_cols = pairs_below(block, radius_k)
-    copy_rows, copy_cols = pairs_below(block, copy_threshold)
+    score, dtype = block.score, block.score.dtype
+    plan = RatioPlan(block, copy_threshold)
+    column_min, q_min = column_minima(score, plan.weight, plan.shared)
+    ratio_limit, loose = plan.limit(q_min)
+    column_limit = block.cols.score_upto(block.cols.upper(column_min), dtype)
+    radius_limit = block.rows.score_upto(radius_k, dtype)
+    copy_limit = block.rows.score_upto(copy_threshold, dtype)
+    # One read of the scores selects the candidates of all four tests; each then takes its own.
+    rows, cols = select(
+        score, np.maximum(radius_limit, copy_limit), column_limit, plan.select_weight, ratio_limit
+    )
+    s = score[rows, cols]
+
+    def pick(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return rows[keep], cols[keep]
+
+    inside_rows, inside_cols = _decide_below(block, *pick(s <= radius_limit[rows]), radius_k)
+    copy_rows, copy_cols = _decide_below(block, *pick(s <= copy_limit[rows]), copy_threshold)
+    nearest = on_scores(block, *pick(s <= column_limit[cols]), "col")
+    shared = plan.shared[rows] & (s * plan.weight[rows] <= ratio_limit[cols])
+    ratio = Candidates.concat([loose, plan.bounds(*pick(shared))])
     real = RealPartial(
         copies=np.bincount(copy_rows, minlength=n_real),
         in_radius=np.bincount(inside_rows, minlength=n_real),
@@ -301,7 +212,7 @@ def compare_block(
     synthetic = SyntheticCandidates(
         is_real=np.bincount(inside_cols, minlength=n_synth) > 0,
         is_copy=np.bincount(copy_cols, minlength=n_synth) > 0,
-        nearest=column_min_candidates(block, column_min).shifted(rows=real_offset),
+        nearest=nearest.shifted(rows=real_offset),
         ratio=ratio.shifted(rows=real_offset),
     )
     return real, synthetic

@@ -64,10 +64,48 @@ def scaled_below(
     return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
 
+def select(
+    score: np.ndarray,
+    row_limit: np.ndarray,
+    col_limit: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    ratio_limit: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols), row-major, of the pairs with ``score <= row_limit[row]``, or ``score <=
+    col_limit[col]``, or ``score * weight[row] <= ratio_limit[col]`` (in the score dtype; a
+    NaN weight never qualifies): the candidates of several tests in one read of the block,
+    which the caller then splits by testing the few pairs found. Limits in the score dtype."""
+    n_x, n_y = score.shape
+    col_limit = np.full(n_y, -np.inf, score.dtype) if col_limit is None else col_limit
+    if weight is None or ratio_limit is None:
+        weight, ratio_limit = np.zeros(n_x, score.dtype), np.full(n_y, -np.inf, score.dtype)
+    kernels = _kernels()
+    if kernels is None or not score.flags.c_contiguous:
+        found = []
+        for start in range(0, n_x, STRIP_ROWS):
+            strip = slice(start, start + STRIP_ROWS)
+            part = score[strip]
+            keep = part <= row_limit[strip, None]
+            keep |= part <= col_limit[None, :]
+            keep |= part * weight[strip, None] <= ratio_limit[None, :]
+            r, k = nonzero_2d(keep)
+            found.append((r + start, k))
+        return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
+    dtype = score.dtype
+    mask = kernels["mask"](
+        score,
+        row_limit.astype(dtype),
+        col_limit.astype(dtype),
+        weight.astype(dtype),
+        ratio_limit.astype(dtype),
+    )
+    return nonzero_2d(mask)
+
+
 @functools.cache
 def _kernels() -> dict | None:
     """The compiled kernels, or None without numba."""
-    kernels = {"row_kth": _row_kth, "col_kth": _col_kth, "minima": _minima}
+    kernels = {"row_kth": _row_kth, "col_kth": _col_kth, "minima": _minima, "mask": _mask}
     compiled_kernels = {name: compiled(fn) for name, fn in kernels.items()}
     return None if None in compiled_kernels.values() else compiled_kernels
 
@@ -117,3 +155,14 @@ def _minima(score, weight, shared):  # pragma: no cover - compiled
             for j in range(n_y):
                 q_min[j] = min(q_min[j], row[j] * w)
     return col_min, q_min
+
+
+def _mask(score, row_limit, col_limit, weight, ratio_limit):  # pragma: no cover - compiled
+    n_x, n_y = score.shape
+    out = np.empty((n_x, n_y), np.bool_)
+    for i in range(n_x):
+        row, r_lim, w, keep = score[i], row_limit[i], weight[i], out[i]
+        for j in range(n_y):  # no branch: vectorised
+            s = row[j]
+            keep[j] = (s <= r_lim) | (s <= col_limit[j]) | (s * w <= ratio_limit[j])
+    return out
