@@ -13,9 +13,10 @@ for the ``pixels`` extractor and for a small CNN (a TorchScript file written her
 Ratios: Dask overhead = 1 - rate(dask-1w) / rate(dataloader) (target < 10%); scaling =
 rate(dask-2w) / rate(dask-1w) (target >= 1.8). Wall-clock rates need an otherwise idle machine
 with at least 3 cores (driver + scheduler beside 2 workers); the CPU milliseconds per image,
-summed over all processes, also show the Dask overhead on a busy machine. With ``--repeats R``
-the three are run R times, interleaved; the table shows medians and a line per model the
-spread (min-max) of the rates.
+summed over all processes, also show the Dask overhead on a busy machine; ``others`` is how
+many cores the machine's other processes used meanwhile (median [min-max] over the cells): a
+shared machine's load shows there. With ``--repeats R`` the three are run R times, interleaved;
+the table shows medians and a line per model the spread (min-max) of the rates.
 Run: ``python benchmarks/bench_extract.py [--repeats 3]``; ``--quick`` (200 images, the
 ``pixels`` model) checks that the benchmark runs.
 """
@@ -28,7 +29,8 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +39,7 @@ from PIL import Image
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import QUICK_NOTE, Spread, local_cluster, quick_note  # noqa: E402
+from _common import QUICK_NOTE, OtherLoad, Spread, local_cluster, quick_note  # noqa: E402
 
 
 def write_images(root: Path, n: int, size: int, seed: int = 0) -> None:
@@ -71,10 +73,12 @@ class SmallCNN(nn.Module):
 @dataclass
 class Cell:
     """One timed run: images per second of wall time, and CPU milliseconds per image summed
-    over every process involved (driver with its in-process scheduler, and the workers)."""
+    over every process involved (driver with its in-process scheduler, and the workers);
+    ``other``: cores that other processes of the machine used meanwhile (:class:`OtherLoad`)."""
 
     rate: float
     cpu_ms: float
+    other: float = 0.0
 
 
 def dataloader_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
@@ -116,7 +120,7 @@ def dask_cell(
     store = scratch / f"bench-{workers}w.zarr"
     shutil.rmtree(store, ignore_errors=True)
     with local_cluster(workers) as client:
-        client.run(lambda: __import__("medsyn_dask.features"))  # imports, as the baseline has
+        client.run(_import_torch)  # the imports the baseline's process has made before timing
         worker_cpu = sum(client.run(time.process_time).values())
         start, cpu = time.perf_counter(), time.process_time()
         result = extract_features(
@@ -133,6 +137,14 @@ def dask_cell(
         cpu += sum(client.run(time.process_time).values()) - worker_cpu
     assert result.n_images > 0 and result.n_bad == 0
     return Cell(result.n_images / elapsed, 1000 * cpu / result.n_images)
+
+
+def _import_torch() -> None:
+    """Import torch and the extraction tasks (a worker imports them at its first extraction
+    task; the cluster start-up, with its imports, is not timed)."""
+    import torch  # noqa: F401
+
+    import medsyn_dask.features.tasks  # noqa: F401
 
 
 def main() -> None:
@@ -166,24 +178,30 @@ def main() -> None:
         print(
             f"{'model':<10} {'dataloader':>10} {'dask-1w':>8} {'dask-2w':>8} {'overhead':>8} "
             f"{'2w/1w':>6} | {'CPU ms/image: dl':>16} {'1w':>6} {'2w':>6} {'CPU overhead':>12}"
-            "  load avg"
+            "  others (cores)"
         )
         for label in args.models.split(","):
             model = models[label]
             cells: dict[str, list[Cell]] = {"dl": [], "1w": [], "2w": []}
             for _ in range(args.repeats):  # interleaved, so that slow spells hit all three
                 r = (str(root), model, args.resolution, args.batch_size)
-                cells["dl"].append(dataloader_cell(*r))
-                cells["1w"].append(dask_cell(*r, 1, scratch, args.partition_size))
-                cells["2w"].append(dask_cell(*r, 2, scratch, args.partition_size))
+                for key, run in (
+                    ("dl", partial(dataloader_cell, *r)),
+                    ("1w", partial(dask_cell, *r, 1, scratch, args.partition_size)),
+                    ("2w", partial(dask_cell, *r, 2, scratch, args.partition_size)),
+                ):
+                    with OtherLoad() as load:
+                        cell = run()
+                    cells[key].append(replace(cell, other=load.cores))
             rates = {k: Spread(tuple(c.rate for c in v)) for k, v in cells.items()}
             rate = {k: r.median for k, r in rates.items()}
             cpu = {k: Spread(tuple(c.cpu_ms for c in v)).median for k, v in cells.items()}
+            others = Spread(tuple(c.other for v in cells.values() for c in v))
             print(
                 f"{label:<10} {rate['dl']:>10.1f} {rate['1w']:>8.1f} {rate['2w']:>8.1f} "
                 f"{1 - rate['1w'] / rate['dl']:>8.1%} {rate['2w'] / rate['1w']:>6.2f} | "
                 f"{cpu['dl']:>16.2f} {cpu['1w']:>6.2f} {cpu['2w']:>6.2f} "
-                f"{cpu['1w'] / cpu['dl'] - 1:>12.1%}  {os.getloadavg()[0]:.1f}",
+                f"{cpu['1w'] / cpu['dl'] - 1:>12.1%}  {others.format('.1f')}",
                 flush=True,
             )
             if args.repeats > 1:
