@@ -8,6 +8,7 @@ variety) -> report (:mod:`medsyn_dask.report`). It runs on the current Dask clie
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .cache import cache_key, features_digest, load_real_neighbourhood, save_real_neighbourhood
+from .cluster import ImportAhead
 from .evaluate import (
     EvaluationResult,
     RealNeighbourhood,
@@ -66,6 +68,7 @@ def analyze(
     ``datasets`` is what :func:`check_settings` returned, when the caller has checked already
     (listing a large bucket twice is not free).
     """
+    _import_torch_ahead()
     real_set, synthetic_sets = datasets or check_settings(settings)
     classes = list(real_set.class_names)
     pairs = model_resolution_pairs(settings)
@@ -101,6 +104,14 @@ def analyze(
         summed=summed,
     )
     return assemble_result(settings, features, scores, variety, statistics)
+
+
+def _import_torch_ahead() -> None:
+    """Workers load torch now, all at once, for the extraction (see ImportAhead)."""
+    from distributed import get_client
+
+    with contextlib.suppress(ValueError):  # no distributed client: nothing to warm
+        get_client().register_plugin(ImportAhead(["torch"]))
 
 
 def assemble_result(

@@ -1,4 +1,4 @@
-"""Worker-process tuning and the client a call runs on."""
+"""Worker-process tuning (malloc, imports ahead of need) and the client a call runs on."""
 
 from __future__ import annotations
 
@@ -6,8 +6,12 @@ import contextlib
 import ctypes
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
+from importlib import import_module
 from typing import Any
+
+from distributed import WorkerPlugin
 
 from .local import connect
 
@@ -44,6 +48,29 @@ def relax_malloc_trim() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES)
     except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
         pass
+
+
+class ImportAhead(WorkerPlugin):
+    """Import ``modules`` on every worker in a background thread, as the worker joins.
+
+    A job that will extract with torch registers it before its first task: both workers then
+    load torch (about a second each) at once, while the driver plans, instead of one after the
+    other inside the first tasks. A task that imports the module meanwhile waits for the
+    same import (Python's import lock), never for a second one.
+    """
+
+    name = "medsyn-import-ahead"
+
+    def __init__(self, modules: Sequence[str]) -> None:
+        self.modules = tuple(modules)
+
+    def setup(self, worker: object) -> None:
+        def run() -> None:
+            for module in self.modules:
+                with contextlib.suppress(ImportError):  # the task that needs it says so
+                    import_module(module)
+
+        threading.Thread(target=run, name="medsyn-import-ahead", daemon=True).start()
 
 
 @contextlib.contextmanager
