@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _common import repeat
+from _common import repeat, timed
 from _features import feature_pair
 
 
@@ -44,6 +44,33 @@ def sklearn_baseline(case: str, cfg: dict, seed: int, nearest_k: int, threshold:
     return {"seconds": seconds, "is_real": is_real, "is_copy": is_copy, "radius_k": radius_k}
 
 
+def _faiss_search(real: np.ndarray, synth: np.ndarray, nearest_k: int, threshold: float):
+    """One faiss IndexFlatL2 search: k+1 nearest reals of each real, nearest real of each
+    synthetic; (margin, squared distances real x real, to the nearest real, nearest index)."""
+    import faiss
+
+    margin = 0.0 if synth.std(axis=0).mean() > threshold else threshold
+    index = faiss.IndexFlatL2(real.shape[1])
+    index.add(real)
+    dist_rr, _ = index.search(real, nearest_k + 1)  # squared L2, float32
+    dist_sr, nearest = index.search(synth, 1)
+    return margin, dist_rr, dist_sr, nearest
+
+
+def _faiss_result(found: tuple, nearest_k: int) -> dict:
+    margin, dist_rr, dist_sr, nearest = found
+    radius_k = np.sqrt(dist_rr[:, nearest_k].astype(np.float64))
+    radius_1 = np.sqrt(dist_rr[:, 1].astype(np.float64))
+    nearest, dist_sr = nearest[:, 0], np.sqrt(dist_sr[:, 0].astype(np.float64))
+    return {
+        "radius_k": radius_k,
+        "nearest_real": nearest,
+        # Nearest-real rule: the only decision a 1-NN search supports.
+        "is_real": dist_sr < radius_k[nearest],
+        "is_copy": dist_sr < radius_1[nearest] + margin,
+    }
+
+
 def faiss_baseline(
     cfg: dict, seed: int, nearest_k: int, threshold: float, repeats: int = 1
 ) -> dict:
@@ -55,29 +82,34 @@ def faiss_baseline(
     import faiss
 
     real, synth = feature_pair("euclidean", cfg, seed, as_dask=False)
-
-    def search():
-        margin = 0.0 if synth.std(axis=0).mean() > threshold else threshold
-        index = faiss.IndexFlatL2(real.shape[1])
-        index.add(real)
-        dist_rr, _ = index.search(real, nearest_k + 1)  # squared L2, float32
-        dist_sr, nearest = index.search(synth, 1)
-        return margin, dist_rr, dist_sr, nearest
-
-    (margin, dist_rr, dist_sr, nearest), spread = repeat(search, repeats, warmup=repeats > 1)
-    radius_k = np.sqrt(dist_rr[:, nearest_k].astype(np.float64))
-    radius_1 = np.sqrt(dist_rr[:, 1].astype(np.float64))
-    nearest, dist_sr = nearest[:, 0], np.sqrt(dist_sr[:, 0].astype(np.float64))
+    found, spread = repeat(
+        _faiss_search, repeats, real, synth, nearest_k, threshold, warmup=repeats > 1
+    )
     return {
         "seconds": spread.median,
         "spread": spread.to_dict(),
-        "radius_k": radius_k,
-        "nearest_real": nearest,
-        # Nearest-real rule: the only decision a 1-NN search supports.
-        "is_real": dist_sr < radius_k[nearest],
-        "is_copy": dist_sr < radius_1[nearest] + margin,
+        **_faiss_result(found, nearest_k),
         "threads": faiss.omp_get_max_threads(),
     }
+
+
+def faiss_server(conn, cfg: dict, seed: int, nearest_k: int, threshold: float) -> None:
+    """faiss in its own process, one timed search per ``"run"`` received on ``conn`` (answers
+    the seconds), so that a benchmark can alternate it with the engine: both then meet the same
+    load of a shared machine. ``"result"`` answers :func:`faiss_baseline`'s fields of the last
+    search; ``"stop"`` ends it. The features are built (from the seed) before the first answer.
+    """
+    import faiss
+
+    real, synth = feature_pair("euclidean", cfg, seed, as_dask=False)
+    conn.send("ready")
+    found = None
+    while (request := conn.recv()) != "stop":
+        if request == "run":
+            found, seconds = timed(_faiss_search, real, synth, nearest_k, threshold)
+            conn.send(seconds)
+        else:
+            conn.send({**_faiss_result(found, nearest_k), "threads": faiss.omp_get_max_threads()})
 
 
 def gemm_rate(size: int, threads: int, repeats: int = 3) -> dict:

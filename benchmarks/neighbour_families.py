@@ -8,7 +8,11 @@ many exact and near duplicates, far from the origin), N = M and D of the grid:
   arrays in this process with no Client (the in-process runner, ``neighbours/local.py``), one
   untimed call, then ``repeats`` timed calls;
 - faiss-cpu ``IndexFlatL2``: k+1-NN of reals + 1-NN of synthetics, in a spawned process on the
-  very same arrays (built from the seed), one untimed run, then ``repeats`` timed runs.
+  very same arrays (built from the seed).
+
+One untimed run of each, then ``repeats`` rounds of one engine run followed by one faiss run:
+alternating, both meet the same load of the shared machine (a burst of other work lands on
+both rather than on whichever ran all its repeats at that moment).
 
 Each row prints min/median/max of both and two ratios: faiss median / engine median, and the
 worst case faiss min / engine max (what a noisy machine can make of it). The machine is shared:
@@ -18,11 +22,12 @@ worst case faiss min / engine max (what a noisy machine can make of it). The mac
 from __future__ import annotations
 
 import itertools
+import multiprocessing as mp
 
 import numpy as np
-from _common import OtherLoad, Spread, repeat, run_isolated
+from _common import OtherLoad, Spread, repeat, run_isolated, timed
 from _features import feature_pair
-from baselines import faiss_baseline, sklearn_baseline
+from baselines import faiss_server, sklearn_baseline
 
 
 def engine_in_process(
@@ -48,24 +53,53 @@ def engine_in_process(
     return result, seconds, load.cores
 
 
+def engine_and_faiss(cfg: dict, seed: int, nearest_k: int, threshold: float, repeats: int):
+    """(engine result, engine Spread, faiss result, faiss Spread, other load): one untimed run
+    of each, then ``repeats`` rounds of one timed engine run followed by one timed faiss run
+    (faiss in its own process, :func:`baselines.faiss_server`)."""
+    import medsyn_dask
+
+    real, synth = feature_pair("euclidean", cfg, seed, as_dask=False)
+    options = {"nearest_k": nearest_k, "mode_collapse_threshold": threshold, "compute_fid": False}
+    ctx = mp.get_context("spawn")
+    conn, child_conn = ctx.Pipe()
+    proc = ctx.Process(target=faiss_server, args=(child_conn, cfg, seed, nearest_k, threshold))
+    proc.start()
+    try:
+        conn.recv()  # features built
+        engine, faiss = [], []
+        with OtherLoad() as load:
+            for round_ in range(repeats + 1):  # round 0: untimed warm-up of both
+                result, seconds = timed(medsyn_dask.evaluate_features, real, synth, **options)
+                conn.send("run")
+                faiss_seconds = conn.recv()
+                if round_:
+                    engine.append(seconds)
+                    faiss.append(faiss_seconds)
+        conn.send("result")
+        faiss_result = conn.recv()
+        conn.send("stop")
+    finally:
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.terminate()
+    return result, Spread(tuple(engine)), faiss_result, Spread(tuple(faiss)), load.cores
+
+
 def family_rows(grid: dict, seed: int, nearest_k: int, threshold: float, repeats: int) -> list:
     """One row per (family, N, D) of ``grid`` (``families``, ``sizes``, ``dims``)."""
     rows = []
     for family, n, dim in itertools.product(grid["families"], grid["sizes"], grid["dims"]):
         cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": family}
-        result, engine, load = engine_in_process(
-            "euclidean", cfg, seed, nearest_k, threshold, repeats
-        )
-        faiss_run = run_isolated(faiss_baseline, cfg, seed, nearest_k, threshold, repeats)
-        faiss = Spread(
-            (faiss_run["spread"]["min"], faiss_run["spread"]["median"], faiss_run["spread"]["max"])
+        result, engine, faiss_run, faiss, load = engine_and_faiss(
+            cfg, seed, nearest_k, threshold, repeats
         )
         row = {
             "family": family,
             "n": n,
             "dim": dim,
             "engine": engine.to_dict(),
-            "faiss": faiss_run["spread"],
+            "faiss": faiss.to_dict(),
             "ratio_median": faiss.median / engine.median,
             "ratio_worst": faiss.min / engine.max,
             "radius_k_rel_diff": float(
@@ -74,7 +108,7 @@ def family_rows(grid: dict, seed: int, nearest_k: int, threshold: float, repeats
                     / np.maximum(result.radius_k, 1e-30)
                 )
             ),
-            "other_load": max(load, faiss_run["other_load"]),
+            "other_load": load,
         }
         print(
             f"[families] {family:>10} N=M={n:>6} D={dim:>5}: engine {engine.format('.3f')} s, "

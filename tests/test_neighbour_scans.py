@@ -10,7 +10,7 @@ from brute_force import assert_matches, brute_force
 
 from medsyn_dask import evaluate_features
 from medsyn_dask.evaluate_inputs import scattered_inputs
-from medsyn_dask.neighbours import scans
+from medsyn_dask.neighbours import scans, summary
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.reductions import (
     Candidates,
@@ -126,3 +126,30 @@ def test_in_memory_inputs_are_views_not_copies():
         np.testing.assert_array_equal(lazy.compute(scheduler="sync"), real)
     views = [v for v in values if isinstance(v, np.ndarray)]
     assert len(views) == 3 and all(np.shares_memory(v, real) for v in views)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16])
+def test_summary_kernels_equal_numpy(dtype, monkeypatch):
+    rng = np.random.default_rng(7)
+    real = (rng.standard_normal((1100, 70)) * 3 + 1000).astype(dtype)  # several row chunks
+    synth = (rng.standard_normal((900, 70)) * 0.3 + 5).astype(dtype)
+    compiled = summary.summary(real, synth, "euclidean")
+    with monkeypatch.context() as patch:
+        patch.setattr(summary, "_kernels", lambda: None)
+        plain = summary.summary(real, synth, "euclidean")
+    assert compiled[:2] == plain[:2] == (True, True)
+    np.testing.assert_allclose(compiled[2], plain[2], rtol=1e-12)
+    np.testing.assert_allclose(compiled[3], plain[3], rtol=1e-13)
+    assert summary.summary(real, synth, "hamming")[3] is None
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_summary_kernels_find_non_finite_values(bad):
+    real = np.ones((700, 5))
+    synth = np.ones((600, 5))
+    synth[650 - 100, 2] = bad
+    assert summary.summary(real, synth, "euclidean")[:2] == (True, False)
+    real[699, 4] = bad
+    assert summary.summary(real, synth, "euclidean")[:2] == (False, False)
+    huge = np.full((600, 5), 1e308)  # finite values whose column sums overflow
+    assert summary.summary(huge, huge, "euclidean")[:2] == (True, True)

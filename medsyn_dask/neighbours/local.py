@@ -38,13 +38,12 @@ from .reductions import (
     smallest_values,
 )
 from .registry import get_metric
+from .summary import summary as feature_summary
 
 #: Rows per block at most: a block pair's scores are LOCAL_BLOCK^2 float32 per thread.
 LOCAL_BLOCK = 2048
 #: Smaller blocks cost more in Python and in GEMM efficiency than they give in parallelism.
 MIN_LOCAL_BLOCK = 256
-#: Columns per task of :func:`summary`.
-SUMMARY_COLUMNS = 64
 #: With a distributed Client active, in-memory inputs of at most this many blocks of
 #: ``block_size`` rows (real and synthetic each) still run here: shipping them costs more.
 LOCAL_BLOCKS = 4
@@ -266,20 +265,6 @@ def _counted(fn: Callable, counter: Counter) -> Callable:
 def summary(
     real: np.ndarray, synthetic: np.ndarray, metric: str
 ) -> tuple[bool, bool, float, np.ndarray | None]:
-    """(real finite, synthetic finite, synthetic feature std, centre) of in-memory features, as
-    the lazy ``finite_flag``, ``feature_std`` and ``lazy_centre`` of :mod:`.evaluate_inputs`
-    and :mod:`.metrics.std` give them, over column slices on one thread per core."""
-    step = SUMMARY_COLUMNS  # narrow slices keep the float64 temporaries in cache
-    slices = [slice(s, s + step) for s in range(0, real.shape[1], step)]
-
-    def part(cols: slice) -> tuple[bool, bool, np.ndarray, np.ndarray | None]:
-        r, s = real[:, cols], synthetic[:, cols]
-        finite = [a.dtype.kind != "f" or bool(np.isfinite(a).all()) for a in (r, s)]
-        std = s.std(axis=0, dtype=np.float64)  # each value cast exactly, as astype would
-        centre = r.mean(axis=0, dtype=np.float64) if metric == "euclidean" else None
-        return finite[0], finite[1], std, centre
-
-    parts = list(_pool(threads()).map(part, slices))
-    centre = None if metric != "euclidean" else np.concatenate([p[3] for p in parts])
-    std = float(np.concatenate([p[2] for p in parts]).mean())
-    return all(p[0] for p in parts), all(p[1] for p in parts), std, centre
+    """(real finite, synthetic finite, synthetic feature std, centre) of in-memory features
+    (:func:`.summary.summary`), on one thread per core."""
+    return feature_summary(real, synthetic, metric, _pool(threads()).map)
