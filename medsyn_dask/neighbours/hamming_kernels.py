@@ -8,8 +8,8 @@ milliseconds instead of compiling them again.
   loops in LLVM IR so that the OR over planes stays in a register (a vector popcount then
   counts it), for BLOCK_ROWS x BLOCK_COLS pairs at once;
 - ``portable_mismatches``: the same count in plain numba loops (the OR over planes goes through
-  memory, three planes per pass): about half the speed, the fallback for an llvmlite that cannot
-  build the vector kernel.
+  memory, three planes per pass): about a third of the speed, the fallback for an llvmlite that
+  cannot build the vector kernel.
 """
 
 from __future__ import annotations
