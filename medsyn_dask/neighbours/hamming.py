@@ -39,8 +39,10 @@ MAX_ONEHOT_COLUMNS = 1 << 26
 DIRECT_CHUNK_BYTES = 1 << 28
 #: Matching pairs listed at once in the sparse product (int64 entries).
 PAIR_CHUNK = 1 << 22
-#: Packed forms kept per block (one per position set it was compared on; usually one).
-PACKED_PER_BLOCK = 4
+#: Packed forms kept per block, one per position set it was compared on (the real pass and the
+#: comparison pass may differ): each is about a third of the int16 codes' size at 9 planes, and
+#: packing again costs far less than counting a block pair.
+PACKED_PER_BLOCK = 2
 
 
 def validate(name: str, codes: np.ndarray) -> None:
