@@ -77,11 +77,16 @@ def wait_for_workers(
                 f"arrived. Look at {where()}"
             )
         if now >= next_report:
-            stage(f"still waiting for Dask workers after {now - start:.0f} s: {where()}",
-                  enabled=not quiet)
+            stage(
+                f"still waiting for Dask workers after {now - start:.0f} s: {where()}",
+                enabled=not quiet,
+            )
             next_report = now + _REPORT_EVERY
         time.sleep(_POLL)
         joined = worker_count(client)
-    stage(f"{joined}/{expected} Dask workers joined after {time.monotonic() - start:.0f} s; "
-          "the others join as they start", enabled=not quiet and joined < expected)
+    stage(
+        f"{joined}/{expected} Dask workers joined after {time.monotonic() - start:.0f} s; "
+        "the others join as they start",
+        enabled=not quiet and joined < expected,
+    )
     return joined

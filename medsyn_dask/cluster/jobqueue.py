@@ -34,8 +34,11 @@ LIST_OPTIONS = (
 #: dask-jobqueue options that only the cluster (not a job) takes.
 _CLUSTER_ONLY = ("scheduler_options", "shared_temp_directory")
 #: Deprecated dask-jobqueue names, refused so that a setting is never silently ignored.
-_DEPRECATED = {"extra": "worker_extra_args", "env_extra": "job_script_prologue",
-               "job_extra": "job_extra_directives"}
+_DEPRECATED = {
+    "extra": "worker_extra_args",
+    "env_extra": "job_script_prologue",
+    "job_extra": "job_extra_directives",
+}
 #: The option naming the account/project a job is charged to, per system.
 _ACCOUNT = {"slurm": "account", "pbs": "account", "sge": "project", "lsf": "project"}
 #: A margin (seconds) between a worker's end and its walltime: 10 %, within these bounds.
