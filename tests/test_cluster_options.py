@@ -214,3 +214,15 @@ def test_short_walltime_or_own_lifetime_adds_no_lifetime():
     assert own["worker_extra_args"] == ["--lifetime", "50m"]
     assert own["scheduler_options"]["dashboard_address"] == "127.0.0.1:8787"  # loopback
     assert own["processes"] == 1  # one worker per job: the job's GPUs are its worker's
+
+
+@pytest.mark.parametrize("system", ["slurm", "pbs", "sge", "lsf"])
+def test_job_scripts_give_workers_the_embedded_workers_environment(system):
+    script = job_script(spec_of("--cluster", system))
+    assert "export THP_MEM_ALLOC_ENABLE=${THP_MEM_ALLOC_ENABLE:-1}" in script.splitlines()
+    site = {f"jobqueue.{system}.job-script-prologue": ["export THP_MEM_ALLOC_ENABLE=0"]}
+    with dask.config.set(site):
+        script = job_script(spec_of("--cluster", system))
+    assert [line for line in script.splitlines() if "THP_MEM_ALLOC_ENABLE" in line] == [
+        "export THP_MEM_ALLOC_ENABLE=0"
+    ]

@@ -101,6 +101,7 @@ def job_options(spec: ClusterSpec) -> dict[str, Any]:
         options["processes"] = 1
     for name in LIST_OPTIONS:  # ours are added to the site's, not in place of them
         options[name] = list(options.get(name, config.get(name) or []))
+    _add_worker_environ(options["job_script_prologue"])
     if system == "sge":
         _add_sge_slots(options, config)
     if spec.gpus_per_worker:
@@ -113,6 +114,17 @@ def job_options(spec: ClusterSpec) -> dict[str, Any]:
     scheduler = dict(options.get("scheduler_options") or config.get("scheduler_options") or {})
     options["scheduler_options"] = {**scheduler, "dashboard_address": spec.dashboard_address}
     return options
+
+
+def _add_worker_environ(prologue: list[str]) -> None:
+    """The embedded workers' environment (:data:`.local.WORKER_ENVIRON`) in the job script,
+    unless the site's prologue names a variable already; a value in the submitting
+    environment wins (``${VAR:-default}``)."""
+    from .local import WORKER_ENVIRON
+
+    for name, value in WORKER_ENVIRON.items():
+        if not any(name in line for line in prologue):
+            prologue.append(f"export {name}=${{{name}:-{value}}}")
 
 
 def _add_gpus(system: str, gpus: int, options: dict, config: dict) -> None:
