@@ -218,11 +218,12 @@ def test_short_walltime_or_own_lifetime_adds_no_lifetime():
 
 @pytest.mark.parametrize("system", ["slurm", "pbs", "sge", "lsf"])
 def test_job_scripts_give_workers_the_embedded_workers_environment(system):
-    script = job_script(spec_of("--cluster", system))
+    sized = ("--cluster-option", "cores=2", "--cluster-option", "memory=4GB")
+    script = job_script(spec_of("--cluster", system, *sized))
     assert "export THP_MEM_ALLOC_ENABLE=${THP_MEM_ALLOC_ENABLE:-1}" in script.splitlines()
     site = {f"jobqueue.{system}.job-script-prologue": ["export THP_MEM_ALLOC_ENABLE=0"]}
     with dask.config.set(site):
-        script = job_script(spec_of("--cluster", system))
+        script = job_script(spec_of("--cluster", system, *sized))
     assert [line for line in script.splitlines() if "THP_MEM_ALLOC_ENABLE" in line] == [
         "export THP_MEM_ALLOC_ENABLE=0"
     ]
