@@ -1,6 +1,7 @@
-"""The block scans (neighbours/scans.py): the compiled kernels give NumPy's values on ties,
-masked (+inf) pairs, float32 and float64 scores; column candidates equal the candidates of the
-transposed block; in-memory inputs are not copied."""
+"""The compiled passes of the engine (scans.py, summary.py, the centring of euclidean.py) give
+NumPy's values on ties, masked (+inf) pairs, float32 and float64 scores; column candidates
+equal the candidates of the transposed block; the engine without them still equals the brute
+force; in-memory inputs are not copied."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from brute_force import assert_matches, brute_force
 
 from medsyn_dask import evaluate_features
 from medsyn_dask.evaluate_inputs import scattered_inputs
-from medsyn_dask.neighbours import scans, summary
+from medsyn_dask.neighbours import euclidean, scans, summary
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.reductions import (
     Candidates,
@@ -153,3 +154,19 @@ def test_summary_kernels_find_non_finite_values(bad):
     assert summary.summary(real, synth, "euclidean")[:2] == (False, False)
     huge = np.full((600, 5), 1e308)  # finite values whose column sums overflow
     assert summary.summary(huge, huge, "euclidean")[:2] == (True, True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_centring_kernel_equals_numpy(dtype, monkeypatch):
+    """The compiled centring pass gives NumPy's float32 rows bit for bit, and the norms to
+    float64 accuracy (their order of summation differs)."""
+    rows = (np.random.default_rng(8).standard_normal((60, 300)) + 1000).astype(dtype)
+    centre = rows.astype(np.float64).mean(axis=0)
+    compiled, compiled_norms = euclidean._augmented(rows, centre)
+    with monkeypatch.context() as patch:
+        patch.setattr(euclidean, "_centre_kernel", lambda: None)
+        plain, plain_norms = euclidean._augmented(rows, centre)
+    np.testing.assert_array_equal(compiled[:, :-2], plain[:, :-2])
+    np.testing.assert_array_equal(compiled[:, -1], plain[:, -1])
+    np.testing.assert_allclose(compiled_norms, plain_norms, rtol=1e-13)
+    np.testing.assert_allclose(compiled[:, -2], plain[:, -2], rtol=2**-23)

@@ -155,10 +155,17 @@ def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
     float32 features are centred in float32 on ``float32(c)``: a common shift of every point
     leaves distances unchanged, and the rounding of the difference is the cast error bounded
-    in :func:`block_bounds`. Other dtypes are centred in float64, then cast.
+    in :func:`block_bounds`. Other dtypes are centred in float64, then cast. The norms are
+    float64 sums of the float64 squares, to float64 accuracy in any order (the bounds count
+    only their float32 cast), so the compiled pass and NumPy may differ in their last bits.
     """
     a = np.asarray(a)
     out = np.empty((len(a), a.shape[1] + 2), dtype=np.float32)
+    kernel = _centre_kernel() if a.dtype in KERNEL_DTYPES else None
+    if kernel is not None:
+        shift = centre.astype(np.float32) if a.dtype == np.float32 else centre
+        norms = kernel(np.ascontiguousarray(a), shift.astype(a.dtype, copy=False), out)
+        return out, norms
     body = out[:, :-2]
     if a.dtype == np.float32:
         np.subtract(a, centre.astype(np.float32), out=body)
@@ -167,6 +174,26 @@ def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarra
     norms = np.einsum("ij,ij->i", body, body, dtype=np.float64)
     out[:, -2], out[:, -1] = norms, 1.0
     return out, norms
+
+
+@functools.cache
+def _centre_kernel():
+    """The numba pass of :func:`_augmented` (one read of the rows, no temporaries), or None."""
+
+    def centre_rows(a, shift, out):  # pragma: no cover - compiled
+        dim = a.shape[1]
+        norms = np.empty(a.shape[0])
+        for i in range(a.shape[0]):
+            total = 0.0
+            for j in range(dim):
+                v = np.float32(a[i, j] - shift[j])  # float32 - float32, or float64 then cast
+                out[i, j] = v
+                total += np.float64(v) * np.float64(v)
+            norms[i] = total
+            out[i, dim], out[i, dim + 1] = np.float32(total), np.float32(1.0)
+        return norms
+
+    return compiled(centre_rows)
 
 
 def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray:
