@@ -18,7 +18,7 @@ from PIL import Image
 from medsyn_dask.features import extract_features
 from medsyn_dask.job import analyze, mean_image_target
 from medsyn_dask.metrics.variety import accumulate, group_variety, to_uint8_image
-from medsyn_dask.metrics.variety.sums import MeanImageSums, add_image, combine_class_sums
+from medsyn_dask.metrics.variety.sums import MeanImageSums, combine_class_sums
 from medsyn_dask.phantoms import write_demo_dataset
 from medsyn_dask.settings import settings_from_mapping
 from medsyn_dask.sources import list_images, read_image
@@ -145,14 +145,22 @@ def test_target_is_the_first_readable_image_of_the_first_group(tmp_path, extract
     assert mean_image_target(settings, synthetic) == MeanImageSums((20, 28), volume=False)
 
 
-def test_task_sums_equal_accumulate():
+@pytest.mark.parametrize("shape", [(6, 5), (9, 7), (31, 40)])
+def test_task_sums_equal_accumulate(shape):
+    """Gray as one plane (resized by Pillow as one band) sums as the reading pass's RGB."""
     rng = np.random.default_rng(0)
-    images = [rng.integers(0, 256, (9, 7), dtype=np.uint8) for _ in range(5)]
-    target = MeanImageSums((6, 5), volume=False)
+    images = [
+        rng.integers(0, 256, (9, 7), dtype=np.uint8),  # gray
+        rng.integers(0, 256, (9, 7, 3), dtype=np.uint8),  # colour
+        rng.integers(0, 256, (12, 8, 2), dtype=np.uint8),  # gray + alpha
+        rng.integers(0, 65536, (10, 9), dtype=np.uint16),  # 16-bit gray
+        rng.random((9, 7)),  # float gray in [0, 1]
+    ]
+    target = MeanImageSums(shape, volume=False)
     parts = [{}, {}]
     for i, image in enumerate(images):
-        add_image(parts[i % 2], "c", target.convert(image))
+        target.add(parts[i % 2], "c", target.convert(image))
     total, count = combine_class_sums(parts)["c"]
-    expected, n = accumulate((to_uint8_image(im) for im in images), (6, 5))
+    expected, n = accumulate((to_uint8_image(im) for im in images), shape)
     assert count == n == 5 and parts[0]["c"][0].dtype == np.uint32
     np.testing.assert_array_equal(total, expected)

@@ -52,6 +52,9 @@ class MissingReaderError(InputError):
 
 def read_bytes(path: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
     """The whole content of ``path`` (local path or fsspec URL)."""
+    if "://" not in path:  # local: straight from the OS (fsspec's open costs ~0.1 ms a file)
+        with open(path, "rb") as f:
+            return f.read()
     with fsspec.open(path, "rb", **dict(storage_options or {})) as f:
         return f.read()
 

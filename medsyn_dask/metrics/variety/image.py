@@ -43,13 +43,20 @@ def to_uint8_image(array: np.ndarray, *, volume: bool = False) -> np.ndarray:
     """
     if volume:
         return _min_max_uint8(as_volume(np.asarray(array)))
-    a = as_channels_last(np.asarray(array))
-    # Gray (+ alpha) keeps its first channel, RGBA its first three: alpha is not intensity.
-    a = a[:, :, 0] if a.shape[2] <= 2 else a[:, :, :3]
-    a = _intensity_uint8(a)
+    a = to_uint8_planes(array)
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     return np.ascontiguousarray(a)
+
+
+def to_uint8_planes(array: np.ndarray) -> np.ndarray:
+    """:func:`to_uint8_image` of a 2D image before gray is repeated: ``(H, W)`` for gray
+    (+ alpha), ``(H, W, 3)`` for colour. Summing gray images as one plane saves two copies
+    (the three channels of a gray image are equal)."""
+    a = as_channels_last(np.asarray(array))
+    # Gray (+ alpha) keeps its first channel, RGBA its first three: alpha is not intensity.
+    a = a[:, :, 0] if a.shape[2] <= 2 else a[:, :, :3]
+    return _intensity_uint8(a)
 
 
 def _intensity_uint8(a: np.ndarray) -> np.ndarray:
@@ -74,16 +81,18 @@ def _min_max_uint8(a: np.ndarray) -> np.ndarray:
 def resize_image(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Resize a uint8 image to ``shape`` with Pillow's bilinear filter.
 
-    ``image`` is ``(H, W, 3)`` (2D) and ``shape`` ``(H', W')``, or ``image`` is ``(X, Y, Z)``
+    ``image`` is ``(H, W, 3)`` or a gray plane ``(H, W)`` (2D) and ``shape`` ``(H', W')``,
+    or ``image`` is ``(X, Y, Z)``
     (3D) and ``shape`` ``(X', Y', Z')``; the result is uint8 of the target shape. Volumes are
     resized separably (each Z slice in X and Y, then each X slice in Z) in float and rounded.
     Shapes are array shapes (rows first), not Pillow's ``(width, height)``.
     """
     shape = tuple(int(s) for s in shape)
-    if image.ndim == 3 and image.shape[-1] == 3 and len(shape) == 2:
+    if (image.ndim == 2 or image.shape[-1] == 3) and len(shape) == 2:
         if image.shape[:2] == shape:
             return image
-        # 8-bit RGB straight through Pillow, as one would resize the image file itself.
+        # 8-bit RGB (or one gray plane: Pillow resizes each band alike) straight through
+        # Pillow, as one would resize the image file itself.
         pil = Image.fromarray(image).resize(shape[::-1], Image.Resampling.BILINEAR)
         return np.asarray(pil)
     if image.ndim == 3 and len(shape) == 3:
