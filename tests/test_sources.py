@@ -195,3 +195,18 @@ def test_read_dicom_applies_rescale(tmp_path):
     np.testing.assert_array_equal(got, raw * 2.0 - 1024)
     # floats are min-max scaled, so the rescale does not change the preprocessed image
     np.testing.assert_allclose(preprocess(got, 8), preprocess(raw.astype(np.float32), 8))
+
+
+def test_gray_uint8_at_the_resolution_is_bit_identical_to_pillow_path():
+    """The fast path (no Pillow round trip) gives the very bytes of the Pillow path."""
+    from medsyn_dask.sources.preprocess import _normalise, preprocess
+
+    rng = np.random.default_rng(1)
+    for shape in [(32, 32), (32, 32, 1), (32, 32, 2)]:
+        a = rng.integers(0, 256, shape, dtype=np.uint8)
+        plane = a if a.ndim == 2 else a[:, :, 0]
+        img = Image.fromarray(np.ascontiguousarray(plane), mode="L").convert("L")
+        expected = _normalise((np.asarray(img, dtype=np.float32) / np.float32(255))[None])
+        got = preprocess(a, 32, 1)
+        assert got.shape == expected.shape == (1, 32, 32) and got.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))

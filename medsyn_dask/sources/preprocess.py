@@ -110,6 +110,9 @@ def as_volume(array: np.ndarray) -> np.ndarray:
 
 def _resize_uint8(arr: np.ndarray, resolution: int, num_channels: int) -> np.ndarray:
     channels = arr.shape[2]
+    if channels <= 2 and num_channels == 1 and arr.shape[:2] == (resolution, resolution):
+        # Gray at the size wanted: Pillow would copy it twice and change nothing.
+        return (arr[:, :, 0].astype(np.float32) / np.float32(255))[None]
     if channels <= 2:
         img = Image.fromarray(np.ascontiguousarray(arr[:, :, 0]), mode="L")
     else:
