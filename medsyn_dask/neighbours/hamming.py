@@ -153,9 +153,9 @@ def mismatch_counts(
         return differ + len(kept) - _varying_matches(x.rows[:, kept], y.rows[:, kept])
     low = min(x.low, y.low)
     planes = hamming_planes.planes_needed(max(x.high, y.high) - low)
-    return differ + hamming_planes.mismatches(
-        x.planes(kept, low, planes), y.planes(kept, low, planes)
-    )
+    counts = hamming_planes.mismatches(x.planes(kept, low, planes), y.planes(kept, low, planes))
+    counts += differ  # in place: a block pair's counts are large
+    return counts
 
 
 def _as_codes(codes: np.ndarray | Codes) -> Codes:
