@@ -215,6 +215,8 @@ def run_job(
         listing = pool.submit(_import_and_list, settings)
         client = stack.enter_context(start_cluster(cluster))
         datasets = listing.result()
+        # The report's plotting library (half a second) loads while the workers extract.
+        pool.submit(import_module, "medsyn_dask.report.plots")
         from ..job import analyze
         from ..report import prepare_output, write_outputs, write_report, write_summary
 
