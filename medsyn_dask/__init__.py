@@ -11,8 +11,9 @@ The public API is small; METHOD.md defines every number it returns.
   :func:`real_fid_statistics`: the real side of FID once, to reuse for every group.
 """
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+
+from .lazy import lazy_attributes
 
 try:
     __version__ = version("medsyn-dask")
@@ -37,16 +38,7 @@ _LAZY = {
 }
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value  # also replaces the submodule attribute named like the function
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 __all__ = [

@@ -17,7 +17,7 @@
 ``load_features`` reads it back for any analysis.
 """
 
-from importlib import import_module
+from ..lazy import lazy_attributes
 
 # Imported on first use: the driver of a job lists, plans and scores without torch, which
 # only the workers (and :class:`Extractor` users) load.
@@ -36,16 +36,7 @@ _LAZY = {
 }
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, globals(), _LAZY)
 
 
 __all__ = [
