@@ -290,3 +290,33 @@ def test_gpu_workers_are_asked_for_their_resource(tmp_path, extract_client):
         extract_features(root, str(tmp_path / "f.zarr"), "real", resolution=16, client=client)
     assert len(plugin.seen) >= 2  # the probe and the partition
     assert all(r == {GPU_RESOURCE: 1} for r in plugin.seen)
+
+
+def test_one_probe_per_configuration_and_cluster(tmp_path):
+    """A job's sets share their model: the second new set of one configuration asks no
+    worker for the feature count again; another resolution does."""
+    from distributed import Client, LocalCluster
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    class Probes(SchedulerPlugin):
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def transition(self, key, start, finish, *args, **kwargs) -> None:
+            if finish == "processing" and str(key).startswith("extract-features-probe-"):
+                self.keys.append(str(key))
+
+    roots = [str(png_dataset(tmp_path / f"data{i}", per_class=2)) for i in range(2)]
+    store = str(tmp_path / "f.zarr")
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        probes = Probes()
+        cluster.scheduler.add_plugin(probes)
+        for i, root in enumerate(roots):
+            done = extract_features(root, store, f"set{i}", resolution=16, client=client)
+            assert done.n_features == 1024  # pixels: a 32 x 32 grid
+        assert len(probes.keys) == 1
+        extract_features(roots[0], store, "other", resolution=32, client=client)
+        assert len(probes.keys) == 2

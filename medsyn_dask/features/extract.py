@@ -197,10 +197,7 @@ def _open_or_create(
             kept = fset.provenance.partition_size
             log.warning("feature set %s keeps its partition size %d", fset.name, kept)
         return fset
-    key = f"extract-features-probe-{run_id}"
-    future = client.submit(probe, job, key=key, resources=_resources(client), pure=False)
-    n_features, dtype = future.result()
-    future.release()  # else held until garbage collection, and rerun if its worker dies
+    n_features, dtype = _probe(client, job, run_id)
     provenance = Provenance(
         **asdict(config),
         model=job.model,
@@ -213,6 +210,25 @@ def _open_or_create(
         partition_size=partition_size or default_partition_size(len(rel), job.batch_size),
     )
     return FeatureSet.create(zstore, job.address.group, provenance, rel, dataset.classes)
+
+
+#: (scheduler, model, weights sha256, resolution, channels, volumes) -> what the probe said: a
+#: job's sets share one model, and a new set of the same configuration on the same cluster
+#: need not ask a worker again.
+_PROBED: dict[tuple, tuple[int, str]] = {}
+
+
+def _probe(client: Any, job: Job, run_id: str) -> tuple[int, str]:
+    """(features per image, dtype name) of the job's extractor, from one task on a worker
+    the first time this process sees the configuration."""
+    where = client.scheduler.address
+    config = (where, job.model, job.weights_sha256, job.resolution, job.num_channels, job.volumes)
+    if config not in _PROBED:
+        key = f"extract-features-probe-{run_id}"
+        future = client.submit(probe, job, key=key, resources=_resources(client), pure=False)
+        _PROBED[config] = future.result()
+        future.release()  # else held until garbage collection, and rerun if its worker dies
+    return _PROBED[config]
 
 
 def _plan(fset: FeatureSet, dataset: Dataset, rel: list[str], config: FeatureConfig) -> Plan:
@@ -305,9 +321,11 @@ def _wait(client: Any, futures: list, label: str, progress: bool, job: Job) -> C
     from distributed import as_completed
 
     pending, sums = set(futures), None
+    if not futures:  # as_completed would look for a default client
+        return sums
     try:
         with Counter(label, len(futures), "partitions", enabled=progress) as counter:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=client.loop):  # not the default client
                 done = fut.result()  # raises the task's error, e.g. a BadImageError naming a file
                 if job.mean_image is not None:
                     sums = job.mean_image.combine([s for s in (sums, done.sums) if s is not None])
