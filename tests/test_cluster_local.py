@@ -47,3 +47,20 @@ def test_spawn_environ_adds_to_the_configured_one_without_overriding_it():
     with dask.config.set({SPAWN_KEY: {"OMP_NUM_THREADS": 1}}):
         environ = _spawn_environ()[SPAWN_KEY]
     assert environ == {"OMP_NUM_THREADS": 1, **WORKER_ENVIRON}
+
+
+def _heartbeat_filtered() -> tuple[bool, bool]:
+    import logging
+
+    log = logging.getLogger("distributed.worker")
+    args = ("distributed.worker", logging.ERROR, __file__, 1)
+    text = "Failed to communicate with scheduler during heartbeat."
+    noise = log.makeRecord(*args, text, (), None)
+    other = log.makeRecord(*args, "Compute Failed", (), None)
+    return bool(log.filter(noise)), bool(log.filter(other))
+
+
+def test_embedded_workers_do_not_print_heartbeats_that_meet_a_closed_scheduler():
+    with connect(workers=1, quiet=True) as client:
+        seen = client.run(_heartbeat_filtered)
+    assert list(seen.values()) == [(False, True)]

@@ -93,12 +93,22 @@ def _spawn_environ() -> dict[str, dict[str, str]]:
 class QuickExit(WorkerPlugin):
     """The embedded cluster's worker processes skip the garbage collection of their
     interpreter's teardown (``gc.freeze`` at exit): with torch loaded it made each close of
-    the cluster wait 1-3 s, and a worker has closed its files and connections by then."""
+    the cluster wait 1-3 s, and a worker has closed its files and connections by then.
+
+    Their heartbeat failing because the scheduler (which lives in the driver) has closed is not
+    printed either: the run is ending (Ctrl-C, a stop on error), and a traceback on the
+    console would bury the one line that says why.
+    """
 
     name = "medsyn-quick-exit"
 
     def setup(self, worker: object) -> None:
         atexit.register(gc.freeze)
+        logging.getLogger("distributed.worker").addFilter(_no_heartbeat_after_close)
+
+
+def _no_heartbeat_after_close(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
 
 
 def announce(client: Client, quiet: bool, what: str | None = None) -> None:
