@@ -343,8 +343,7 @@ def measure_variety(
     skipped, summed = skipped or {}, dict(summed or {}) if mean_image else {}
 
     def to_read(name: str, dataset: Dataset) -> dict[str, list[str]]:
-        done = summed.get(name)
-        rows = done.summed_rows if done is not None and done.image_sums is not None else ()
+        rows = summed[name].summed_rows if name in summed else ()  # () when none was summed
         return _paths_by_class(dataset, skipped.get(name, ()), rows)
 
     def sums(name: str) -> Any:
@@ -370,10 +369,9 @@ def mean_image_target(
 ) -> MeanImageSums:
     """The mean images' one shape: that of the first readable image of the first group
     (METHOD.md), read before the extraction so that its tasks can sum the images."""
-    first = next(iter(synthetic_sets.values()))
-    paths = [p for class_paths in _paths_by_class(first).values() for p in class_paths]
+    first = next(iter(synthetic_sets.values()))  # its paths are listed class by class
     read = functools.partial(read_image, storage_options=dict(settings.storage_options))
-    return MeanImageSums(first_readable_shape(paths, read, first.volumes), first.volumes)
+    return MeanImageSums(first_readable_shape(first.paths, read, first.volumes), first.volumes)
 
 
 def _paths_by_class(

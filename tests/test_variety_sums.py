@@ -164,3 +164,19 @@ def test_task_sums_equal_accumulate(shape):
     expected, n = accumulate((to_uint8_image(im) for im in images), shape)
     assert count == n == 5 and parts[0]["c"][0].dtype == np.uint32
     np.testing.assert_array_equal(total, expected)
+
+
+def test_first_readable_shape_crosses_chunks_and_names_the_first_bad_file(tmp_path, extract_client):
+    from medsyn_dask.errors import InputError
+    from medsyn_dask.metrics.variety.graph import first_readable_shape
+
+    bad = []
+    for i in range(5):
+        path = tmp_path / f"bad{i}.png"
+        path.write_bytes(b"not a png")
+        bad.append(str(path))
+    good = tmp_path / "good.png"
+    Image.fromarray(np.zeros((11, 13), np.uint8)).save(good)
+    assert first_readable_shape([*bad, str(good)], read_image, False, chunk=2) == (11, 13)
+    with pytest.raises(InputError, match="bad0.png"):
+        first_readable_shape(bad, read_image, False, chunk=2)

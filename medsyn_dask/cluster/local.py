@@ -104,10 +104,10 @@ class QuickExit(WorkerPlugin):
 
     def setup(self, worker: object) -> None:
         atexit.register(gc.freeze)
-        logging.getLogger("distributed.worker").addFilter(_no_heartbeat_after_close)
+        logging.getLogger("distributed.worker").addFilter(_not_a_heartbeat_failure)
 
 
-def _no_heartbeat_after_close(record: logging.LogRecord) -> bool:
+def _not_a_heartbeat_failure(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Failed to communicate with scheduler during heartbeat")
 
 

@@ -320,15 +320,15 @@ def _wait(client: Any, futures: list, label: str, progress: bool, job: Job) -> C
     """
     from distributed import as_completed
 
-    pending, sums = set(futures), None
-    if not futures:  # as_completed would look for a default client
-        return sums
+    pending, sums = set(futures), (None if job.mean_image is None else {})
+    if not futures:  # nothing read, nothing summed (and as_completed wants a client)
+        return None
     try:
         with Counter(label, len(futures), "partitions", enabled=progress) as counter:
             for fut in as_completed(futures, loop=client.loop):  # not the default client
                 done = fut.result()  # raises the task's error, e.g. a BadImageError naming a file
                 if job.mean_image is not None:
-                    sums = job.mean_image.combine([s for s in (sums, done.sums) if s is not None])
+                    job.mean_image.add_sums(sums, done.sums)
                 pending.discard(fut)
                 fut.release()
                 counter.step()

@@ -142,17 +142,25 @@ def first_image_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def first_readable_shape(paths: Sequence[str], read: Reader, volume: bool) -> tuple[int, ...]:
+def first_readable_shape(
+    paths: Sequence[str], read: Reader, volume: bool, chunk: int = 64
+) -> tuple[int, ...]:
     """The target shape given by the first of ``paths`` that reads as an image (bad files,
-    which extraction skips, are passed over), found by one task on the current scheduler.
+    which extraction skips, are passed over), found by tasks on the current scheduler, one
+    per ``chunk`` paths and only until one reads (a million-image list is not shipped whole).
     Raises the first file's error when none reads."""
     if not paths:
         raise SettingsError("first_readable_shape needs at least one path, got none")
-    token = tokenize(list(paths), read, volume)
-    key = f"mean-image-shape-{token}"
-    dsk = {key: (_first_readable_shape, list(paths), read, volume)}
-    (shape,) = dask.compute(Delayed(key, HighLevelGraph.from_collections(key, dsk, [])))
-    return tuple(shape)
+    first_error = None
+    for start in range(0, len(paths), chunk):
+        part = list(paths[start : start + chunk])
+        key = f"mean-image-shape-{tokenize(part, read, volume)}"
+        dsk = {key: (_first_readable_shape, part, read, volume)}
+        (found,) = dask.compute(Delayed(key, HighLevelGraph.from_collections(key, dsk, [])))
+        if not isinstance(found, Exception):
+            return tuple(found)
+        first_error = first_error or found
+    raise first_error
 
 
 def check_paths(paths_by_class: PathsByClass, allow_empty: bool = False) -> dict[str, list[str]]:
@@ -230,14 +238,17 @@ def _read_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:
     return image.shape if volume else image.shape[:2]
 
 
-def _first_readable_shape(paths: list[str], read: Reader, volume: bool) -> tuple[int, ...]:
+def _first_readable_shape(
+    paths: list[str], read: Reader, volume: bool
+) -> tuple[int, ...] | Exception:
+    """The shape of the first of ``paths`` that reads, else the first path's error."""
     first_error = None
     for path in paths:
         try:
             return _read_shape(path, read, volume)
         except (InputError, FileNotFoundError) as err:  # BadImageError is an InputError
             first_error = first_error or err
-    raise first_error
+    return first_error
 
 
 def _partial_task(paths: list[str], read: Reader, shape: tuple[int, ...], volume: bool) -> Partial:

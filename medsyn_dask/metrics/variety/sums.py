@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .image import resize_image, to_uint8_image, to_uint8_planes
-from .score import Partial, combine_partials
+from .score import Partial
 
 #: Class name -> partial sum of that class's images.
 ClassSums = dict[str, Partial]
@@ -53,9 +53,9 @@ class MeanImageSums:
         """:func:`add_image`, for callers that know this object only (extraction tasks)."""
         add_image(sums, cls, image, self.shape if self.volume else self.shape + (3,))
 
-    def combine(self, parts: Sequence[ClassSums]) -> ClassSums:
-        """:func:`combine_class_sums`, for callers that know this object only."""
-        return combine_class_sums(parts)
+    def add_sums(self, total: ClassSums, part: ClassSums) -> None:
+        """:func:`add_class_sums`, for callers that know this object only."""
+        add_class_sums(total, part)
 
 
 def add_image(sums: ClassSums, cls: str, image: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -73,7 +73,21 @@ def add_image(sums: ClassSums, cls: str, image: np.ndarray, shape: tuple[int, ..
     sums[cls] = (total, count + 1)
 
 
+def add_class_sums(total: ClassSums, part: ClassSums) -> None:
+    """Add one task's :data:`ClassSums` into ``total`` in place, class by class, in float64
+    (one array per class however many tasks are added; classes in first-seen order)."""
+    for cls, (array, count) in part.items():
+        if cls in total:
+            into, n = total[cls]
+            into += array
+            total[cls] = (into, n + count)
+        else:
+            total[cls] = (array.astype(np.float64), count)
+
+
 def combine_class_sums(parts: Sequence[ClassSums]) -> ClassSums:
-    """Add several tasks' :data:`ClassSums`, class by class (classes in first-seen order)."""
-    classes = list(dict.fromkeys(cls for part in parts for cls in part))
-    return {cls: combine_partials([p[cls] for p in parts if cls in p]) for cls in classes}
+    """Several tasks' :data:`ClassSums` added, class by class (classes in first-seen order)."""
+    total: ClassSums = {}
+    for part in parts:
+        add_class_sums(total, part)
+    return total
