@@ -104,6 +104,7 @@ def real_neighbourhood(
     patient radii of patient mode.
     """
     check_options(metric, block_size, backend=backend, nearest_k=nearest_k)
+    (real,) = local.in_memory_when_small([real], block_size)
     here = local.runs_here([real], block_size)
     compute = _progress(progress, here)
     features = real
@@ -189,10 +190,13 @@ def evaluate_features(
             adds the patient-level copy test (METHOD.md, "Patient mode") as ``.patients``.
 
     Runs on the current Dask scheduler: a distributed Client's cluster when one is active.
+    Inputs of a few blocks (:func:`~.neighbours.local.in_memory_when_small`) are read into
+    this process and computed here, on one thread per core, without a graph.
     """
     check_options(
         metric, block_size, backend=backend, nearest_k=nearest_k, threshold=mode_collapse_threshold
     )
+    real, synthetic = local.in_memory_when_small([real, synthetic], block_size)
     inputs = {"real": real, "synthetic": synthetic}
     here = local.runs_here(list(inputs.values()), block_size)
     compute = _progress(progress, here)

@@ -8,7 +8,6 @@ variety) -> report (:mod:`medsyn_dask.report`). It runs on the current Dask clie
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from .cache import cache_key, features_digest, load_real_neighbourhood, save_real_neighbourhood
-from .cluster import ImportAhead
 from .evaluate import (
     EvaluationResult,
     RealNeighbourhood,
@@ -27,13 +25,19 @@ from .evaluate import (
     real_neighbourhood,
 )
 from .evaluate_patients import with_patient_radii
-from .features import BadImage, ExtractionResult, extract_features, load_features
+from .features import BadImage, ExtractionResult
 from .features.store import LoadedFeatures
 from .job_baseline import scored_groups, split_reference
+from .job_features import (
+    as_dask,
+    extract_all,
+    import_ahead,
+    mean_image_target,
+    model_resolution_pairs,
+)
 from .metrics.baseline import HOLDOUT
 from .metrics.multiscale import multiscale_score
 from .metrics.variety import GroupVariety, group_variety
-from .metrics.variety.graph import first_readable_shape
 from .metrics.variety.sums import MeanImageSums
 from .progress import stage
 from .settings import REAL, AnalyzeSettings, check_settings
@@ -68,8 +72,8 @@ def analyze(
     ``datasets`` is what :func:`check_settings` returned, when the caller has checked already
     (listing a large bucket twice is not free).
     """
-    _import_torch_ahead()
     real_set, synthetic_sets = datasets or check_settings(settings)
+    import_ahead(settings, real_set.volumes)
     classes = list(real_set.class_names)
     pairs = model_resolution_pairs(settings)
     listed = {REAL: real_set, **synthetic_sets}
@@ -106,14 +110,6 @@ def analyze(
     return assemble_result(settings, features, scores, variety, statistics)
 
 
-def _import_torch_ahead() -> None:
-    """Workers load torch now, all at once, for the extraction (see ImportAhead)."""
-    from distributed import get_client
-
-    with contextlib.suppress(ValueError):  # no distributed client: nothing to warm
-        get_client().register_plugin(ImportAhead(["torch"]))
-
-
 def assemble_result(
     settings: AnalyzeSettings,
     features: dict[tuple[str, int], dict[str, LoadedFeatures]],
@@ -133,75 +129,19 @@ def assemble_result(
     scores = {g: scores[g] for g in settings.synthetic}
     if statistics is None:
         statistics = {pairs[0]: {g: {"fid": s.fid, "std": s.std} for g, s in scores.items()}}
+    holdout = first.get(HOLDOUT)
     return AnalysisResult(
         settings=settings,
-        real=first[REAL],
-        synthetic={g: first[g] for g in settings.synthetic},
+        real=as_dask(first[REAL]),
+        synthetic={g: as_dask(first[g]) for g in settings.synthetic},
         scores=scores,
         reference=reference,
-        holdout=first.get(HOLDOUT),
+        holdout=None if holdout is None else as_dask(holdout),
         variety=variety,
         statistics=statistics,
         multiscale=_multiscale(statistics, settings) if len(statistics) > 1 else None,
         bad_images={name: _bad(f) for name, f in first.items()},
     )
-
-
-def model_resolution_pairs(settings: AnalyzeSettings) -> list[tuple[str, int]]:
-    """Every (model, resolution) of the run; the first gives the neighbourhood scores."""
-    return [(m, r) for m in settings.models for r in settings.resolutions]
-
-
-def extract_all(
-    settings: AnalyzeSettings,
-    pair: tuple[str, int],
-    classes: list[str],
-    *,
-    listed: Mapping[str, Dataset] | None = None,
-    progress: bool = True,
-    mean_image: MeanImageSums | None = None,
-    summed: dict[str, ExtractionResult] | None = None,
-) -> dict[str, LoadedFeatures]:
-    """Stage 1: features of the real set and every group for one (model, resolution).
-
-    Extracted into ``settings.store`` (reused when already there) and loaded back; keyed by
-    ``"real"`` and the group names. ``listed`` holds the sets :func:`check_settings` listed
-    (by the same keys), so that a large bucket is not listed again. With ``mean_image``, the
-    real set's and the groups' tasks also sum the images they read for the mean images, and
-    ``summed`` receives each of those sets' :class:`ExtractionResult` for
-    :func:`measure_variety`.
-    """
-    model, resolution = pair
-    roots = {REAL: settings.real, **settings.synthetic}
-    if settings.holdout is not None and pair == model_resolution_pairs(settings)[0]:
-        roots[HOLDOUT] = settings.holdout  # scored once, as the reference row
-    out = {}
-    for name, root in roots.items():
-        group = name if name in (REAL, HOLDOUT) else f"synthetic-{name}"
-        stage(f"features: {name} ({model}, {resolution} px)", enabled=progress)
-        done = extract_features(
-            root,
-            settings.store,
-            group,
-            model,
-            weights=settings.weights.get(model),
-            resolution=resolution,
-            num_channels=settings.num_channels,
-            class_names=classes,
-            storage_options=dict(settings.storage_options),
-            batch_size=settings.batch_size,
-            on_bad_image=settings.on_bad_image,
-            verify_content=settings.verify_content,
-            progress=progress,
-            dataset=(listed or {}).get(name),
-            mean_image=None if name == HOLDOUT else mean_image,
-        )
-        if mean_image is not None and summed is not None and name != HOLDOUT:
-            summed[name] = done
-        out[name] = load_features(
-            settings.store, group, name=done.name, storage_options=dict(settings.storage_options)
-        )
-    return out
 
 
 def metric_for(features: LoadedFeatures) -> str:
@@ -362,16 +302,6 @@ def measure_variety(
         reference_sums=sums(REAL) if real_set else None,
         **target,
     )
-
-
-def mean_image_target(
-    settings: AnalyzeSettings, synthetic_sets: dict[str, Dataset]
-) -> MeanImageSums:
-    """The mean images' one shape: that of the first readable image of the first group
-    (METHOD.md), read before the extraction so that its tasks can sum the images."""
-    first = next(iter(synthetic_sets.values()))  # its paths are listed class by class
-    read = functools.partial(read_image, storage_options=dict(settings.storage_options))
-    return MeanImageSums(first_readable_shape(first.paths, read, first.volumes), first.volumes)
 
 
 def _paths_by_class(

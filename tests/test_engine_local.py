@@ -145,6 +145,23 @@ def test_small_inputs_run_here_with_a_client_large_ones_on_it(extract_client):
     assert_matches(on_cluster, brute_force(real, synth))
 
 
+def test_small_lazy_inputs_are_read_here_large_ones_kept(tmp_path):
+    """Dask and Zarr arrays of a few blocks become NumPy (one read), larger ones stay lazy;
+    the evaluation of small lazy inputs then runs here and equals the brute force."""
+    import zarr
+
+    real, synth = scenarios.near_duplicated(np.random.default_rng(46), n=200, m=150)
+    on_disk = zarr.create_array(str(tmp_path / "s.zarr"), shape=synth.shape, dtype=synth.dtype)
+    on_disk[...] = synth
+    lazy = da.from_array(real, chunks=(50, -1))
+    got = local.in_memory_when_small([lazy, on_disk], 64, "threads")
+    assert all(isinstance(a, np.ndarray) for a in got)
+    np.testing.assert_array_equal(got[0], real)
+    np.testing.assert_array_equal(got[1], synth)
+    assert local.in_memory_when_small([lazy, on_disk], 32)[0] is lazy  # 200 rows > 4 x 32
+    assert_matches(evaluate_features(lazy, on_disk, block_size=64), brute_force(real, synth))
+
+
 def _task_prefixes(dask_scheduler) -> list[str]:
     return list(dask_scheduler.task_prefixes)
 

@@ -320,3 +320,30 @@ def test_one_probe_per_configuration_and_cluster(tmp_path):
         assert len(probes.keys) == 1
         extract_features(roots[0], store, "other", resolution=32, client=client)
         assert len(probes.keys) == 2
+
+
+def test_pixels_workers_import_torch_only_for_windows_numpy_cannot_pool(tmp_path):
+    """``pixels`` whose grid divides the resolution runs in NumPy: a fresh worker extracts
+    without importing torch (a second and a half of CPU per worker); another resolution goes
+    through torch's pooling and imports it."""
+    from distributed import Client, LocalCluster
+
+    def torch_imported() -> bool:  # pickled by value: a worker need not import this module
+        import sys
+
+        return "torch" in sys.modules
+
+    root = str(png_dataset(tmp_path / "data", per_class=3))
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        for resolution, imported in [(64, False), (48, True)]:  # 32 divides 64, not 48
+            store = str(tmp_path / f"s{resolution}.zarr")
+            extract_features(root, store, "real", resolution=resolution, client=client)
+            assert list(client.run(torch_imported).values()) == [imported], resolution
+            rows = load_features(store, "real").features.compute()
+            paths = list_images(root).paths
+            np.testing.assert_array_equal(rows, _direct(paths, resolution=resolution))

@@ -50,7 +50,10 @@ NOISE = ("Traceback", "KeyboardInterrupt", "CancelledError", "Compute Failed", "
 
 
 def analyze_args(real: str, groups: dict[str, str], out: str, *extra: str) -> list[str]:
+    """Every run of these tests: blocks of 16 rows, so that the distances run as tasks on the
+    workers (features of a few blocks are compared in the driver, out of a fault's reach)."""
     args = ["analyze", "--real", real, "--output", out, "--resolution", "16", "--workers", "2"]
+    args += ["--block-size", "16"]
     for name, root in groups.items():
         args += ["--synthetic", f"{name}={root}"]
     return [*args, *extra]

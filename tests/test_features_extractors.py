@@ -41,6 +41,42 @@ def test_pixels_are_block_means_2d_and_3d():
         create_extractor("pixels:big")
 
 
+@pytest.mark.parametrize(
+    "shape, grid",
+    [
+        ((3, 1, 256, 256), None),  # 8 x 8 blocks
+        ((2, 3, 224, 224), None),  # 7 x 7: dividing by each side differs from dividing by 49
+        ((2, 1, 96, 64), 16),  # unequal sides
+        ((2, 1, 100, 100), None),  # 32 does not divide 100: overlapping windows, torch's path
+        ((1, 1, 48, 48, 48), None),  # volumes: 3 x 3 x 3 blocks
+        ((1, 2, 40, 40, 40), 8),
+    ],
+)
+def test_pixels_are_bit_identical_to_torch_adaptive_pooling(shape, grid):
+    """The NumPy block means are torch's adaptive average pooling to the last bit, so a
+    feature store written by either gives the same rows."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    side = grid or (16 if len(shape) == 5 else 32)
+    pool = F.adaptive_avg_pool3d if len(shape) == 5 else F.adaptive_avg_pool2d
+    expected = pool(torch.from_numpy(x), side).reshape(shape[0], -1).numpy()
+    got = create_extractor("pixels" if grid is None else f"pixels:{grid}").extract(x)
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))
+
+
+def test_pixels_runs_without_torch_when_the_grid_divides():
+    from medsyn_dask.features.pixels import runs_without_torch
+
+    assert runs_without_torch("pixels", 256, False) and runs_without_torch("pixels", 64, True)
+    assert runs_without_torch("pixels:8", 64, False)
+    assert not runs_without_torch("pixels", 100, False)  # torch's overlapping windows
+    assert not runs_without_torch("pixels:big", 64, False)
+    assert not runs_without_torch("vqvae-top", 256, False)
+
+
 class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()

@@ -202,11 +202,12 @@ def test_gray_uint8_at_the_resolution_is_bit_identical_to_pillow_path():
     from medsyn_dask.sources.preprocess import _normalise, preprocess
 
     rng = np.random.default_rng(1)
-    for shape in [(32, 32), (32, 32, 1), (32, 32, 2)]:
-        a = rng.integers(0, 256, shape, dtype=np.uint8)
+    every_level = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for shape in [(32, 32), (32, 32, 1), (32, 32, 2), every_level.shape]:
+        a = every_level if shape == (16, 16) else rng.integers(0, 256, shape, dtype=np.uint8)
         plane = a if a.ndim == 2 else a[:, :, 0]
         img = Image.fromarray(np.ascontiguousarray(plane), mode="L").convert("L")
         expected = _normalise((np.asarray(img, dtype=np.float32) / np.float32(255))[None])
-        got = preprocess(a, 32, 1)
-        assert got.shape == expected.shape == (1, 32, 32) and got.dtype == np.float32
+        got = preprocess(a, a.shape[0], 1)
+        assert got.shape == expected.shape == (1,) + a.shape[:2] and got.dtype == np.float32
         np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))

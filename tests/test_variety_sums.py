@@ -160,13 +160,16 @@ def test_task_sums_equal_accumulate(shape):
     parts = [{}, {}]
     for i, image in enumerate(images):
         target.add(parts[i % 2], "c", target.convert(image))
-    total, count = combine_class_sums(parts)["c"]
+    # all gray: one plane; gray then colour: widened to three channels
+    assert parts[0]["c"][0].shape == shape and parts[1]["c"][0].shape == shape + (3,)
     expected, n = accumulate((to_uint8_image(im) for im in images), shape)
-    assert count == n == 5 and parts[0]["c"][0].dtype == np.uint32
-    np.testing.assert_array_equal(total, expected)
+    for order in (parts, parts[::-1]):
+        total, count = combine_class_sums(order)["c"]
+        assert count == n == 5 and parts[0]["c"][0].dtype == np.uint32
+        np.testing.assert_array_equal(total, expected)
 
 
-def test_first_readable_shape_crosses_chunks_and_names_the_first_bad_file(tmp_path, extract_client):
+def test_first_readable_shape_passes_bad_files_and_names_the_first(tmp_path):
     from medsyn_dask.errors import InputError
     from medsyn_dask.metrics.variety.graph import first_readable_shape
 
@@ -177,6 +180,6 @@ def test_first_readable_shape_crosses_chunks_and_names_the_first_bad_file(tmp_pa
         bad.append(str(path))
     good = tmp_path / "good.png"
     Image.fromarray(np.zeros((11, 13), np.uint8)).save(good)
-    assert first_readable_shape([*bad, str(good)], read_image, False, chunk=2) == (11, 13)
+    assert first_readable_shape([*bad, str(good)], read_image, False) == (11, 13)
     with pytest.raises(InputError, match="bad0.png"):
-        first_readable_shape(bad, read_image, False, chunk=2)
+        first_readable_shape(bad, read_image, False)

@@ -12,22 +12,22 @@ variety pass to take instead of reading the images again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import checks
 from ..checks import DEFAULT_RESOLUTION
 from ..cluster import GPU_RESOURCE, current_client
-from ..progress import Counter, stage
+from ..progress import stage
 from ..sources import Dataset, list_images, relative_path
 from .feature_set import (
-    BadImage,
     FeatureConfig,
     FeatureSet,
     Provenance,
@@ -37,13 +37,14 @@ from .feature_set import (
     paths_digest,
 )
 from .lock import SetLock
+from .pending import ExtractionResult, PendingExtraction
 from .registry import resolve_name
 from .reuse import Plan, StoredRows, match_rows, plan_partitions
 from .tasks import Job, probe, run_partition
 from .weights import weights_digest
 
 if TYPE_CHECKING:
-    from ..metrics.variety.sums import ClassSums, MeanImageSums
+    from ..metrics.variety.sums import MeanImageSums
 
 log = logging.getLogger(__name__)
 
@@ -52,37 +53,6 @@ OnBadImage = Literal["error", "skip"]
 TARGET_PARTITIONS = 16
 MIN_PARTITION = 32
 MAX_PARTITION = 512
-
-
-@dataclass(frozen=True)
-class ExtractionResult:
-    """What :func:`extract_features` did. ``name`` is the feature set inside ``group``.
-
-    ``n_reused`` images kept stored features that match their files; ``n_reextracted`` were
-    extracted by this run (new, changed, or never finished; all of them for a new set).
-    ``n_resumed`` partitions were found finished and current and left alone;
-    ``partitions_written`` lists the others.
-    """
-
-    store: str
-    group: str
-    name: str
-    n_images: int
-    n_features: int
-    n_partitions: int
-    n_resumed: int
-    bad_images: tuple[BadImage, ...] = ()
-    n_reused: int = 0
-    n_reextracted: int = 0
-    partitions_written: tuple[int, ...] = ()
-    #: With ``mean_image``: the per-class mean-image sums of the rows ``summed_rows`` (indices
-    #: into the listing), those this run read; None when it read none.
-    image_sums: ClassSums | None = None
-    summed_rows: tuple[int, ...] = ()
-
-    @property
-    def n_bad(self) -> int:
-        return len(self.bad_images)
 
 
 def default_partition_size(n_images: int, batch_size: int = 1) -> int:
@@ -143,6 +113,58 @@ def extract_features(
     :func:`~medsyn_dask.features.load_features`. Raises
     :class:`~medsyn_dask.features.lock.FeatureSetBusy` while another run writes the set.
     """
+    with extraction(
+        root,
+        store,
+        group,
+        model,
+        weights=weights,
+        resolution=resolution,
+        num_channels=num_channels,
+        class_names=class_names,
+        storage_options=storage_options,
+        store_options=store_options,
+        client=client,
+        partition_size=partition_size,
+        batch_size=batch_size,
+        on_bad_image=on_bad_image,
+        progress=progress,
+        shuffle_seed=shuffle_seed,
+        verify_content=verify_content,
+        dataset=dataset,
+        mean_image=mean_image,
+    ) as pending:
+        return pending.result()
+
+
+@contextlib.contextmanager
+def extraction(
+    root: str,
+    store: str,
+    group: str,
+    model: str = "pixels",
+    *,
+    weights: str | None = None,
+    resolution: int = DEFAULT_RESOLUTION,
+    num_channels: int = 1,
+    class_names: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    store_options: Mapping[str, Any] | None = None,
+    client: Any = None,
+    partition_size: int | None = None,
+    batch_size: int = 32,
+    on_bad_image: OnBadImage = "error",
+    progress: bool = False,
+    shuffle_seed: int | None = None,
+    verify_content: bool = False,
+    dataset: Dataset | None = None,
+    mean_image: MeanImageSums | None = None,
+) -> Iterator[PendingExtraction]:
+    """:func:`extract_features` in two steps: the partitions are submitted on entering, and
+    the :class:`PendingExtraction` yielded waits for them (``.result()``). Several sets can
+    then run back to back on the cluster (no idle worker between them) while the driver
+    waits for each in turn. Leaving the block cancels what was not waited for; the set's
+    lock is held until then."""
     _check_options(resolution, num_channels, batch_size, on_bad_image, partition_size)
     check_group(group)
     extractor, weights_path = resolve_name(model, weights, storage_options)
@@ -176,7 +198,11 @@ def extract_features(
     lock = SetLock(store, store_options, group, job.address.name, run_id)
     with lock, current_client(client) as cl:
         fset = _open_or_create(cl, job, config, dataset, rel, partition_size, run_id)
-        return _run(cl, job, fset, dataset, rel, progress, shuffle_seed, run_id)
+        pending = _submit(cl, job, fset, dataset, rel, progress, shuffle_seed, run_id)
+        try:
+            yield pending
+        finally:
+            pending.cancel()
 
 
 def _open_or_create(
@@ -246,7 +272,7 @@ def _plan(fset: FeatureSet, dataset: Dataset, rel: list[str], config: FeatureCon
     )
 
 
-def _run(
+def _submit(
     client: Any,
     job: Job,
     fset: FeatureSet,
@@ -255,8 +281,8 @@ def _run(
     progress: bool,
     shuffle_seed: int | None,
     run_id: str,
-) -> ExtractionResult:
-    """Rewrite the partitions the plan names, then record completion."""
+) -> PendingExtraction:
+    """Submit the partitions the plan names (nothing waits here)."""
     prov = fset.provenance
     plan = _plan(fset, dataset, rel, prov.config)
     message = (
@@ -289,53 +315,7 @@ def _run(
         )
         for w in work
     ]
-    sums = _wait(client, futures, f"extract {fset.group}", progress, job)
-    if work or not prov.complete:
-        prov = fset.complete()
-    return ExtractionResult(
-        store=job.address.store,
-        group=fset.group,
-        name=fset.name,
-        n_images=prov.n_images,
-        n_features=prov.n_features,
-        n_partitions=prov.n_partitions,
-        n_resumed=prov.n_partitions - len(work),
-        bad_images=prov.bad_images,
-        n_reused=plan.n_reused,
-        n_reextracted=plan.n_extract,
-        partitions_written=tuple(sorted(w.index for w in work)),
-        image_sums=sums,
-        summed_rows=tuple(i for w in work for i in w.extract) if sums is not None else (),
-    )
-
-
-def _wait(client: Any, futures: list, label: str, progress: bool, job: Job) -> ClassSums | None:
-    """Wait for every future; on the first failure cancel the rest and raise its error.
-
-    Partitions finished before the failure keep their rows and markers. Each future is
-    released as soon as it is done: its partition is on disk, and a result the scheduler still
-    held would be recomputed (the partition written twice) when its worker dies later. With
-    ``job.mean_image``, the tasks' mean-image sums are added here as they arrive (one array
-    per class and partition) and returned; else None.
-    """
-    from distributed import as_completed
-
-    pending, sums = set(futures), (None if job.mean_image is None else {})
-    if not futures:  # nothing read, nothing summed (and as_completed wants a client)
-        return None
-    try:
-        with Counter(label, len(futures), "partitions", enabled=progress) as counter:
-            for fut in as_completed(futures, loop=client.loop):  # not the default client
-                done = fut.result()  # raises the task's error, e.g. a BadImageError naming a file
-                if job.mean_image is not None:
-                    job.mean_image.add_sums(sums, done.sums)
-                pending.discard(fut)
-                fut.release()
-                counter.step()
-    except BaseException:
-        client.cancel(list(pending))
-        raise
-    return sums
+    return PendingExtraction(client, job, fset, plan, work, futures, progress)
 
 
 def _stored_rows(fset: FeatureSet) -> StoredRows:

@@ -6,8 +6,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Extractor:
@@ -29,12 +33,17 @@ class Extractor:
     #: (the extra rows are dropped). On the CPU, batches of 1, 3 or 5 images take another
     #: convolution path whose rounding differs, which can flip near-tie VQ-VAE codes.
     min_batch: int = 1
+    #: Whether the extractor runs on torch (and so may use a GPU); torch is imported only by
+    #: extractors that do.
+    uses_torch: bool = True
 
     def __init__(self) -> None:
-        self.device = torch.device("cpu")
+        self.device: str | torch.device = "cpu"
 
     def to(self, device: str | torch.device) -> Extractor:
         """Move the model to ``device``; returns ``self``."""
+        import torch
+
         self.device = torch.device(device)
         for module in self.modules():
             module.to(self.device)
@@ -48,14 +57,18 @@ class Extractor:
         """Features ``(B, ...)`` of a batch on ``self.device``; flattened by :meth:`__call__`."""
         raise NotImplementedError
 
-    @torch.inference_mode()
     def __call__(self, batch: np.ndarray | torch.Tensor) -> np.ndarray:
         """Features of ``batch`` (``(B, C, H, W)`` or ``(B, C, D, H, W)``, in [-1, 1]).
 
         Returns ``(B, n_features)`` of ``self.dtype``. A 1-channel batch is repeated to 3
         channels for a model that wants 3.
         """
-        x = torch.as_tensor(batch, dtype=torch.float32)
+        import torch
+
+        with torch.inference_mode():
+            return self._features(torch.as_tensor(batch, dtype=torch.float32))
+
+    def _features(self, x: torch.Tensor) -> np.ndarray:
         if x.ndim == 5 and not self.supports_volumes:
             raise ValueError(f"extractor {self.name!r} takes 2D images, not 3D volumes")
         if x.ndim not in (4, 5):

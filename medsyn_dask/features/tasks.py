@@ -174,11 +174,8 @@ def _problem(exc: Exception, path: str) -> str:
 
 
 def _worker_extractor(job: Job) -> Extractor:
-    import torch
-
     relax_malloc_trim()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    extractor = cached_extractor(job.model, job.weights, job.storage_options, device)
+    extractor = cached_extractor(job.model, job.weights, job.storage_options, "auto")
     if extractor.weights_sha256 != job.weights_sha256:
         raise ValueError(
             f"the weights file {job.weights} changed during the run (sha256 "

@@ -49,6 +49,47 @@ MIN_LOCAL_BLOCK = 256
 LOCAL_BLOCKS = 4
 
 
+#: Lazy inputs (Dask, Zarr) of at most LOCAL_BLOCKS blocks and this many bytes each are read
+#: into this process and computed here (:func:`in_memory_when_small`).
+LOCAL_BYTES = 256 * 2**20
+
+
+def in_memory_when_small(
+    arrays: Sequence[Any], block_size: int, scheduler: str | None = None
+) -> list[Any]:
+    """``arrays`` as NumPy when each is a 2-D array of at most LOCAL_BLOCKS blocks of
+    ``block_size`` rows and LOCAL_BYTES bytes; else as given.
+
+    Features loaded from a store are Dask arrays; a small problem would pay a graph of tasks
+    and a scatter for work that takes this process a fraction of a second. Lazy arrays are read
+    in one ``dask.compute`` on ``scheduler`` (default: the current one, the cluster when a
+    Client is active: a graph of the user's may live there; "threads" reads a store this
+    process reaches here); NumPy arrays are passed through.
+    """
+    shapes = [getattr(a, "shape", ()) for a in arrays]
+    small = all(
+        len(shape) == 2
+        and shape[0] <= LOCAL_BLOCKS * block_size
+        and math.prod(shape) * np.dtype(a.dtype).itemsize <= LOCAL_BYTES
+        for a, shape in zip(arrays, shapes, strict=True)
+    )
+    lazy = [i for i, a in enumerate(arrays) if not isinstance(a, np.ndarray)]
+    if not small or not lazy:
+        return list(arrays)
+    import dask
+    import dask.array as da
+
+    read = dask.compute(*(_as_dask(arrays[i], da) for i in lazy), scheduler=scheduler)
+    out = list(arrays)
+    for i, array in zip(lazy, read, strict=True):
+        out[i] = np.asarray(array)
+    return out
+
+
+def _as_dask(array: Any, da: Any) -> Any:
+    return array if isinstance(array, da.Array) else da.from_array(array, chunks=array.shape)
+
+
 def runs_here(arrays: Sequence[Any], block_size: int) -> bool:
     """True when ``arrays`` are NumPy arrays that should be computed in this process.
 

@@ -97,7 +97,7 @@ def write_original_layout(
         )
         prefix = loaded.provenance.root.rstrip("/")
         rel = [p[len(prefix) + 1 :] if prefix else p for p in loaded.paths]
-        table = features_table(loaded.features.compute(), np.asarray(rel), folder.given)
+        table = features_table(np.asarray(loaded.features), np.asarray(rel), folder.given)
         name = f"{FEATURES_DIR}/{folder_label(folder.given)}_{model_label}.csv"
         fs.makedirs(f"{root}/{FEATURES_DIR}", exist_ok=True)
         with fs.open(f"{root}/{name}", "w") as f:

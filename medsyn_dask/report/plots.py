@@ -22,6 +22,10 @@ DPI = 100
 #: (width, height) in pixels of the fidelity-vs-privacy chart and of each histogram.
 CHART_PIXELS = (860, 500)
 HISTOGRAM_PIXELS = (480, 300)
+#: The histogram's legend, top to bottom (filled outlines list themselves last first).
+_LEGEND_ORDER = ("copy (< 1)", "not a copy", "copy threshold (1)")
+#: The histogram's axes in its figure: room for the title, the axis labels and 4-digit counts.
+_HISTOGRAM_MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.16, "top": 0.91}
 _COPY = "#c0392b"
 _REAL = "#2e86c1"
 #: Group colours: tab10 without its green and red, which read as "good" and "bad" here.
@@ -35,9 +39,15 @@ def figure_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def _figure(pixels: tuple[int, int]) -> tuple[Figure, Any]:
-    fig = Figure(figsize=(pixels[0] / DPI, pixels[1] / DPI), dpi=DPI, layout="constrained")
+def _figure(pixels: tuple[int, int], margins: dict[str, float] | None = None) -> tuple[Figure, Any]:
+    """A figure of ``pixels`` and its axes; ``margins`` (``subplots_adjust``'s fractions) fix
+    the axes' place instead of the constrained layout, which costs a tenth of a second a figure
+    to solve."""
+    layout = None if margins else "constrained"
+    fig = Figure(figsize=(pixels[0] / DPI, pixels[1] / DPI), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)  # Agg, whatever backend the session uses
+    if margins:
+        fig.subplots_adjust(**margins)
     return fig, fig.add_subplot()
 
 
@@ -131,14 +141,15 @@ def copy_ratio_histogram(
     """
     ratios = np.asarray(ratios, dtype=np.float64)
     finite = ratios[np.isfinite(ratios)]
-    fig, ax = _figure(HISTOGRAM_PIXELS)
+    fig, ax = _figure(HISTOGRAM_PIXELS, _HISTOGRAM_MARGINS)
     end = ratio_axis_end([finite]) if end is None else end
     bins = np.linspace(0.0, end, 41)
     below, above = finite[finite < 1.0], finite[finite >= 1.0]
-    ax.hist(
+    ax.hist(  # two filled outlines, not 80 bar patches (drawn 3x faster, the same picture)
         [below, above],
         bins=bins,
         stacked=True,
+        histtype="stepfilled",
         color=[_COPY, _REAL],
         label=["copy (< 1)", "not a copy"],
     )
@@ -150,5 +161,7 @@ def copy_ratio_histogram(
     ax.set_title(title, fontsize=11)
     ax.set_xlabel("copy ratio: distance to closest real / its copy radius")
     ax.set_ylabel("synthetic images")
-    ax.legend(fontsize=9, loc="best")
+    handles, labels = ax.get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: _LEGEND_ORDER.index(labels[i]))
+    ax.legend([handles[i] for i in order], [labels[i] for i in order], fontsize=9, loc="best")
     return figure_png(fig)

@@ -142,25 +142,17 @@ def first_image_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def first_readable_shape(
-    paths: Sequence[str], read: Reader, volume: bool, chunk: int = 64
-) -> tuple[int, ...]:
+def first_readable_shape(paths: Sequence[str], read: Reader, volume: bool) -> tuple[int, ...]:
     """The target shape given by the first of ``paths`` that reads as an image (bad files,
-    which extraction skips, are passed over), found by tasks on the current scheduler, one
-    per ``chunk`` paths and only until one reads (a million-image list is not shipped whole).
-    Raises the first file's error when none reads."""
+    which extraction skips, are passed over), read in this process: one image, in general,
+    which a task would wait for a worker to import the package to read. Raises the first
+    file's error when none reads."""
     if not paths:
         raise SettingsError("first_readable_shape needs at least one path, got none")
-    first_error = None
-    for start in range(0, len(paths), chunk):
-        part = list(paths[start : start + chunk])
-        key = f"mean-image-shape-{tokenize(part, read, volume)}"
-        dsk = {key: (_first_readable_shape, part, read, volume)}
-        (found,) = dask.compute(Delayed(key, HighLevelGraph.from_collections(key, dsk, [])))
-        if not isinstance(found, Exception):
-            return tuple(found)
-        first_error = first_error or found
-    raise first_error
+    found = _first_readable_shape(paths, read, volume)
+    if isinstance(found, Exception):
+        raise found
+    return tuple(found)
 
 
 def check_paths(paths_by_class: PathsByClass, allow_empty: bool = False) -> dict[str, list[str]]:
@@ -239,7 +231,7 @@ def _read_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:
 
 
 def _first_readable_shape(
-    paths: list[str], read: Reader, volume: bool
+    paths: Sequence[str], read: Reader, volume: bool
 ) -> tuple[int, ...] | Exception:
     """The shape of the first of ``paths`` that reads, else the first path's error."""
     first_error = None

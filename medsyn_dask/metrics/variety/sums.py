@@ -12,7 +12,8 @@ conversion, resizing and sums, added in another order (exact: every sum is an in
 
 Shapes: ``ClassSums`` maps class name -> :data:`~.score.Partial` ``(sum, count)``, the sum
 ``(H, W, 3)`` for 2D images, ``(X, Y, Z)`` for volumes (``uint32`` in a task, ``float64`` once
-added).
+added). A task's sum of a class whose images were all gray is one ``(H, W)`` plane, added to
+each channel when sums are added.
 """
 
 from __future__ import annotations
@@ -63,26 +64,35 @@ def add_image(sums: ClassSums, cls: str, image: np.ndarray, shape: tuple[int, ..
 
     ``shape`` is the sum's: ``(H, W, 3)`` or ``(X, Y, Z)``; a gray plane ``(H, W)`` is added
     to each of the three channels. The sum is ``uint32`` (exact up to 16 million images, half
-    the bytes of float64 for a task to send); :func:`combine_class_sums` adds such sums in
-    float64.
+    the bytes of float64 for a task to send). While every image of a class is gray, its sum is
+    kept as one ``(H, W)`` plane that stands for the three equal channels (a third of the
+    additions and of the bytes sent); the first colour image widens it to ``(H, W, 3)``.
+    :func:`add_class_sums` adds such sums in float64, as three channels.
     """
     total, count = sums.get(cls, (None, 0))
     if total is None:
-        total = np.zeros(shape, dtype=np.uint32)
-    total += image if image.ndim == len(shape) else image[..., None]
+        total = np.zeros(shape[: image.ndim], dtype=np.uint32)
+    elif total.ndim < image.ndim:  # the class's first colour image after gray ones
+        total = np.repeat(total[..., None], shape[-1], axis=-1)
+    total += image if image.ndim == total.ndim else image[..., None]
     sums[cls] = (total, count + 1)
 
 
 def add_class_sums(total: ClassSums, part: ClassSums) -> None:
     """Add one task's :data:`ClassSums` into ``total`` in place, class by class, in float64
-    (one array per class however many tasks are added; classes in first-seen order)."""
+    (one array per class however many tasks are added; classes in first-seen order). A gray
+    plane ``(H, W)`` (:func:`add_image`) is added to the three channels."""
     for cls, (array, count) in part.items():
+        gray = array.ndim == 2  # a gray plane for three equal channels (volume sums are 3D)
+        added = array[..., None] if gray else array
         if cls in total:
             into, n = total[cls]
-            into += array
+            into += added
             total[cls] = (into, n + count)
         else:
-            total[cls] = (array.astype(np.float64), count)
+            into = np.empty(array.shape + (3,) if gray else array.shape)
+            into[...] = added
+            total[cls] = (into, count)
 
 
 def combine_class_sums(parts: Sequence[ClassSums]) -> ClassSums:
