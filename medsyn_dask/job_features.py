@@ -29,20 +29,18 @@ from .progress import stage
 from .settings import REAL, AnalyzeSettings
 from .sources import Dataset, read_image
 
-#: What an extraction task imports on a worker (the package's reading, preprocessing and
-#: feature-store modules: a few tenths of a second on a fresh worker).
-EXTRACTION_MODULES = ("medsyn_dask.features.tasks",)
-
 
 def import_ahead(settings: AnalyzeSettings, volumes: bool) -> None:
-    """Workers import what the extraction needs now, all at once, while the driver plans (see
-    ImportAhead): the task modules, and torch unless every model is ``pixels`` in NumPy."""
+    """Workers load torch now, all at once, for an extraction on torch (see ImportAhead);
+    ``pixels`` in NumPy needs none. (Only torch: the package's own modules import zarr, whose
+    circular imports fail when a task imports them while another thread does.)"""
     from distributed import get_client
 
     pairs = model_resolution_pairs(settings)
-    torch = () if all(runs_without_torch(m, r, volumes) for m, r in pairs) else ("torch",)
+    if all(runs_without_torch(m, r, volumes) for m, r in pairs):
+        return
     with contextlib.suppress(ValueError):  # no distributed client: nothing to warm
-        get_client().register_plugin(ImportAhead([*EXTRACTION_MODULES, *torch]))
+        get_client().register_plugin(ImportAhead(["torch"]))
 
 
 def model_resolution_pairs(settings: AnalyzeSettings) -> list[tuple[str, int]]:

@@ -88,8 +88,11 @@ def _quiet_abandoned_coroutines() -> Iterator[None]:
     sys.unraisablehook = hook
     try:
         yield
-    finally:
+    except BaseException:
         gc.collect()  # finalise the abandoned coroutines while the hook is in place
+        raise
+    finally:
+        # After a success nothing was abandoned; a full collection would cost 0.2 s.
         sys.unraisablehook = previous
 
 

@@ -23,6 +23,7 @@ array, so no two writers share a chunk. A partition writes its rows, then their 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -173,13 +174,21 @@ class FeatureSet:
         fingerprints: Sequence[str],
         content_sha256: Sequence[str],
     ) -> None:
-        """Write partition ``partition``'s rows, then their fingerprints, then its marker."""
+        """Write partition ``partition``'s rows (features and their columns, at once), then its
+        marker, which says that they are all written."""
+        from zarr.core.sync import sync
+
         rows = self.rows_of(partition)
-        self.zgroup["features"][rows] = features
-        self.zgroup["valid"][rows] = valid
-        self.zgroup["errors"][rows] = np.asarray(errors, dtype=object)
-        self.zgroup["content_sha256"][rows] = np.asarray(content_sha256, dtype=object)
-        self.zgroup["fingerprints"][rows] = np.asarray(fingerprints, dtype=object)
+        columns = {
+            "features": features,
+            "valid": valid,
+            "errors": np.asarray(errors, dtype=object),
+            "content_sha256": np.asarray(content_sha256, dtype=object),
+            "fingerprints": np.asarray(fingerprints, dtype=object),
+        }
+        # One trip to Zarr's event loop for the five arrays (each written on its own cost a
+        # millisecond or two of opening and waiting: a tenth of a small partition's time).
+        sync(_write_rows(self.zgroup, rows, columns))
         marker = {"partition": partition, "start": rows.start, "stop": rows.stop}
         _put_group_metadata(self.zgroup.store, f"{self.zgroup.path}/partitions/{partition}", marker)
 
@@ -252,6 +261,17 @@ def forget_listings(zstore: Store) -> None:
     fs = getattr(zstore, "fs", None)
     if fs is not None and hasattr(fs, "invalidate_cache"):
         fs.invalidate_cache()
+
+
+async def _write_rows(zgroup: Any, rows: slice, columns: Mapping[str, np.ndarray]) -> None:
+    """``zgroup[name][rows] = value`` for every column, concurrently."""
+    group = zgroup._async_group
+
+    async def write(name: str, value: np.ndarray) -> None:
+        array = await group.getitem(name)
+        await array.setitem(rows, value)
+
+    await asyncio.gather(*(write(name, value) for name, value in columns.items()))
 
 
 def _put_group_metadata(store: Store, path: str, attributes: Mapping[str, Any]) -> None:
