@@ -122,6 +122,15 @@ def test_block_starts_give_every_thread_work():
     assert local.block_starts(1000, 64, 2)[1] == 64  # the caller's block size bounds memory
 
 
+def test_column_starts_make_few_wide_pairs():
+    """The comparison's synthetic blocks: two pairs per thread with the real blocks, equal."""
+    assert local.column_starts(2000, 4, 2048, 2) == [0, 2000]
+    assert local.column_starts(5000, 4, 2048, 2) == [0, 1667, 3334, 5000]
+    assert local.column_starts(50_000, 25, 2048, 2)[1] <= local.LOCAL_BLOCK
+    assert local.column_starts(260, 5, 70, 2) == [0, 65, 130, 195, 260]  # within block_size
+    assert local.column_starts(0, 1, 2048, 2) == [0]
+
+
 def test_dask_and_zarr_like_inputs_keep_the_graph():
     real = np.zeros((10, 3), np.float32)
     assert not local.runs_here([da.from_array(real), real], 4)

@@ -11,7 +11,7 @@ from brute_force import assert_matches, brute_force
 
 from medsyn_dask import evaluate_features
 from medsyn_dask.evaluate_inputs import scattered_inputs
-from medsyn_dask.neighbours import euclidean, scans, summary
+from medsyn_dask.neighbours import euclidean, groups, scans, summary
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.reductions import (
     Candidates,
@@ -31,8 +31,9 @@ def _tied_scores(dtype, rng) -> np.ndarray:
 
 @pytest.fixture
 def numpy_only(monkeypatch):
-    """The scans as without numba."""
+    """The scans and the candidate merges as without numba."""
     monkeypatch.setattr(scans, "_kernels", lambda: None)
+    monkeypatch.setattr(groups, "_kernels", lambda: None)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -162,10 +163,15 @@ def test_centring_kernel_equals_numpy(dtype, monkeypatch):
     float64 accuracy (their order of summation differs)."""
     rows = (np.random.default_rng(8).standard_normal((60, 300)) + 1000).astype(dtype)
     centre = rows.astype(np.float64).mean(axis=0)
-    compiled, compiled_norms = euclidean._augmented(rows, centre)
+    compiled, compiled_norms, right = euclidean._augmented(rows, centre)
     with monkeypatch.context() as patch:
         patch.setattr(euclidean, "_centre_kernel", lambda: None)
-        plain, plain_norms = euclidean._augmented(rows, centre)
+        plain, plain_norms, none = euclidean._augmented(rows, centre)
+        lazy = euclidean.Prepared(rows, centre).right
+    assert none is None
+    np.testing.assert_array_equal(right[:, :-2], lazy[:, :-2])  # the same pass, made together
+    np.testing.assert_array_equal(right[:, -2:], compiled[:, :-3:-1])
+    np.testing.assert_array_equal(right[:, :-2], compiled[:, :-2] * np.float32(-2))
     np.testing.assert_array_equal(compiled[:, :-2], plain[:, :-2])
     np.testing.assert_array_equal(compiled[:, -1], plain[:, -1])
     np.testing.assert_allclose(compiled_norms, plain_norms, rtol=1e-13)

@@ -14,6 +14,7 @@ largest norm on the other side), so a threshold on the distance is one threshold
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -98,8 +99,7 @@ class Prepared:
 
     def __init__(self, rows: np.ndarray, centre: np.ndarray) -> None:
         self.rows = rows
-        self.left, self.norms = _augmented(rows, centre)
-        self._right: np.ndarray | None = None
+        self.left, self.norms, self._right = _augmented(rows, centre)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -149,9 +149,10 @@ def block_bounds(
     return ScoreBlock(score, envelope(rx, ry.max()), envelope(ry, rx.max()), exact)
 
 
-def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """float32 rows ``[a - c, |a - c|^2, 1]`` and the squared norms of the float32 centred
-    rows (float64).
+def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+    """float32 rows ``[a - c, |a - c|^2, 1]``, the squared norms of the float32 centred
+    rows (float64), and the rows of :attr:`Prepared.right` when the compiled pass made them
+    in the same read (else None).
 
     float32 features are centred in float32 on ``float32(c)``: a common shift of every point
     leaves distances unchanged, and the rounding of the difference is the cast error bounded
@@ -164,8 +165,9 @@ def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarra
     kernel = _centre_kernel() if a.dtype in KERNEL_DTYPES else None
     if kernel is not None:
         shift = centre.astype(np.float32) if a.dtype == np.float32 else centre
-        norms = kernel(np.ascontiguousarray(a), shift.astype(a.dtype, copy=False), out)
-        return out, norms
+        right = np.empty_like(out)
+        norms = kernel(np.ascontiguousarray(a), shift.astype(a.dtype, copy=False), out, right)
+        return out, norms, right
     body = out[:, :-2]
     if a.dtype == np.float32:
         np.subtract(a, centre.astype(np.float32), out=body)
@@ -173,24 +175,36 @@ def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarra
         np.subtract(a, centre, out=body, casting="unsafe")
     norms = np.einsum("ij,ij->i", body, body, dtype=np.float64)
     out[:, -2], out[:, -1] = norms, 1.0
-    return out, norms
+    return out, norms, None
 
 
 @functools.cache
 def _centre_kernel():
     """The numba pass of :func:`_augmented` (one read of the rows, no temporaries), or None."""
 
-    def centre_rows(a, shift, out):  # pragma: no cover - compiled
+    def centre_rows(a, shift, out, right):  # pragma: no cover - compiled
         dim = a.shape[1]
         norms = np.empty(a.shape[0])
         for i in range(a.shape[0]):
-            total = 0.0
-            for j in range(dim):
+            row, twice = out[i], right[i]
+            for j in range(dim):  # no branch, no reduction: vectorised
                 v = np.float32(a[i, j] - shift[j])  # float32 - float32, or float64 then cast
-                out[i, j] = v
-                total += np.float64(v) * np.float64(v)
+                row[j] = v
+                twice[j] = v * np.float32(-2.0)  # exact, as Prepared.right
+            # Four partial sums: the order is free (see above) and the chains run in parallel.
+            s0 = s1 = s2 = s3 = 0.0
+            quads = dim - dim % 4
+            for j in range(0, quads, 4):
+                s0 += np.float64(row[j]) * np.float64(row[j])
+                s1 += np.float64(row[j + 1]) * np.float64(row[j + 1])
+                s2 += np.float64(row[j + 2]) * np.float64(row[j + 2])
+                s3 += np.float64(row[j + 3]) * np.float64(row[j + 3])
+            for j in range(quads, dim):
+                s0 += np.float64(row[j]) * np.float64(row[j])
+            total = (s0 + s1) + (s2 + s3)
             norms[i] = total
-            out[i, dim], out[i, dim + 1] = np.float32(total), np.float32(1.0)
+            row[dim], row[dim + 1] = np.float32(total), np.float32(1.0)
+            twice[dim], twice[dim + 1] = np.float32(1.0), np.float32(total)
         return norms
 
     return compiled(centre_rows)

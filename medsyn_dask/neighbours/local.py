@@ -6,7 +6,7 @@ task recomputes its blocks' centred float32 forms, and a small problem waits on 
 Here each block is prepared once (``metric.prepare``) and reused by every pair it is in, block
 pairs run on one thread per core with one BLAS thread each, and the candidates of a block are
 merged as soon as its pairs are done. The block functions are the graph's (``block_bounds``,
-``row_candidates``, ``keep_smallest``, ``compare_block``, ``merge_synthetic``,
+``smallest_candidates``, ``keep_smallest``, ``compare_block``, ``merge_synthetic``,
 ``exact_distances``...), so results are the same to the last bit.
 """
 
@@ -28,13 +28,12 @@ from .reductions import (
     Candidates,
     RealPartial,
     SyntheticPartial,
-    column_candidates,
     column_minimum,
     combine_real,
     compare_block,
     keep_smallest,
     merge_synthetic,
-    row_candidates,
+    smallest_candidates,
     smallest_values,
 )
 from .registry import get_metric
@@ -125,6 +124,19 @@ def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
     return [*range(0, n, rows), n]
 
 
+def column_starts(m: int, row_blocks: int, block_size: int, n_threads: int) -> list[int]:
+    """:func:`block_starts` of the synthetic array of a comparison with ``row_blocks`` real
+    blocks: blocks as wide as two pairs per thread allow (within block_size and LOCAL_BLOCK).
+
+    The comparison has no symmetry to exploit, so fewer, wider pairs only save the fixed cost
+    of each pair (its Python and NumPy calls: as much as its GEMM at 500 x 500).
+    """
+    wanted = max(1, math.ceil(2 * n_threads / row_blocks))
+    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
+    rows = math.ceil(m / math.ceil(m / rows)) if m else rows  # equal blocks balance the threads
+    return [*range(0, m, rows), m]
+
+
 class Runner:
     """One thread per core (BLAS held to one thread each) for the passes of one evaluation;
     each array's blocks are prepared once and shared by both passes.
@@ -161,11 +173,18 @@ class Runner:
         """``[fn(item) for item in items]`` on the pool's threads."""
         return list(self._pool.map(fn, items))
 
-    def blocks(self, array: np.ndarray) -> tuple[list[tuple[int, int]], list]:
-        """(start, stop) of each row block of ``array`` and the block prepared for the metric."""
+    def blocks(
+        self, array: np.ndarray, starts: list[int] | None = None
+    ) -> tuple[list[tuple[int, int]], list]:
+        """(start, stop) of each row block of ``array`` and the block prepared for the metric.
+
+        ``starts`` (as :func:`block_starts`) splits an array not prepared yet; default
+        :func:`block_starts`. An array already prepared keeps its blocks.
+        """
         key = id(array)
         if key not in self._prepared:  # the array is kept with its entry: ids stay unique
-            starts = block_starts(len(array), self.block_size, self.n_threads)
+            if starts is None:
+                starts = block_starts(len(array), self.block_size, self.n_threads)
             spans = list(zip(starts[:-1], starts[1:], strict=True))
             prepared = self.map(lambda s: self.kind.prepare(array[s[0] : s[1]], self.centre), spans)
             self._prepared[key] = (array, spans, prepared)
@@ -189,9 +208,9 @@ class Runner:
             i, j = pair
             block = self._scored(prepared[i], prepared[j])
             (oi, _), (oj, _) = spans[i], spans[j]
-            rows = row_candidates(block, n).shifted(rows=oi, cols=oj)
-            cols = None if i == j else column_candidates(block, n).shifted(oj, oi)
-            return rows, cols
+            # One selection pass serves both sides of an off-diagonal pair.
+            rows, cols = smallest_candidates(block, n, columns=i != j)
+            return rows.shifted(rows=oi, cols=oj), None if cols is None else cols.shifted(oj, oi)
 
         found = self._run_pairs("real radii", candidates, pairs)
 
@@ -199,7 +218,7 @@ class Runner:
             """The n smallest of block i's rows, from its candidates in every pair."""
             parts = [found[(i, j)][0] for j in range(i, nb)] + [found[(j, i)][1] for j in range(i)]
             kept = keep_smallest(Candidates.concat(parts), n)
-            values = self.kind.exact_distances(real, real, kept.row, kept.col)
+            values = self_excluded(self.kind.exact_distances, real, kept.row, kept.col)
             start, stop = spans[i]
             return smallest_values(kept.row - start, values, stop - start, n)
 
@@ -218,7 +237,8 @@ class Runner:
         of :meth:`radii` (column ``nearest_k`` is radius_k, column 1 radius_1)."""
         copy_threshold = smallest[:, 1] + margin
         real_spans, real_blocks = self.blocks(real)
-        synth_spans, synth_blocks = self.blocks(synthetic)
+        wide = column_starts(len(synthetic), len(real_spans), self.block_size, self.n_threads)
+        synth_spans, synth_blocks = self.blocks(synthetic, wide)
         pairs = [(i, j) for i in range(len(real_spans)) for j in range(len(synth_spans))]
 
         def reduce(pair: tuple[int, int]) -> tuple[RealPartial, Any]:
@@ -257,6 +277,15 @@ class Runner:
     def _run_pairs(self, label: str, fn: Callable, pairs: list) -> dict:
         with Counter(label, len(pairs), "block pairs", enabled=self.progress) as counter:
             return dict(zip(pairs, self.map(_counted(fn, counter), pairs), strict=True))
+
+
+def self_excluded(exact: Callable, real: np.ndarray, rows: np.ndarray, cols: np.ndarray):
+    """``exact(real, real, rows, cols)`` without computing the pairs of an image with itself:
+    their distance is 0 exactly (the features are checked finite; cdist sums zeros)."""
+    values = np.zeros(len(rows))
+    other = rows != cols
+    values[other] = exact(real, real, rows[other], cols[other])
+    return values
 
 
 @functools.cache

@@ -21,6 +21,7 @@ import numpy as np
 from .bounds import Envelope, ScoreBlock, nonzero_2d
 from .candidates import Candidates, on_scores
 from .copy_ratio import RatioPlan, ratio_candidates  # noqa: F401 (one of the reductions)
+from .groups import group_kth, group_minimum, group_smallest
 from .scans import column_minima, kth_smallest, select
 
 
@@ -97,6 +98,9 @@ def keep_smallest(candidates: Candidates, n: int, by: str = "row") -> Candidates
     if len(candidates) == 0:
         return candidates
     key = candidates.row if by == "row" else candidates.col
+    limit = group_kth(key, candidates.upper, n, int(key.max()) + 1)
+    if limit is not None:
+        return candidates.take(candidates.lower <= limit[key])
     order = np.lexsort((candidates.upper, key))
     key_sorted = key[order]
     rank = np.arange(len(order)) - np.searchsorted(key_sorted, key_sorted)
@@ -108,6 +112,9 @@ def keep_smallest(candidates: Candidates, n: int, by: str = "row") -> Candidates
 
 def smallest_values(rows: np.ndarray, values: np.ndarray, n_rows: int, n: int) -> np.ndarray:
     """(n_rows, n) array of the ``n`` smallest ``values`` of each row, ascending, +inf padded."""
+    out = group_smallest(rows, values, n, n_rows)
+    if out is not None:
+        return out
     order = np.lexsort((values, rows))
     rows, values = rows[order], values[order]
     rank = np.arange(len(rows)) - np.searchsorted(rows, rows)
@@ -238,6 +245,9 @@ def merge_synthetic(parts: list[SyntheticCandidates]) -> SyntheticCandidates:
 
 def column_minimum(cols: np.ndarray, rows: np.ndarray, values: np.ndarray, n_cols: int):
     """Per column, the smallest value and its row (lowest row among ties); +inf and -1 if none."""
+    found = group_minimum(cols, rows, values, n_cols)
+    if found is not None:
+        return found
     order = np.lexsort((rows, values, cols))
     cols, rows, values = cols[order], rows[order], values[order]
     first = np.ones(len(cols), dtype=bool)
