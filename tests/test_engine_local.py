@@ -122,6 +122,25 @@ def test_block_starts_give_every_thread_work():
     assert local.block_starts(1000, 64, 2)[1] == 64  # the caller's block size bounds memory
 
 
+def test_wide_synthetic_blocks_merged_in_pieces():
+    """Fewer synthetic blocks than threads: each is merged in column pieces, one per thread,
+    with the numbers of one merge per block."""
+    real, synth = many_duplicates(np.random.default_rng(45), n=300, m=261, d=20)
+    expected = brute_force(real, synth, nearest_k=3)
+    centre = real.astype(np.float64).mean(axis=0)
+    with local.Runner("euclidean", centre, "numpy") as run:
+        run.n_threads = 4  # one synthetic block of 261 rows, four pieces
+        smallest = run.radii(real, 3)
+        per_real, per_synth = run.compare(real, synth, smallest, expected["margin"], 3)
+    assert len(per_synth) == 4
+    np.testing.assert_array_equal(smallest[:, 3], expected["radius_k"])
+    names = {"nearest_distance": "distance", "nearest_real": "nearest_real"}
+    for name in ("is_real", "is_copy", "nearest_distance", "nearest_real", "copy_ratio"):
+        got = np.concatenate([getattr(p, name) for p in per_synth])
+        np.testing.assert_array_equal(got, expected[names.get(name, name)])
+    np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
+
+
 def test_column_starts_make_few_wide_pairs():
     """The comparison's synthetic blocks: two pairs per thread with the real blocks, equal."""
     assert local.column_starts(2000, 4, 2048, 2) == [0, 2000]

@@ -27,6 +27,7 @@ from ..progress import Counter
 from .reductions import (
     Candidates,
     RealPartial,
+    SyntheticCandidates,
     SyntheticPartial,
     column_minimum,
     combine_real,
@@ -253,9 +254,11 @@ class Runner:
             "real x synthetic", reduce, sorted(pairs, key=_larger_first(real_spans, synth_spans))
         )
 
-        def per_synthetic(j: int) -> SyntheticPartial:
-            merged = merge_synthetic([found[(i, j)][1] for i in range(len(real_spans))])
-            start, stop = synth_spans[j]
+        def per_synthetic(piece: tuple[int, int, int]) -> SyntheticPartial:
+            j, first, last = piece  # columns first:last of synthetic block j
+            parts = [found[(i, j)][1] for i in range(len(real_spans))]
+            merged = merge_synthetic([_columns(p, first, last) for p in parts])
+            start, stop = synth_spans[j][0] + first, synth_spans[j][0] + last
             block, exact = synthetic[start:stop], self.kind.exact_distances
             near, ratio = merged.nearest, merged.ratio
             near_d = exact(real, block, near.row, near.col)
@@ -272,11 +275,35 @@ class Runner:
             combine_real([found[(i, j)][0] for j in range(len(synth_spans))])
             for i in range(len(real_spans))
         ]
-        return per_real, self.map(per_synthetic, range(len(synth_spans)))
+        return per_real, self.map(per_synthetic, self._pieces(synth_spans))
+
+    def _pieces(self, spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """(block, first, last) column ranges that split ``spans`` into at least one piece per
+        thread: the exact distances of a few wide blocks then run on every core."""
+        split = max(1, math.ceil(self.n_threads / max(1, len(spans))))
+        out = []
+        for j, (start, stop) in enumerate(spans):
+            cuts = np.linspace(0, stop - start, split + 1).round().astype(int)
+            out += [(j, int(a), int(b)) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+        return out
 
     def _run_pairs(self, label: str, fn: Callable, pairs: list) -> dict:
         with Counter(label, len(pairs), "block pairs", enabled=self.progress) as counter:
             return dict(zip(pairs, self.map(_counted(fn, counter), pairs), strict=True))
+
+
+def _columns(part: SyntheticCandidates, first: int, last: int) -> SyntheticCandidates:
+    """``part`` restricted to its columns ``first:last`` (renumbered from 0)."""
+
+    def within(found: Candidates) -> Candidates:
+        return found.take((found.col >= first) & (found.col < last)).shifted(cols=-first)
+
+    return SyntheticCandidates(
+        part.is_real[first:last],
+        part.is_copy[first:last],
+        within(part.nearest),
+        within(part.ratio),
+    )
 
 
 def self_excluded(exact: Callable, real: np.ndarray, rows: np.ndarray, cols: np.ndarray):
