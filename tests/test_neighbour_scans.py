@@ -176,3 +176,16 @@ def test_centring_kernel_equals_numpy(dtype, monkeypatch):
     np.testing.assert_array_equal(compiled[:, -1], plain[:, -1])
     np.testing.assert_allclose(compiled_norms, plain_norms, rtol=1e-13)
     np.testing.assert_allclose(compiled[:, -2], plain[:, -2], rtol=2**-23)
+
+
+def test_prepare_split_over_threads_equals_one_pass():
+    """A wide block prepared in row pieces on a pool equals the block prepared in one pass."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = (np.random.default_rng(9).standard_normal((203, 70)) + 50).astype(np.float32)
+    centre = rows.astype(np.float64).mean(axis=0)
+    whole = euclidean.prepare(rows, centre)
+    with ThreadPoolExecutor(3) as pool:
+        pieces = euclidean.prepare(rows, centre, (pool.map, 3))
+    for name in ("left", "norms", "right"):
+        np.testing.assert_array_equal(getattr(pieces, name), getattr(whole, name))

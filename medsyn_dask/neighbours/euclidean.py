@@ -14,6 +14,7 @@ largest norm on the other side), so a threshold on the distance is one threshold
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,9 @@ from scipy.spatial.distance import cdist
 from ..errors import SettingsError
 from .backend import compiled, full_float32_matmul, torch_device
 from .bounds import Envelope, ScoreBlock
+
+#: How :func:`prepare` may spread one block's pass: (map over items, number of pieces).
+Split = tuple[Callable[[Callable, list], Any], int]
 
 #: Unit roundoff of float32 and float64.
 U32 = 2.0**-24
@@ -97,9 +101,9 @@ class Prepared:
     """A block of rows made ready for many :func:`block_bounds` calls (see :func:`prepare`):
     the rows as given (for exact distances) and their centred float32 augmented forms."""
 
-    def __init__(self, rows: np.ndarray, centre: np.ndarray) -> None:
+    def __init__(self, rows: np.ndarray, centre: np.ndarray, split: Split | None = None) -> None:
         self.rows = rows
-        self.left, self.norms, self._right = _augmented(rows, centre)
+        self.left, self.norms, self._right = _augmented(rows, centre, split)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -115,9 +119,13 @@ class Prepared:
         return self._right
 
 
-def prepare(rows: np.ndarray, centre: np.ndarray) -> Prepared:
-    """``rows`` (n, D) centred on ``centre`` (D,) float64, to reuse in many block pairs."""
-    return Prepared(np.asarray(rows), centre)
+def prepare(rows: np.ndarray, centre: np.ndarray, split: Split | None = None) -> Prepared:
+    """``rows`` (n, D) centred on ``centre`` (D,) float64, to reuse in many block pairs.
+
+    ``split`` = (map, pieces): the compiled pass runs on ``pieces`` row ranges through
+    ``map(fn, items)`` (a thread pool's), writing one block: a wide block on every core.
+    """
+    return Prepared(np.asarray(rows), centre, split)
 
 
 def block_bounds(
@@ -149,7 +157,9 @@ def block_bounds(
     return ScoreBlock(score, envelope(rx, ry.max()), envelope(ry, rx.max()), exact)
 
 
-def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray, Any]:
+def _augmented(
+    a: np.ndarray, centre: np.ndarray, split: Split | None = None
+) -> tuple[np.ndarray, np.ndarray, Any]:
     """float32 rows ``[a - c, |a - c|^2, 1]``, the squared norms of the float32 centred
     rows (float64), and the rows of :attr:`Prepared.right` when the compiled pass made them
     in the same read (else None).
@@ -165,8 +175,16 @@ def _augmented(a: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarra
     kernel = _centre_kernel() if a.dtype in KERNEL_DTYPES else None
     if kernel is not None:
         shift = centre.astype(np.float32) if a.dtype == np.float32 else centre
-        right = np.empty_like(out)
-        norms = kernel(np.ascontiguousarray(a), shift.astype(a.dtype, copy=False), out, right)
+        right, norms = np.empty_like(out), np.empty(len(a))
+        a, shift = np.ascontiguousarray(a), shift.astype(a.dtype, copy=False)
+
+        def centre_range(span: tuple[int, int]) -> None:
+            lo, hi = span
+            norms[lo:hi] = kernel(a[lo:hi], shift, out[lo:hi], right[lo:hi])
+
+        pool_map, pieces = split if split is not None else (map, 1)
+        cuts = np.linspace(0, len(a), max(1, pieces) + 1).round().astype(int)
+        list(pool_map(centre_range, list(zip(cuts, cuts[1:], strict=False))))
         return out, norms, right
     body = out[:, :-2]
     if a.dtype == np.float32:

@@ -82,8 +82,9 @@ class Codes:
         return packed
 
 
-def prepare(rows: np.ndarray, centre: object = None) -> Codes:
-    """``rows`` (n, D) integer codes as :class:`Codes`, for many :func:`block_bounds` calls."""
+def prepare(rows: np.ndarray, centre: object = None, split: object = None) -> Codes:
+    """``rows`` (n, D) integer codes as :class:`Codes`, for many :func:`block_bounds` calls
+    (nothing to compute: ``split`` is not needed)."""
     return Codes(np.asarray(rows))
 
 

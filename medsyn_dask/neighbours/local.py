@@ -187,9 +187,17 @@ class Runner:
             if starts is None:
                 starts = block_starts(len(array), self.block_size, self.n_threads)
             spans = list(zip(starts[:-1], starts[1:], strict=True))
-            prepared = self.map(lambda s: self.kind.prepare(array[s[0] : s[1]], self.centre), spans)
+            prepared = self._prepare(array, spans)
             self._prepared[key] = (array, spans, prepared)
         return self._prepared[key][1], self._prepared[key][2]
+
+    def _prepare(self, array: np.ndarray, spans: list[tuple[int, int]]) -> list:
+        """Each block of ``array`` prepared: one block per thread, or, with fewer blocks than
+        threads (the wide synthetic blocks of a small comparison), each on every thread."""
+        if len(spans) >= self.n_threads:
+            return self.map(lambda s: self.kind.prepare(array[s[0] : s[1]], self.centre), spans)
+        split = (self.map, self.n_threads)
+        return [self.kind.prepare(array[a:b], self.centre, split) for a, b in spans]
 
     def _scored(self, x, y):
         return self.kind.block_bounds(x, y, self.centre, backend=self.backend)
