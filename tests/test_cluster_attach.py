@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 from cluster_runs import PROBE, comparable, data_args
+from distributed import Client
 
 from medsyn_dask.cli import main
 from medsyn_dask.cluster import GPU_RESOURCE
@@ -36,6 +37,10 @@ def test_attached_run_matches_local_and_dashboard_serves_metrics(
     }
     dask_processes.start_workers(1, "--resources", f"{GPU_RESOURCE}=1", env=env)
     dask_processes.start_workers(1, env=env)
+    # Both joined before the job starts (it starts with the first worker): else the job may
+    # see no GPU worker yet and rightly let its first tasks run anywhere.
+    with Client(address) as client:
+        client.wait_for_workers(2, timeout=60)
     out = tmp_path / "out"
     args = ["analyze", *data_args(cluster_phantoms, out), "--cluster", address, "--workers", "2"]
     result: dict[str, int] = {}
