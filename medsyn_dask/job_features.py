@@ -66,7 +66,7 @@ def extract_all(
     real set's and the groups' tasks also sum the images they read for the mean images, and
     ``summed`` receives each of those sets' :class:`ExtractionResult` for
     :func:`measure_variety`. A set small enough to compute in this process is loaded as a
-    NumPy array, else as the store's Dask array (:func:`_loaded`).
+    NumPy array, else as the store's Dask array (:func:`loaded_features`).
     """
     model, resolution = pair
     roots = {REAL: settings.real, **settings.synthetic}
@@ -121,7 +121,7 @@ def loaded_features(settings: AnalyzeSettings, group: str, name: str) -> LoadedF
 
 def as_dask(loaded: LoadedFeatures) -> LoadedFeatures:
     """The features as a Dask array, as :func:`load_features` gives them, also when the job
-    read them into memory (:func:`_loaded`)."""
+    read them into memory (:func:`loaded_features`)."""
     if not isinstance(loaded.features, np.ndarray):
         return loaded
     import dask.array as da

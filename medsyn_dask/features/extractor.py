@@ -33,17 +33,18 @@ class Extractor:
     #: (the extra rows are dropped). On the CPU, batches of 1, 3 or 5 images take another
     #: convolution path whose rounding differs, which can flip near-tie VQ-VAE codes.
     min_batch: int = 1
-    #: Whether the extractor runs on torch (and so may use a GPU); torch is imported only by
-    #: extractors that do.
-    uses_torch: bool = True
 
     def __init__(self) -> None:
         self.device: str | torch.device = "cpu"
 
     def to(self, device: str | torch.device) -> Extractor:
-        """Move the model to ``device``; returns ``self``."""
+        """Move the model to ``device`` ("auto": the GPU when torch sees one, else the CPU);
+        returns ``self``. An extractor that does not run on torch overrides this to stay on
+        the CPU without importing torch."""
         import torch
 
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         for module in self.modules():
             module.to(self.device)

@@ -13,7 +13,7 @@ run never import torch; other sizes go through torch itself. Values stay in [-1,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from itertools import product
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,6 @@ class PixelsExtractor(Extractor):
     """Block means of the preprocessed intensities (see the module docstring)."""
 
     supports_volumes = True
-    uses_torch = False
 
     def __init__(self, grid: int | None = None) -> None:
         super().__init__()
@@ -50,11 +49,15 @@ class PixelsExtractor(Extractor):
     def grid_side(self, volumes: bool) -> int:
         return self.grid or (VOLUME_GRID if volumes else IMAGE_GRID)
 
+    def in_numpy(self, spatial: Sequence[int], volumes: bool) -> bool:
+        """Whether inputs of ``spatial`` size are averaged in NumPy (the grid divides them)."""
+        return all(n % self.grid_side(volumes) == 0 for n in spatial)
+
     def __call__(self, batch: Any) -> np.ndarray:
         if isinstance(batch, np.ndarray) and batch.ndim in (4, 5):
-            side = self.grid_side(batch.ndim == 5)
-            if all(n % side == 0 for n in batch.shape[2:]):
-                means = block_means(batch.astype(np.float32, copy=False), side)
+            volumes = batch.ndim == 5
+            if self.in_numpy(batch.shape[2:], volumes):
+                means = block_means(batch.astype(np.float32, copy=False), self.grid_side(volumes))
                 return means.reshape(len(batch), -1)
         return super().__call__(batch)
 
@@ -70,10 +73,13 @@ def runs_without_torch(model: str, resolution: int, volumes: bool) -> bool:
     """Whether extractor ``model`` at ``resolution`` is ``pixels`` in NumPy (its grid side
     divides the resolution), so that workers need not import torch for it."""
     name, _, arg = model.partition(":")
-    if name != "pixels" or (arg and not arg.isdigit()):
+    if name != "pixels":
         return False
-    side = int(arg) if arg else (VOLUME_GRID if volumes else IMAGE_GRID)
-    return side > 0 and resolution % side == 0
+    try:
+        extractor = make(arg or None, None, None)
+    except SettingsError:  # not a valid pixels:N: the registry says so where it is created
+        return False
+    return extractor.in_numpy((resolution,), volumes)
 
 
 def block_means(batch: np.ndarray, side: int) -> np.ndarray:

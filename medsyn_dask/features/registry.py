@@ -169,24 +169,16 @@ def cached_extractor(
     """:func:`create_extractor` on ``device``, built once per process and reused.
 
     ``device="auto"``: the GPU when torch sees one and the extractor runs on torch, else the
-    CPU (an extractor without torch never imports it). Dask workers call this from every task:
+    CPU (:meth:`Extractor.to`; an extractor without torch never imports it). Dask workers call
+    this from every task:
     the model is loaded by the first task of a worker and later tasks (and threads) get the
     same object.
     """
     key = json.dumps([name, weights, dict(storage_options or {}), device], default=str)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            extractor = create_extractor(name, weights, storage_options)
-            _CACHE[key] = extractor.to(_device(extractor) if device == "auto" else device)
+            _CACHE[key] = create_extractor(name, weights, storage_options).to(device)
         return _CACHE[key]
-
-
-def _device(extractor: Extractor) -> str:
-    if not extractor.uses_torch:
-        return "cpu"
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _exists(path: str, storage_options: Mapping[str, Any] | None) -> bool:

@@ -149,10 +149,13 @@ def first_readable_shape(paths: Sequence[str], read: Reader, volume: bool) -> tu
     file's error when none reads."""
     if not paths:
         raise SettingsError("first_readable_shape needs at least one path, got none")
-    found = _first_readable_shape(paths, read, volume)
-    if isinstance(found, Exception):
-        raise found
-    return tuple(found)
+    first_error = None
+    for path in paths:
+        try:
+            return tuple(_read_shape(path, read, volume))
+        except (InputError, FileNotFoundError) as err:  # BadImageError is an InputError
+            first_error = first_error or err
+    raise first_error
 
 
 def check_paths(paths_by_class: PathsByClass, allow_empty: bool = False) -> dict[str, list[str]]:
@@ -228,19 +231,6 @@ def _class_tree(
 def _read_shape(path: str, read: Reader, volume: bool) -> tuple[int, ...]:
     image = _read_uint8(path, read, volume)
     return image.shape if volume else image.shape[:2]
-
-
-def _first_readable_shape(
-    paths: Sequence[str], read: Reader, volume: bool
-) -> tuple[int, ...] | Exception:
-    """The shape of the first of ``paths`` that reads, else the first path's error."""
-    first_error = None
-    for path in paths:
-        try:
-            return _read_shape(path, read, volume)
-        except (InputError, FileNotFoundError) as err:  # BadImageError is an InputError
-            first_error = first_error or err
-    return first_error
 
 
 def _partial_task(paths: list[str], read: Reader, shape: tuple[int, ...], volume: bool) -> Partial:
