@@ -10,7 +10,7 @@ import dask
 import pytest
 
 from medsyn_dask.cluster import connect
-from medsyn_dask.cluster.local import WORKER_ENVIRON, _spawn_environ
+from medsyn_dask.cluster.local import WORKER_ENVIRON, _worker_config
 
 SPAWN_KEY = "distributed.nanny.pre-spawn-environ"
 
@@ -35,18 +35,38 @@ def _huge_page_advice() -> tuple[str | None, bool]:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/smaps is Linux's")
 def test_local_workers_advise_huge_pages_for_torch_buffers():
     with connect(workers=1, quiet=True) as client:
-        (env, advised), = client.run(_huge_page_advice).values()
+        ((env, advised),) = client.run(_huge_page_advice).values()
     assert env == "1"
     assert advised
 
 
 def test_spawn_environ_adds_to_the_configured_one_without_overriding_it():
     with dask.config.set({SPAWN_KEY: {"OMP_NUM_THREADS": 1, "THP_MEM_ALLOC_ENABLE": "0"}}):
-        environ = _spawn_environ()[SPAWN_KEY]
+        environ = _worker_config()[SPAWN_KEY]
     assert environ == {"OMP_NUM_THREADS": 1, "THP_MEM_ALLOC_ENABLE": "0"}
     with dask.config.set({SPAWN_KEY: {"OMP_NUM_THREADS": 1}}):
-        environ = _spawn_environ()[SPAWN_KEY]
+        environ = _worker_config()[SPAWN_KEY]
     assert environ == {"OMP_NUM_THREADS": 1, **WORKER_ENVIRON}
+
+
+PROFILE_KEY = "distributed.worker.profile.interval"
+
+
+def _profile_interval() -> str:
+    return dask.config.get(PROFILE_KEY)
+
+
+def test_embedded_workers_profile_less_often_unless_configured():
+    """Dask's 10 ms task profiler cost 3-4 % of an extraction; the embedded workers sample
+    every 100 ms, or as the user's configuration says."""
+    assert dask.config.get(PROFILE_KEY) == "10ms"  # Dask's default, as the test runs
+    with connect(workers=1, quiet=True) as client:
+        assert list(client.run(_profile_interval).values()) == ["100ms"]
+    assert dask.config.get(PROFILE_KEY) == "10ms"  # the driver's own setting is left alone
+    with dask.config.set({PROFILE_KEY: "20ms"}):
+        assert PROFILE_KEY not in _worker_config()
+        with connect(workers=1, quiet=True) as client:
+            assert list(client.run(_profile_interval).values()) == ["20ms"]
 
 
 def _heartbeat_filtered() -> tuple[bool, bool]:

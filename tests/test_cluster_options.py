@@ -221,6 +221,8 @@ def test_job_scripts_give_workers_the_embedded_workers_environment(system):
     sized = ("--cluster-option", "cores=2", "--cluster-option", "memory=4GB")
     script = job_script(spec_of("--cluster", system, *sized))
     assert "export THP_MEM_ALLOC_ENABLE=${THP_MEM_ALLOC_ENABLE:-1}" in script.splitlines()
+    profile = "DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL"
+    assert f"export {profile}=${{{profile}:-100ms}}" in script.splitlines()
     site = {f"jobqueue.{system}.job-script-prologue": ["export THP_MEM_ALLOC_ENABLE=0"]}
     with dask.config.set(site):
         script = job_script(spec_of("--cluster", system, *sized))

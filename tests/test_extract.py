@@ -294,7 +294,8 @@ def test_gpu_workers_are_asked_for_their_resource(tmp_path, extract_client):
 
 def test_one_probe_per_configuration_and_cluster(tmp_path):
     """A job's sets share their model: the second new set of one configuration asks no
-    worker for the feature count again; another resolution does."""
+    worker for the feature count again; another resolution does. (``pixels`` at sizes its grid
+    does not divide runs on torch and is probed; at the others its size is known.)"""
     from distributed import Client, LocalCluster
     from distributed.diagnostics.plugin import SchedulerPlugin
 
@@ -318,8 +319,10 @@ def test_one_probe_per_configuration_and_cluster(tmp_path):
             done = extract_features(root, store, f"set{i}", resolution=16, client=client)
             assert done.n_features == 1024  # pixels: a 32 x 32 grid
         assert len(probes.keys) == 1
-        extract_features(roots[0], store, "other", resolution=32, client=client)
+        extract_features(roots[0], store, "other", resolution=24, client=client)
         assert len(probes.keys) == 2
+        done = extract_features(roots[0], store, "numpy", resolution=64, client=client)
+        assert len(probes.keys) == 2 and done.n_features == 1024
 
 
 def test_pixels_workers_import_torch_only_for_windows_numpy_cannot_pool(tmp_path):

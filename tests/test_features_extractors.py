@@ -77,6 +77,21 @@ def test_pixels_runs_without_torch_when_the_grid_divides():
     assert not runs_without_torch("vqvae-top", 256, False)
 
 
+@pytest.mark.parametrize(
+    "model, channels, resolution, volumes",
+    [("pixels", 1, 64, False), ("pixels", 3, 64, False), ("pixels:8", 1, 32, True)],
+)
+def test_pixels_output_known_without_running_matches_a_run(model, channels, resolution, volumes):
+    """The driver sizes a pixels set without a probe: the size must be what extraction gives."""
+    from medsyn_dask.features.pixels import known_output
+
+    shape = (2, channels) + (resolution,) * (3 if volumes else 2)
+    out = create_extractor(model).extract(np.zeros(shape, dtype=np.float32))
+    assert known_output(model, channels, resolution, volumes) == (out.shape[1], out.dtype.name)
+    assert known_output("pixels", 1, 100, False) is None  # runs on torch: probed on a worker
+    assert known_output("vqvae-top", 1, 256, False) is None
+
+
 class SmallCNN(nn.Module):
     def __init__(self) -> None:
         super().__init__()

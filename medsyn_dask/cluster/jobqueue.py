@@ -117,14 +117,21 @@ def job_options(spec: ClusterSpec) -> dict[str, Any]:
 
 
 def _add_worker_environ(prologue: list[str]) -> None:
-    """The embedded workers' environment (:data:`.local.WORKER_ENVIRON`) in the job script,
-    unless the site's prologue names a variable already; a value in the submitting
-    environment wins (``${VAR:-default}``)."""
-    from .local import WORKER_ENVIRON
+    """The embedded workers' environment (:data:`.local.WORKER_ENVIRON`) and Dask settings
+    (:func:`.local.tuned_settings`, as ``DASK_...`` variables) in the job script, unless the
+    site's prologue names a variable already; a value in the submitting environment wins
+    (``${VAR:-default}``)."""
+    from .local import WORKER_ENVIRON, tuned_settings
 
-    for name, value in WORKER_ENVIRON.items():
+    settings = {_dask_variable(k): v for k, v in tuned_settings().items()}
+    for name, value in {**WORKER_ENVIRON, **settings}.items():
         if not any(name in line for line in prologue):
             prologue.append(f"export {name}=${{{name}:-{value}}}")
+
+
+def _dask_variable(key: str) -> str:
+    """The environment variable of Dask setting ``key`` (``a.b-c`` -> ``DASK_A__B_C``)."""
+    return "DASK_" + key.upper().replace(".", "__").replace("-", "_")
 
 
 def _add_gpus(system: str, gpus: int, options: dict, config: dict) -> None:

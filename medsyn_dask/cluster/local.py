@@ -34,6 +34,14 @@ GPU_RESOURCE = "GPU"
 #: huge pages in the kernel (``transparent_hugepage`` "never") it changes nothing.
 WORKER_ENVIRON = {"THP_MEM_ALLOC_ENABLE": "1"}
 
+#: Dask settings of the workers medsyn-dask starts, as (Dask's default, ours): ours is used
+#: where the configuration keeps Dask's default. The statistical profiler behind the
+#: dashboard's Profile page samples a worker's task thread every 10 ms by default: measured
+#: 3-4 % of the time to extract 2 000 PNGs on 2 cores (1 and 2 workers,
+#: ``benchmarks/bench_extract.py``); every 100 ms it costs nothing measurable, and the page
+#: still fills.
+WORKER_CONFIG = {"distributed.worker.profile.interval": ("10ms", "100ms")}
+
 
 def default_worker_count() -> int:
     """Workers for the embedded cluster: one per core, at most 8 (one process each)."""
@@ -67,7 +75,7 @@ def connect(
     n = workers or default_worker_count()
     if n < 1:
         raise ValueError(f"workers must be at least 1, got {n}")
-    with dask.config.set(_spawn_environ()):  # read by each nanny as it is made
+    with dask.config.set(_worker_config()):  # read by each nanny as it is made
         cluster = LocalCluster(
             n_workers=n,
             threads_per_worker=threads_per_worker,
@@ -82,12 +90,18 @@ def connect(
         yield client
 
 
-def _spawn_environ() -> dict[str, dict[str, str]]:
-    """Dask's setting for the environment a nanny gives its worker before starting it: the
-    configured one (``distributed.nanny.pre-spawn-environ``) with :data:`WORKER_ENVIRON` added
-    where it does not set those variables itself."""
+def _worker_config() -> dict[str, object]:
+    """The Dask settings a nanny gives its worker: the environment before it starts
+    (``distributed.nanny.pre-spawn-environ``, the configured one with :data:`WORKER_ENVIRON`
+    added where it does not set those variables itself) and :func:`tuned_settings`."""
     key = "distributed.nanny.pre-spawn-environ"
-    return {key: {**WORKER_ENVIRON, **dict(dask.config.get(key, {}) or {})}}
+    return {key: {**WORKER_ENVIRON, **dict(dask.config.get(key, {}) or {})}, **tuned_settings()}
+
+
+def tuned_settings() -> dict[str, str]:
+    """The :data:`WORKER_CONFIG` settings whose configured value is Dask's default."""
+    config = dask.config.get
+    return {key: ours for key, (default, ours) in WORKER_CONFIG.items() if config(key) == default}
 
 
 class QuickExit(WorkerPlugin):

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.abc.store import Store
+from zarr.codecs import BloscCodec
 from zarr.storage import FsspecStore, LocalStore
 
 from ..checks import check_plain_name
@@ -44,6 +45,10 @@ __all__ = ["BadImage", "FeatureConfig", "FeatureSet", "Provenance", "SetAddress"
 ATTRS_KEY = "medsyn_dask"
 #: Upper bound on one chunk of ``features`` (bytes); wider rows are split along features.
 MAX_CHUNK_BYTES = 64 * 2**20
+#: How ``features`` is compressed: LZ4 after a byte shuffle. Features compress little (to
+#: about 0.79 of their size, the same as Zarr's default Zstandard), and LZ4 does it in 0.5 ms
+#: a MB instead of 6.4 (written on the workers, read back for every comparison).
+FEATURES_CODEC = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 #: The per-row text arrays, chunked by partition.
 ROW_TEXT = ("errors", "fingerprints", "content_sha256")
 
@@ -81,24 +86,12 @@ class FeatureSet:
     ) -> FeatureSet:
         """A new empty set shaped by ``provenance``, with its paths and classes written (by the
         driver, before any worker writes features). Replaces a half-created one."""
+        from zarr.core.sync import sync
+
         name = provenance.set_name()
         zgroup = zarr.open_group(store, path=f"{group}/{name}", mode="w")
-        n, size, dtype = provenance.n_images, provenance.partition_size, np.dtype(provenance.dtype)
-        d = provenance.n_features
-        zgroup.create_array(
-            "features",
-            shape=(n, d),
-            chunks=(size, max(1, min(d, MAX_CHUNK_BYTES // (size * dtype.itemsize)))),
-            dtype=dtype,
-            fill_value=np.nan if dtype.kind == "f" else -1,
-        )
-        zgroup.create_array("valid", shape=(n,), chunks=(size,), dtype=bool, fill_value=False)
-        for key in ROW_TEXT:
-            zgroup.create_array(key, shape=(n,), chunks=(size,), dtype=str)
-        for key, values in (("paths", rel_paths), ("classes", classes)):
-            arr = zgroup.create_array(key, shape=(n,), chunks=(max(n, 1),), dtype=str)
-            arr[:] = np.asarray(values, dtype=object)
-        zgroup.create_group("partitions")
+        # Every array at once, in one trip to Zarr's event loop (one by one: 2 ms each).
+        sync(_create_arrays(zgroup, provenance, {"paths": rel_paths, "classes": classes}))
         # Written last: a set without provenance is an interrupted creation, redone on rerun.
         zgroup.attrs.update({ATTRS_KEY: provenance.to_attrs()})
         return cls(zgroup, group, name)
@@ -161,7 +154,8 @@ class FeatureSet:
         """Mark the set incomplete and drop the markers of ``partitions`` (to be rewritten)."""
         from zarr.core.sync import sync
 
-        self._set_attrs(replace(self.provenance, complete=False, bad_images=()))
+        if self.provenance.complete or self.provenance.bad_images:  # else already so
+            self._set_attrs(replace(self.provenance, complete=False, bad_images=()))
         for k in partitions:
             sync(self.zgroup.store.delete_dir(f"{self.zgroup.path}/partitions/{k}"))
 
@@ -261,6 +255,33 @@ def forget_listings(zstore: Store) -> None:
     fs = getattr(zstore, "fs", None)
     if fs is not None and hasattr(fs, "invalidate_cache"):
         fs.invalidate_cache()
+
+
+async def _create_arrays(
+    zgroup: Any, provenance: Provenance, columns: Mapping[str, Sequence[str]]
+) -> None:
+    """The set's arrays (layout in the module doc) and its ``partitions`` group, concurrently,
+    with ``columns`` (paths and classes) written."""
+    group = zgroup._async_group
+    n, size, dtype = provenance.n_images, provenance.partition_size, np.dtype(provenance.dtype)
+    d = provenance.n_features
+
+    async def written(name: str, values: Sequence[str]) -> None:
+        array = await group.create_array(name, shape=(n,), chunks=(max(n, 1),), dtype=str)
+        await array.setitem(slice(None), np.asarray(values, dtype=object))
+
+    features = group.create_array(
+        "features",
+        shape=(n, d),
+        chunks=(size, max(1, min(d, MAX_CHUNK_BYTES // (size * dtype.itemsize)))),
+        dtype=dtype,
+        fill_value=np.nan if dtype.kind == "f" else -1,
+        compressors=FEATURES_CODEC,
+    )
+    valid = group.create_array("valid", shape=(n,), chunks=(size,), dtype=bool, fill_value=False)
+    text = [group.create_array(key, shape=(n,), chunks=(size,), dtype=str) for key in ROW_TEXT]
+    listed = [written(key, values) for key, values in columns.items()]
+    await asyncio.gather(features, valid, *text, *listed, group.create_group("partitions"))
 
 
 async def _write_rows(zgroup: Any, rows: slice, columns: Mapping[str, np.ndarray]) -> None:

@@ -72,14 +72,30 @@ class PixelsExtractor(Extractor):
 def runs_without_torch(model: str, resolution: int, volumes: bool) -> bool:
     """Whether extractor ``model`` at ``resolution`` is ``pixels`` in NumPy (its grid side
     divides the resolution), so that workers need not import torch for it."""
+    return _in_numpy(model, resolution, volumes) is not None
+
+
+def known_output(
+    model: str, num_channels: int, resolution: int, volumes: bool
+) -> tuple[int, str] | None:
+    """``(features per image, dtype name)`` of extractor ``model`` when it is ``pixels`` in
+    NumPy, known without running it (``num_channels`` x grid side ** 2 or ** 3); else None."""
+    extractor = _in_numpy(model, resolution, volumes)
+    if extractor is None:
+        return None
+    side = extractor.grid_side(volumes)
+    return num_channels * side ** (3 if volumes else 2), extractor.dtype.name
+
+
+def _in_numpy(model: str, resolution: int, volumes: bool) -> PixelsExtractor | None:
     name, _, arg = model.partition(":")
     if name != "pixels":
-        return False
+        return None
     try:
         extractor = make(arg or None, None, None)
     except SettingsError:  # not a valid pixels:N: the registry says so where it is created
-        return False
-    return extractor.in_numpy((resolution,), volumes)
+        return None
+    return extractor if extractor.in_numpy((resolution,), volumes) else None
 
 
 def block_means(batch: np.ndarray, side: int) -> np.ndarray:
