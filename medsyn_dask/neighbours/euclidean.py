@@ -139,7 +139,12 @@ def block_bounds(
     forms, centre (D,) float64."""
     px = x if isinstance(x, Prepared) else prepare(x, centre)
     py = y if isinstance(y, Prepared) else prepare(y, centre)
-    score = _gemm_f32(px.left, py.right, backend)
+    return _bounded(_gemm_f32(px.left, py.right, backend), px, py)
+
+
+def _bounded(score: np.ndarray, px: Prepared, py: Prepared) -> ScoreBlock:
+    """The ScoreBlock of float32 scores of ``px`` x ``py`` computed as :func:`block_bounds`
+    (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums."""
     rx, ry = np.sqrt(px.norms), np.sqrt(py.norms)
     dim = px.rows.shape[1]
     # |score - |x - y|^2| <= gamma * (|x| + |y|)^2 for the float32 GEMM of D + 2 terms plus
@@ -155,6 +160,81 @@ def block_bounds(
         return exact_distances(px.rows, py.rows, rows, cols)
 
     return ScoreBlock(score, envelope(rx, ry.max()), envelope(ry, rx.max()), exact)
+
+
+def symmetric_bounds(x: Prepared, centre: np.ndarray, *, backend: str = "auto") -> ScoreBlock:
+    """``block_bounds(x, x, centre)`` from half the products: a block of rows with itself.
+
+    The Gram matrix ``G = X X^T`` of the centred float32 rows comes from one symmetric rank-k
+    update (BLAS ``ssyrk``: the upper triangle only, half a GEMM's work); each score is then
+    ``(|x|^2 + |y|^2) - 2 G`` in float32 from the float32 norms of :func:`_augmented`. Its error
+    is within :func:`block_bounds`' bound: ``2 G`` is off by at most gamma_D ``2 |x| |y|``, the
+    float32 norms by ``U32 (|x|^2 + |y|^2)``, and the sum and the difference after it add at
+    most ``2 U32 (|x| + |y|)^2``: in all less than the ``(gamma_{D+4} + U32) (|x| + |y|)^2``
+    that bounds the GEMM's scores, before the SAFETY factor. The scores are symmetric to the
+    last bit. With torch on a device, the GEMM of block_bounds.
+    """
+    if torch_device(backend) is not None:
+        return block_bounds(x, x, centre, backend=backend)
+    body = np.ascontiguousarray(x.left[:, :-2])
+    # body.T is Fortran-ordered (D, n): trans=1 gives body @ body.T without a copy.
+    gram = _ssyrk()(1.0, body.T, trans=1)  # (n, n) Fortran order, upper triangle set
+    norms32 = np.ascontiguousarray(x.left[:, -2])
+    return _bounded(symmetric_scores(gram.T, norms32), x, x)
+
+
+def symmetric_scores(gram_lower: np.ndarray, norms32: np.ndarray) -> np.ndarray:
+    """(n, n) float32 scores ``(norms32[i] + norms32[j]) - 2 G[i, j]``, symmetric, from the
+    lower triangle of ``gram_lower`` (``G[i, j]`` at ``[max(i, j), min(i, j)]``; the other
+    triangle is not read). Compiled, or the same float32 operations in NumPy."""
+    n = len(norms32)
+    kernel = _symmetric_kernel()
+    if kernel is not None:
+        out = np.empty((n, n), np.float32)
+        kernel(gram_lower, norms32, out)
+        return out
+    lower = np.tril(gram_lower)
+    full = lower + np.tril(gram_lower, -1).T
+    return (norms32[:, None] + norms32[None, :]) - np.float32(2.0) * full
+
+
+#: Tile of :func:`symmetric_scores`: a tile and its mirror are written from a buffer in cache.
+SYMMETRIC_TILE = 64
+
+
+@functools.cache
+def _symmetric_kernel():
+    tile = SYMMETRIC_TILE
+
+    def fill(gram_lower, norms32, out):  # pragma: no cover - compiled
+        n = norms32.shape[0]
+        two = np.float32(2.0)
+        buf = np.empty((tile, tile), np.float32)
+        for r0 in range(0, n, tile):
+            r1 = min(r0 + tile, n)
+            for c0 in range(0, r0 + 1, tile):
+                c1 = min(c0 + tile, n)
+                for r in range(r0, r1):  # the tile's scores, row by row (c <= r only)
+                    nr, row, keep = norms32[r], gram_lower[r], buf[r - r0]
+                    for c in range(c0, min(c1, r + 1)):
+                        keep[c - c0] = (nr + norms32[c]) - two * row[c]
+                for r in range(r0, r1):
+                    dest = out[r]
+                    for c in range(c0, min(c1, r + 1)):
+                        dest[c] = buf[r - r0, c - c0]
+                for c in range(c0, c1):  # the mirror: out[c, r] = out[r, c]
+                    dest = out[c]
+                    for r in range(max(r0, c), r1):
+                        dest[r] = buf[r - r0, c - c0]
+
+    return compiled(fill)
+
+
+@functools.cache
+def _ssyrk():
+    from scipy.linalg.blas import ssyrk
+
+    return ssyrk
 
 
 def _augmented(

@@ -119,23 +119,44 @@ def threads() -> int:
 
 
 def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
-    """First row of each block of an n-row array, plus n: at least two blocks per thread
-    (parallelism, and the real pass's symmetry halves more of the work), within block_size."""
-    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(n / (2 * n_threads))))
+    """First row of each block of an n-row array, plus n: a block per thread at least, equal
+    blocks within block_size and LOCAL_BLOCK.
+
+    One block per thread suffices: the real pass scores each diagonal block with half a GEMM
+    (:func:`.euclidean.symmetric_bounds`), so its B (B + 1) / 2 pairs of B blocks weigh
+    B^2 / 2 off-diagonal pairs and balance on the threads; fewer, larger pairs cost less in
+    Python and in GEMM efficiency.
+    """
+    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(n / n_threads)))
+    return _equal_starts(n, rows, lambda count: count % n_threads == 0)
+
+
+def _equal_starts(n: int, rows: int, balanced: Callable[[int], bool]) -> list[int]:
+    """Starts of equal blocks of at most ``rows`` rows of an n-row array, plus n: the fewest
+    blocks, or a few more (up to twice as many) if that makes ``balanced(count)`` true (work
+    that the threads share evenly), and not below MIN_LOCAL_BLOCK rows by more blocks."""
+    if n == 0:
+        return [0]
+    count = math.ceil(n / rows)
+    for more in range(count, 2 * count + 1):
+        if balanced(more) and (more == count or n / more >= MIN_LOCAL_BLOCK):
+            count = more
+            break
+    rows = math.ceil(n / count)
     return [*range(0, n, rows), n]
 
 
 def column_starts(m: int, row_blocks: int, block_size: int, n_threads: int) -> list[int]:
     """:func:`block_starts` of the synthetic array of a comparison with ``row_blocks`` real
-    blocks: blocks as wide as two pairs per thread allow (within block_size and LOCAL_BLOCK).
+    blocks: blocks as wide as one pair per thread allows (within block_size and LOCAL_BLOCK).
 
     The comparison has no symmetry to exploit, so fewer, wider pairs only save the fixed cost
-    of each pair (its Python and NumPy calls: as much as its GEMM at 500 x 500).
+    of each pair (its Python and NumPy calls: as much as its GEMM at 500 x 500). With one
+    real block per thread (:func:`block_starts`), a small comparison is one pair per thread.
     """
-    wanted = max(1, math.ceil(2 * n_threads / row_blocks))
+    wanted = max(1, math.ceil(n_threads / row_blocks))
     rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
-    rows = math.ceil(m / math.ceil(m / rows)) if m else rows  # equal blocks balance the threads
-    return [*range(0, m, rows), m]
+    return _equal_starts(m, rows, lambda count: (count * row_blocks) % n_threads == 0)
 
 
 class Runner:
@@ -211,11 +232,20 @@ class Runner:
         """
         spans, prepared = self.blocks(real)
         nb, n = len(spans), nearest_k + 1
-        pairs = sorted(((i, j) for i in range(nb) for j in range(i, nb)), key=_larger_first(spans))
+        larger = _larger_first(spans)  # a diagonal pair is half a GEMM: weighed as half
+        pairs = sorted(
+            ((i, j) for i in range(nb) for j in range(i, nb)),
+            key=lambda p: larger(p) / (2 if p[0] == p[1] else 1),
+        )
+
+        symmetric = getattr(self.kind, "symmetric_bounds", None)
 
         def candidates(pair: tuple[int, int]) -> tuple[Candidates, Candidates | None]:
             i, j = pair
-            block = self._scored(prepared[i], prepared[j])
+            if i == j and symmetric is not None:
+                block = symmetric(prepared[i], self.centre, backend=self.backend)
+            else:
+                block = self._scored(prepared[i], prepared[j])
             (oi, _), (oj, _) = spans[i], spans[j]
             # One selection pass serves both sides of an off-diagonal pair.
             rows, cols = smallest_candidates(block, n, columns=i != j)
