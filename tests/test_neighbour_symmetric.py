@@ -38,7 +38,7 @@ def test_symmetric_scores_compiled_equal_numpy(n, monkeypatch):
     rng = np.random.default_rng(n)
     x = (rng.standard_normal((n, 40)) * 3).astype(np.float32)
     x[n // 2 :: 7] = x[0]  # exact duplicates: ties in the scores
-    gram = euclidean._ssyrk()(1.0, x.T, trans=1)
+    gram = np.triu(x @ x.T)  # gram.T: the lower triangle alone, the other one zeros
     norms32 = np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(np.float32)
     compiled = euclidean.symmetric_scores(gram.T, norms32)
     monkeypatch.setattr(euclidean, "_symmetric_kernel", lambda: None)
@@ -49,24 +49,25 @@ def test_symmetric_scores_compiled_equal_numpy(n, monkeypatch):
 
 def test_radii_with_symmetric_diagonal_blocks_equal_brute_force():
     """Many blocks (a diagonal block each, ties and exact duplicates across block edges): the
-    radii are the float64 brute force's, and the diagonal blocks went through ssyrk."""
+    radii are the float64 brute force's, and the diagonal blocks went through ssyrk (the
+    triangle passes of symmetric_candidates)."""
     real, synth = FAMILIES["many_duplicates"](np.random.default_rng(51), n=333, m=50, d=48)
     real[100:110] = real[5]  # a run of exact duplicates inside one block and across blocks
     expected = brute_force(real, synth, nearest_k=4)
     centre = real.astype(np.float64).mean(axis=0)
     calls = []
-    symmetric = euclidean.symmetric_bounds
+    symmetric = euclidean.symmetric_candidates
 
     def counted(*args, **kwargs):
         calls.append(1)
         return symmetric(*args, **kwargs)
 
-    euclidean.symmetric_bounds = counted
+    euclidean.symmetric_candidates = counted
     try:
         with local.Runner("euclidean", centre, "numpy", block_size=70) as run:
             smallest = run.radii(real, 4)
     finally:
-        euclidean.symmetric_bounds = symmetric
+        euclidean.symmetric_candidates = symmetric
     assert len(calls) == 5  # 333 rows in blocks of at most 70: five diagonal blocks
     np.testing.assert_array_equal(smallest[:, 4], expected["radius_k"])
     np.testing.assert_array_equal(smallest[:, 1], expected["radius_1"])

@@ -23,6 +23,9 @@ from scipy.spatial.distance import cdist
 from ..errors import SettingsError
 from .backend import compiled, full_float32_matmul, torch_device
 from .bounds import Envelope, ScoreBlock
+from .candidates import Candidates
+from .reductions import kth_per_group, smallest_candidates
+from .scans import LANES
 
 #: How :func:`prepare` may spread one block's pass: (map over items, number of pieces).
 Split = tuple[Callable[[Callable, list], Any], int]
@@ -86,10 +89,29 @@ def _pair_kernel():
     """The numba kernel of :func:`exact_distances`, or None without numba."""
 
     def distances(x, y, rows, cols, out):  # pragma: no cover - compiled
-        for p in range(rows.shape[0]):
+        # Four pairs at a time: each sum still runs left to right, one rounding per product
+        # and per sum as cdist, but the four chains of dependent additions overlap.
+        count, dim = rows.shape[0], x.shape[1]
+        quads = count - count % 4
+        for p in range(0, quads, 4):
+            a0, b0, a1, b1 = x[rows[p]], y[cols[p]], x[rows[p + 1]], y[cols[p + 1]]
+            a2, b2, a3, b3 = x[rows[p + 2]], y[cols[p + 2]], x[rows[p + 3]], y[cols[p + 3]]
+            s0 = s1 = s2 = s3 = 0.0
+            for k in range(dim):
+                t0 = np.float64(a0[k]) - np.float64(b0[k])
+                t1 = np.float64(a1[k]) - np.float64(b1[k])
+                t2 = np.float64(a2[k]) - np.float64(b2[k])
+                t3 = np.float64(a3[k]) - np.float64(b3[k])
+                s0 += t0 * t0
+                s1 += t1 * t1
+                s2 += t2 * t2
+                s3 += t3 * t3
+            out[p], out[p + 1] = np.sqrt(s0), np.sqrt(s1)
+            out[p + 2], out[p + 3] = np.sqrt(s2), np.sqrt(s3)
+        for p in range(quads, count):
             a, b = x[rows[p]], y[cols[p]]
             total = 0.0
-            for k in range(a.shape[0]):
+            for k in range(dim):
                 t = np.float64(a[k]) - np.float64(b[k])
                 total += t * t  # one rounding per product and per sum, as cdist
             out[p] = np.sqrt(total)
@@ -107,6 +129,13 @@ class Prepared:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def __getitem__(self, rows: slice) -> Prepared:
+        """The prepared rows ``rows`` (views: nothing is recomputed)."""
+        part = Prepared.__new__(Prepared)
+        part.rows, part.left, part.norms = self.rows[rows], self.left[rows], self.norms[rows]
+        part._right = None if self._right is None else self._right[rows]
+        return part
 
     @property
     def right(self) -> np.ndarray:
@@ -145,6 +174,16 @@ def block_bounds(
 def _bounded(score: np.ndarray, px: Prepared, py: Prepared) -> ScoreBlock:
     """The ScoreBlock of float32 scores of ``px`` x ``py`` computed as :func:`block_bounds`
     (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums."""
+    rows, cols = _envelopes(px, py)
+
+    def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return exact_distances(px.rows, py.rows, rows, cols)
+
+    return ScoreBlock(score, rows, cols, exact)
+
+
+def _envelopes(px: Prepared, py: Prepared) -> tuple[Envelope, Envelope]:
+    """The row and the column envelope of the scores of ``px`` x ``py`` (see :func:`_bounded`)."""
     rx, ry = np.sqrt(px.norms), np.sqrt(py.norms)
     dim = px.rows.shape[1]
     # |score - |x - y|^2| <= gamma * (|x| + |y|)^2 for the float32 GEMM of D + 2 terms plus
@@ -156,17 +195,14 @@ def _bounded(score: np.ndarray, px: Prepared, py: Prepared) -> ScoreBlock:
     def envelope(r_own: np.ndarray, r_other_max: float) -> Envelope:
         return Envelope(gamma * (r_own + r_other_max) ** 2, cast * (r_own + r_other_max), rel, True)
 
-    def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return exact_distances(px.rows, py.rows, rows, cols)
-
-    return ScoreBlock(score, envelope(rx, ry.max()), envelope(ry, rx.max()), exact)
+    return envelope(rx, ry.max()), envelope(ry, rx.max())
 
 
 def symmetric_bounds(x: Prepared, centre: np.ndarray, *, backend: str = "auto") -> ScoreBlock:
     """``block_bounds(x, x, centre)`` from half the products: a block of rows with itself.
 
     The Gram matrix ``G = X X^T`` of the centred float32 rows comes from one symmetric rank-k
-    update (BLAS ``ssyrk``: the upper triangle only, half a GEMM's work); each score is then
+    update (BLAS ``ssyrk``: one triangle only, half a GEMM's work); each score is then
     ``(|x|^2 + |y|^2) - 2 G`` in float32 from the float32 norms of :func:`_augmented`. Its error
     is within :func:`block_bounds`' bound: ``2 G`` is off by at most gamma_D ``2 |x| |y|``, the
     float32 norms by ``U32 (|x|^2 + |y|^2)``, and the sum and the difference after it add at
@@ -176,11 +212,56 @@ def symmetric_bounds(x: Prepared, centre: np.ndarray, *, backend: str = "auto") 
     """
     if torch_device(backend) is not None:
         return block_bounds(x, x, centre, backend=backend)
-    body = np.ascontiguousarray(x.left[:, :-2])
-    # body.T is Fortran-ordered (D, n): trans=1 gives body @ body.T without a copy.
-    gram = _ssyrk()(1.0, body.T, trans=1)  # (n, n) Fortran order, upper triangle set
-    norms32 = np.ascontiguousarray(x.left[:, -2])
-    return _bounded(symmetric_scores(gram.T, norms32), x, x)
+    return _bounded(symmetric_scores(*_gram_lower(x)), x, x)
+
+
+def _gram_lower(x: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """The Gram matrix of the centred float32 rows of ``x`` (C order, symmetric: its lower
+    triangle is what the callers read), and the float32 squared norms.
+
+    ``body @ body.T`` of one array is a symmetric rank-k update in NumPy's BLAS (``ssyrk``, the
+    other triangle copied): half a GEMM's products. SciPy's ``ssyrk`` (another BLAS library)
+    slows a GEMM on the other core by half again as much as it saves.
+    """
+    body = x.left[:, :-2]
+    return body @ body.T, np.ascontiguousarray(x.left[:, -2])
+
+
+def symmetric_candidates(
+    x: Prepared, centre: np.ndarray, n: int, *, backend: str = "auto"
+) -> Candidates:
+    """``row_candidates(symmetric_bounds(x, centre), n)``: the same pairs with the same
+    bounds, from the lower triangle of the Gram matrix alone (no (n, n) scores made).
+
+    Two compiled passes over the triangle score each pair once for both of its rows: the first
+    bounds each row's ``n``-th smallest score from above (:mod:`.scan_kernels`), the second
+    collects the pairs within that bound's limit; the ``n``-th smallest and the limits are
+    then taken from those pairs, which hold every pair at most the bound. Without numba (or
+    with torch on a device), through :func:`symmetric_bounds`.
+    """
+    kernels = _triangle_kernels()
+    if kernels is None or torch_device(backend) is not None or not 0 < n <= LANES or len(x) <= n:
+        block = symmetric_bounds(x, centre, backend=backend)
+        return smallest_candidates(block, n, columns=False)[0]
+    gram_lower, norms32 = _gram_lower(x)
+    env = _envelopes(x, x)[0]
+    bound = kernels.triangle_bounds(gram_lower, norms32, n)
+    wide = env.score_upto(env.upper(bound), np.float32)
+    rows, cols, s = kernels.triangle_collect(gram_lower, norms32, wide)
+    limit = env.score_upto(env.upper(kth_per_group(rows, s, n, len(x))), np.float32)
+    keep = s <= limit[rows]
+    rows, cols, s = rows[keep], cols[keep], s[keep]
+    return Candidates(rows, cols, env.lower(s, rows), env.upper(s, rows))
+
+
+@functools.cache
+def _triangle_kernels():
+    """:mod:`.scan_kernels`, or None without numba."""
+    try:
+        from . import scan_kernels
+    except ImportError:
+        return None
+    return scan_kernels
 
 
 def symmetric_scores(gram_lower: np.ndarray, norms32: np.ndarray) -> np.ndarray:
@@ -228,13 +309,6 @@ def _symmetric_kernel():
                         dest[r] = buf[r - r0, c - c0]
 
     return compiled(fill)
-
-
-@functools.cache
-def _ssyrk():
-    from scipy.linalg.blas import ssyrk
-
-    return ssyrk
 
 
 def _augmented(

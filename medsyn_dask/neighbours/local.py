@@ -7,7 +7,10 @@ Here each block is prepared once (``metric.prepare``) and reused by every pair i
 pairs run on one thread per core with one BLAS thread each, and the candidates of a block are
 merged as soon as its pairs are done. The block functions are the graph's (``block_bounds``,
 ``smallest_candidates``, ``keep_smallest``, ``compare_block``, ``merge_synthetic``,
-``exact_distances``...), so results are the same to the last bit.
+``exact_distances``...), so results are the same to the last bit; a diagonal block of the real
+pass takes the metric's ``symmetric_candidates`` where it has one (the same candidates from
+half the work), and a pair needed twice (both ways among the real radii, or as the nearest
+real image and the smallest copy ratio of a synthetic one) gets its exact distance once.
 """
 
 from __future__ import annotations
@@ -24,10 +27,18 @@ from typing import Any
 import numpy as np
 
 from ..progress import Counter
+from .exact_pairs import exact_once, exact_unordered
+from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's layout)
+    LOCAL_BLOCK,
+    MIN_LOCAL_BLOCK,
+    block_starts,
+    column_starts,
+    larger_first,
+    radii_tasks,
+)
 from .reductions import (
     Candidates,
     RealPartial,
-    SyntheticCandidates,
     SyntheticPartial,
     column_minimum,
     combine_real,
@@ -40,10 +51,6 @@ from .reductions import (
 from .registry import get_metric
 from .summary import summary as feature_summary
 
-#: Rows per block at most: a block pair's scores are LOCAL_BLOCK^2 float32 per thread.
-LOCAL_BLOCK = 2048
-#: Smaller blocks cost more in Python and in GEMM efficiency than they give in parallelism.
-MIN_LOCAL_BLOCK = 256
 #: With a distributed Client active, in-memory inputs of at most this many blocks of
 #: ``block_size`` rows (real and synthetic each) still run here: shipping them costs more.
 LOCAL_BLOCKS = 4
@@ -116,47 +123,6 @@ def threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
-    """First row of each block of an n-row array, plus n: a block per thread at least, equal
-    blocks within block_size and LOCAL_BLOCK.
-
-    One block per thread suffices: the real pass scores each diagonal block with half a GEMM
-    (:func:`.euclidean.symmetric_bounds`), so its B (B + 1) / 2 pairs of B blocks weigh
-    B^2 / 2 off-diagonal pairs and balance on the threads; fewer, larger pairs cost less in
-    Python and in GEMM efficiency.
-    """
-    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(n / n_threads)))
-    return _equal_starts(n, rows, lambda count: count % n_threads == 0)
-
-
-def _equal_starts(n: int, rows: int, balanced: Callable[[int], bool]) -> list[int]:
-    """Starts of equal blocks of at most ``rows`` rows of an n-row array, plus n: the fewest
-    blocks, or a few more (up to twice as many) if that makes ``balanced(count)`` true (work
-    that the threads share evenly), and not below MIN_LOCAL_BLOCK rows by more blocks."""
-    if n == 0:
-        return [0]
-    count = math.ceil(n / rows)
-    for more in range(count, 2 * count + 1):
-        if balanced(more) and (more == count or n / more >= MIN_LOCAL_BLOCK):
-            count = more
-            break
-    rows = math.ceil(n / count)
-    return [*range(0, n, rows), n]
-
-
-def column_starts(m: int, row_blocks: int, block_size: int, n_threads: int) -> list[int]:
-    """:func:`block_starts` of the synthetic array of a comparison with ``row_blocks`` real
-    blocks: blocks as wide as one pair per thread allows (within block_size and LOCAL_BLOCK).
-
-    The comparison has no symmetry to exploit, so fewer, wider pairs only save the fixed cost
-    of each pair (its Python and NumPy calls: as much as its GEMM at 500 x 500). With one
-    real block per thread (:func:`block_starts`), a small comparison is one pair per thread.
-    """
-    wanted = max(1, math.ceil(n_threads / row_blocks))
-    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
-    return _equal_starts(m, rows, lambda count: (count * row_blocks) % n_threads == 0)
 
 
 class Runner:
@@ -232,36 +198,50 @@ class Runner:
         """
         spans, prepared = self.blocks(real)
         nb, n = len(spans), nearest_k + 1
-        larger = _larger_first(spans)  # a diagonal pair is half a GEMM: weighed as half
-        pairs = sorted(
-            ((i, j) for i in range(nb) for j in range(i, nb)),
-            key=lambda p: larger(p) / (2 if p[0] == p[1] else 1),
-        )
+        symmetric = getattr(self.kind, "symmetric_candidates", None)
+        tasks = radii_tasks(spans, self.n_threads)
 
-        symmetric = getattr(self.kind, "symmetric_bounds", None)
-
-        def candidates(pair: tuple[int, int]) -> tuple[Candidates, Candidates | None]:
-            i, j = pair
-            if i == j and symmetric is not None:
-                block = symmetric(prepared[i], self.centre, backend=self.backend)
-            else:
-                block = self._scored(prepared[i], prepared[j])
+        def candidates(task: tuple[int, int, int, int]) -> tuple[Candidates, Candidates | None]:
+            i, j, first, last = task  # rows first:last of block i with block j
             (oi, _), (oj, _) = spans[i], spans[j]
+            if i == j and symmetric is not None:
+                rows = symmetric(prepared[i], self.centre, n, backend=self.backend)
+                return rows.shifted(rows=oi, cols=oi), None
+            block = self._scored(self._rows(real, prepared[i], spans[i], first, last), prepared[j])
             # One selection pass serves both sides of an off-diagonal pair.
             rows, cols = smallest_candidates(block, n, columns=i != j)
+            oi += first
             return rows.shifted(rows=oi, cols=oj), None if cols is None else cols.shifted(oj, oi)
 
-        found = self._run_pairs("real radii", candidates, pairs)
+        done = self._run_pairs("real radii", candidates, tasks)
+        found: dict[tuple[int, int], list] = {}
+        for (i, j, _, _), pair in done.items():
+            found.setdefault((i, j), []).append(pair)
 
-        def merge(i: int) -> np.ndarray:
-            """The n smallest of block i's rows, from its candidates in every pair."""
-            parts = [found[(i, j)][0] for j in range(i, nb)] + [found[(j, i)][1] for j in range(i)]
-            kept = keep_smallest(Candidates.concat(parts), n)
-            values = self_excluded(self.kind.exact_distances, real, kept.row, kept.col)
+        def merge(i: int) -> Candidates:
+            """The candidates of block i's rows in every pair that may be among its n smallest."""
+            parts = [p[0] for j in range(i, nb) for p in found[(i, j)]]
+            parts += [p[1] for j in range(i) for p in found[(j, i)]]
+            return keep_smallest(Candidates.concat(parts), n)
+
+        kept = self.map(merge, range(nb))
+        pairs = [(k.row, k.col) for k in kept]
+        values = exact_unordered(self.kind.exact_distances, real, pairs, self.map, self.n_threads)
+
+        def smallest(i: int) -> np.ndarray:
             start, stop = spans[i]
-            return smallest_values(kept.row - start, values, stop - start, n)
+            return smallest_values(kept[i].row - start, values[i], stop - start, n)
 
-        return np.concatenate(self.map(merge, range(nb)))
+        return np.concatenate(self.map(smallest, range(nb)))
+
+    def _rows(self, array: np.ndarray, prepared: Any, span: tuple[int, int], first: int, last: int):
+        """Rows first:last of a prepared block (rows ``span`` of ``array``): the block, a view
+        of it, or prepared again where the metric's prepared blocks are not sliced."""
+        if (first, last) == (0, span[1] - span[0]):
+            return prepared
+        if hasattr(prepared, "__getitem__"):
+            return prepared[first:last]
+        return self.kind.prepare(array[span[0] + first : span[0] + last], self.centre)
 
     def compare(
         self,
@@ -289,18 +269,20 @@ class Runner:
             )
 
         found = self._run_pairs(
-            "real x synthetic", reduce, sorted(pairs, key=_larger_first(real_spans, synth_spans))
+            "real x synthetic", reduce, sorted(pairs, key=larger_first(real_spans, synth_spans))
         )
 
         def per_synthetic(piece: tuple[int, int, int]) -> SyntheticPartial:
             j, first, last = piece  # columns first:last of synthetic block j
             parts = [found[(i, j)][1] for i in range(len(real_spans))]
-            merged = merge_synthetic([_columns(p, first, last) for p in parts])
+            merged = merge_synthetic([p.columns(first, last) for p in parts])
             start, stop = synth_spans[j][0] + first, synth_spans[j][0] + last
             block, exact = synthetic[start:stop], self.kind.exact_distances
             near, ratio = merged.nearest, merged.ratio
-            near_d = exact(real, block, near.row, near.col)
-            ratio_d = exact(real, block, ratio.row, ratio.col) / copy_threshold[ratio.row]
+            near_d, ratio_d = exact_once(
+                exact, real, block, [(near.row, near.col), (ratio.row, ratio.col)]
+            )
+            ratio_d = ratio_d / copy_threshold[ratio.row]
             nearest_distance, nearest_real = column_minimum(
                 near.col, near.row, near_d, stop - start
             )
@@ -330,43 +312,12 @@ class Runner:
             return dict(zip(pairs, self.map(_counted(fn, counter), pairs), strict=True))
 
 
-def _columns(part: SyntheticCandidates, first: int, last: int) -> SyntheticCandidates:
-    """``part`` restricted to its columns ``first:last`` (renumbered from 0)."""
-
-    def within(found: Candidates) -> Candidates:
-        return found.take((found.col >= first) & (found.col < last)).shifted(cols=-first)
-
-    return SyntheticCandidates(
-        part.is_real[first:last],
-        part.is_copy[first:last],
-        within(part.nearest),
-        within(part.ratio),
-    )
-
-
-def self_excluded(exact: Callable, real: np.ndarray, rows: np.ndarray, cols: np.ndarray):
-    """``exact(real, real, rows, cols)`` without computing the pairs of an image with itself:
-    their distance is 0 exactly (the features are checked finite; cdist sums zeros)."""
-    values = np.zeros(len(rows))
-    other = rows != cols
-    values[other] = exact(real, real, rows[other], cols[other])
-    return values
-
-
 @functools.cache
 def _pool(n_threads: int) -> ThreadPoolExecutor:
     """The process's pool of ``n_threads`` threads, started once: starting threads costs
     milliseconds per call, as much as a small problem's whole computation. Its tasks never
     submit tasks to it, so callers in several threads share it without deadlock."""
     return ThreadPoolExecutor(n_threads, thread_name_prefix="medsyn-neighbours")
-
-
-def _larger_first(rows: list[tuple[int, int]], cols: list[tuple[int, int]] | None = None):
-    """Sort key of block pairs: the largest first, so no thread is left with a big one last."""
-    cols = rows if cols is None else cols
-    return lambda pair: (
-        -(rows[pair[0]][1] - rows[pair[0]][0]) * (cols[pair[1]][1] - cols[pair[1]][0])
-    )
 
 
 @functools.cache

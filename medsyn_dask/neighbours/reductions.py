@@ -22,7 +22,7 @@ from .bounds import Envelope, ScoreBlock, nonzero_2d
 from .candidates import Candidates, on_scores
 from .copy_ratio import RatioPlan, ratio_candidates  # noqa: F401 (one of the reductions)
 from .groups import group_kth, group_minimum, group_smallest
-from .scans import column_minima, kth_smallest, select
+from .scans import column_minima, kth_smallest, kth_upper_bounds, select
 
 
 def row_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None) -> Candidates:
@@ -55,15 +55,23 @@ def smallest_candidates(
     score = block.score
     if allowed is not None:
         score = np.where(allowed, score, np.array(np.inf, dtype=score.dtype))
-    limits = [
-        _kth_limit(score, env, n, axis) if wanted else None
-        for wanted, env, axis in ((rows, block.rows, 1), (columns, block.cols, 0))
-    ]
-    none = np.full(len(score), -np.inf, score.dtype)
-    r, c = select(score, none if limits[0] is None else limits[0], limits[1])
-    if allowed is not None:  # a row whose limit is +inf would otherwise keep its masked pairs
-        r, c = r[allowed[r, c]], c[allowed[r, c]]
-    s = score[r, c]
+    sides = ((rows, block.rows, 1), (columns, block.cols, 0))
+    bounds = kth_upper_bounds(score, n) if min(score.shape) > n else None
+    if bounds is None:
+        limits = [_kth_limit(score, env, n, axis) if want else None for want, env, axis in sides]
+        r, c, s = _selected(score, limits, allowed)
+    else:
+        # Bounds above each k-th smallest select a few pairs that hold the n smallest of every
+        # row and column; the k-th smallest and the limits are then taken from those alone.
+        wide = [
+            env.score_upto(env.upper(bound), score.dtype) if want else None
+            for (want, env, _), bound in zip(sides, bounds, strict=True)
+        ]
+        r, c, s = _selected(score, wide, allowed)
+        limits = [
+            env.score_upto(env.upper(kth_per_group(key, s, n, size)), score.dtype) if want else None
+            for (want, env, _), key, size in zip(sides, (r, c), score.shape, strict=True)
+        ]
     out: list[Candidates | None] = [None, None]
     if rows:
         keep = s <= limits[0][r]
@@ -72,6 +80,16 @@ def smallest_candidates(
         keep = s <= limits[1][c]
         out[1] = on_scores(block, r[keep], c[keep], "col").transposed()
     return out[0], out[1]
+
+
+def _selected(score: np.ndarray, limits: list, allowed: np.ndarray | None):
+    """(rows, cols, scores) of the pairs at most the row or the column limit (None: no
+    limit on that side) and allowed."""
+    none = np.full(len(score), -np.inf, score.dtype)
+    r, c = select(score, none if limits[0] is None else limits[0], limits[1])
+    if allowed is not None:  # a row whose limit is +inf would otherwise keep its masked pairs
+        r, c = r[allowed[r, c]], c[allowed[r, c]]
+    return r, c, score[r, c]
 
 
 def _kth_limit(score: np.ndarray, env: Envelope, n: int, axis: int) -> np.ndarray:
@@ -98,16 +116,23 @@ def keep_smallest(candidates: Candidates, n: int, by: str = "row") -> Candidates
     if len(candidates) == 0:
         return candidates
     key = candidates.row if by == "row" else candidates.col
-    limit = group_kth(key, candidates.upper, n, int(key.max()) + 1)
+    limit = kth_per_group(key, candidates.upper, n, int(key.max()) + 1)
+    return candidates.take(candidates.lower <= limit[key])
+
+
+def kth_per_group(key: np.ndarray, values: np.ndarray, n: int, n_groups: int) -> np.ndarray:
+    """(n_groups,) float64: the ``n``-th smallest of ``values`` per group ``key`` (+inf where a
+    group has fewer), as :func:`.groups.group_kth`, or by a sort without numba."""
+    limit = group_kth(key, values, n, n_groups)
     if limit is not None:
-        return candidates.take(candidates.lower <= limit[key])
-    order = np.lexsort((candidates.upper, key))
+        return limit
+    order = np.lexsort((values, key))
     key_sorted = key[order]
     rank = np.arange(len(order)) - np.searchsorted(key_sorted, key_sorted)
-    limit = np.full(int(key.max()) + 1, np.inf)
+    limit = np.full(n_groups, np.inf)
     at_n = rank == n - 1
-    limit[key_sorted[at_n]] = candidates.upper[order][at_n]
-    return candidates.take(candidates.lower <= limit[key])
+    limit[key_sorted[at_n]] = values[order][at_n]
+    return limit
 
 
 def smallest_values(rows: np.ndarray, values: np.ndarray, n_rows: int, n: int) -> np.ndarray:
@@ -166,6 +191,16 @@ class SyntheticCandidates:
     is_copy: np.ndarray  # bool: inside the copy radius of some real image
     nearest: Candidates
     ratio: Candidates
+
+    def columns(self, first: int, last: int) -> SyntheticCandidates:
+        """These results restricted to the columns ``first:last`` (renumbered from 0)."""
+
+        def within(found: Candidates) -> Candidates:
+            return found.take((found.col >= first) & (found.col < last)).shifted(cols=-first)
+
+        kept = slice(first, last)
+        nearest, ratio = within(self.nearest), within(self.ratio)
+        return SyntheticCandidates(self.is_real[kept], self.is_copy[kept], nearest, ratio)
 
 
 @dataclass

@@ -92,22 +92,51 @@ def select(
             found.append((r + start, k))
         return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
     dtype = score.dtype
-    mask = kernels["mask"](
+    return kernels["collect"](
         score,
         row_limit.astype(dtype),
         col_limit.astype(dtype),
         weight.astype(dtype),
         ratio_limit.astype(dtype),
     )
-    return nonzero_2d(mask)
+
+
+def kth_upper_bounds(score: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per row and per column of ``score``, a value at least its ``n``-th smallest score (as
+    :func:`kth_smallest` takes it): the ``n``-th smallest of LANES minima of disjoint groups of
+    its entries, from one branch-free read of the block. None without numba, or for ``n`` >
+    LANES (no bound: the caller takes :func:`kth_smallest`).
+
+    Every group minimum is one entry of the row (column), a different entry for each group, so
+    the row holds at least ``n`` entries at most the bound. The bound is close to the ``n``-th
+    smallest itself (groups of about n_y / LANES entries): the entries at most it are few, and
+    the exact ``n``-th smallest is then taken from those alone.
+    """
+    kernels = _kernels()
+    if kernels is None or n > LANES or score.dtype.kind != "f" or not score.flags.c_contiguous:
+        return None
+    return kernels["bounds"](score, n)
+
+
+#: Groups of :func:`kth_upper_bounds` (as :mod:`.scan_kernels` makes them).
+LANES = 64
 
 
 @functools.cache
 def _kernels() -> dict | None:
     """The compiled kernels, or None without numba."""
-    kernels = {"row_kth": _row_kth, "col_kth": _col_kth, "minima": _minima, "mask": _mask}
+    kernels = {
+        "row_kth": _row_kth,
+        "col_kth": _col_kth,
+        "minima": _minima,
+    }
     compiled_kernels = {name: compiled(fn) for name, fn in kernels.items()}
-    return None if None in compiled_kernels.values() else compiled_kernels
+    if None in compiled_kernels.values():
+        return None
+    from . import scan_kernels  # numba is there
+
+    compiled_kernels.update(collect=scan_kernels.collect, bounds=scan_kernels.kth_bounds)
+    return compiled_kernels
 
 
 def _row_kth(score, n):  # pragma: no cover - compiled
@@ -155,14 +184,3 @@ def _minima(score, weight, shared):  # pragma: no cover - compiled
             for j in range(n_y):
                 q_min[j] = min(q_min[j], row[j] * w)
     return col_min, q_min
-
-
-def _mask(score, row_limit, col_limit, weight, ratio_limit):  # pragma: no cover - compiled
-    n_x, n_y = score.shape
-    out = np.empty((n_x, n_y), np.bool_)
-    for i in range(n_x):
-        row, r_lim, w, keep = score[i], row_limit[i], weight[i], out[i]
-        for j in range(n_y):  # no branch: vectorised
-            s = row[j]
-            keep[j] = (s <= r_lim) | (s <= col_limit[j]) | (s * w <= ratio_limit[j])
-    return out

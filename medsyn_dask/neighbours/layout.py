@@ -1,0 +1,84 @@
+"""How the in-process runner (:mod:`.local`) cuts its arrays into blocks and its passes into
+tasks: one block per thread or more, equal blocks, block pairs ordered largest first."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+#: Rows per block at most: a block pair's scores are LOCAL_BLOCK^2 float32 per thread.
+LOCAL_BLOCK = 2048
+#: Smaller blocks cost more in Python and in GEMM efficiency than they give in parallelism.
+MIN_LOCAL_BLOCK = 256
+
+
+def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
+    """First row of each block of an n-row array, plus n: a block per thread at least, equal
+    blocks within block_size and LOCAL_BLOCK.
+
+    One block per thread suffices: the real pass scores each diagonal block with half a GEMM
+    (:func:`.euclidean.symmetric_candidates`), so its B (B + 1) / 2 pairs of B blocks weigh
+    B^2 / 2 off-diagonal pairs and balance on the threads; fewer, larger pairs cost less in
+    Python and in GEMM efficiency.
+    """
+    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(n / n_threads)))
+    return _equal_starts(n, rows, lambda count: count % n_threads == 0)
+
+
+def _equal_starts(n: int, rows: int, balanced: Callable[[int], bool]) -> list[int]:
+    """Starts of equal blocks of at most ``rows`` rows of an n-row array, plus n: the fewest
+    blocks, or a few more (up to twice as many) if that makes ``balanced(count)`` true (work
+    that the threads share evenly), and not below MIN_LOCAL_BLOCK rows by more blocks."""
+    if n == 0:
+        return [0]
+    count = math.ceil(n / rows)
+    for more in range(count, 2 * count + 1):
+        if balanced(more) and (more == count or n / more >= MIN_LOCAL_BLOCK):
+            count = more
+            break
+    rows = math.ceil(n / count)
+    return [*range(0, n, rows), n]
+
+
+def column_starts(m: int, row_blocks: int, block_size: int, n_threads: int) -> list[int]:
+    """:func:`block_starts` of the synthetic array of a comparison with ``row_blocks`` real
+    blocks: blocks as wide as one pair per thread allows (within block_size and LOCAL_BLOCK).
+
+    The comparison has no symmetry to exploit, so fewer, wider pairs only save the fixed cost
+    of each pair (its Python and NumPy calls: as much as its GEMM at 500 x 500). With one
+    real block per thread (:func:`block_starts`), a small comparison is one pair per thread.
+    """
+    wanted = max(1, math.ceil(n_threads / row_blocks))
+    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
+    return _equal_starts(m, rows, lambda count: (count * row_blocks) % n_threads == 0)
+
+
+def radii_tasks(spans: list[tuple[int, int]], n_threads: int) -> list[tuple[int, int, int, int]]:
+    """(i, j, first, last): rows first:last of real block i scored with block j (i <= j),
+    largest first. A diagonal pair weighs half (half a GEMM); off-diagonal pairs are cut in
+    row halves where they are fewer than two per thread (two blocks: one off-diagonal pair
+    and two diagonal ones, each half of it, would leave a thread idle for half a pair)."""
+    nb = len(spans)
+    cut = nb * (nb - 1) // 2 < 2 * n_threads
+    tasks = []
+    for i, (start, stop) in enumerate(spans):
+        size = stop - start
+        tasks.append((i, i, 0, size))
+        for j in range(i + 1, nb):
+            halves = [0, size // 2, size] if cut and size >= 2 * MIN_LOCAL_BLOCK else [0, size]
+            tasks += [(i, j, a, b) for a, b in zip(halves[:-1], halves[1:], strict=True)]
+
+    def weight(task: tuple[int, int, int, int]) -> float:
+        i, j, first, last = task
+        cols = spans[j][1] - spans[j][0]
+        return -(last - first) * cols / (2 if i == j else 1)
+
+    return sorted(tasks, key=weight)
+
+
+def larger_first(rows: list[tuple[int, int]], cols: list[tuple[int, int]] | None = None):
+    """Sort key of block pairs: the largest first, so no thread is left with a big one last."""
+    cols = rows if cols is None else cols
+    return lambda pair: (
+        -(rows[pair[0]][1] - rows[pair[0]][0]) * (cols[pair[1]][1] - cols[pair[1]][0])
+    )
