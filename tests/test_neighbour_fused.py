@@ -16,7 +16,7 @@ from scipy.spatial.distance import cdist
 from test_engine_local import FAMILIES
 
 from medsyn_dask import evaluate_features
-from medsyn_dask.neighbours import euclidean, exact_pairs, groups, scan_kernels, scans
+from medsyn_dask.neighbours import euclidean, exact_pairs, groups, local, scan_kernels, scans
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.candidates import Candidates
 from medsyn_dask.neighbours.reductions import smallest_candidates
@@ -210,3 +210,16 @@ def test_exact_unordered_computes_each_unordered_pair_once():
         np.testing.assert_array_equal(values, full[rows, cols])
     nothing = (first[0][:0], first[1][:0])
     assert [len(v) for v in exact_pairs.exact_unordered(exact, real, [nothing] * 2)] == [0, 0]
+
+
+def test_runner_restores_the_switch_interval():
+    import sys
+
+    before = sys.getswitchinterval()
+    with local.Runner("euclidean", np.zeros(3), "numpy") as run:
+        if run.n_threads > 1:
+            assert sys.getswitchinterval() == pytest.approx(min(local.SWITCH_INTERVAL, before))
+            with local._short_switch_interval():  # nested: the outer one restores
+                pass
+            assert sys.getswitchinterval() == pytest.approx(min(local.SWITCH_INTERVAL, before))
+    assert sys.getswitchinterval() == before
