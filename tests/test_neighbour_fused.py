@@ -151,12 +151,12 @@ def test_triangle_bounds_hold():
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_exact_distances_any_count_of_pairs(dtype):
-    """Four pairs at a time and the rest one by one: cdist's values for every count."""
+    """Eight pairs at a time and the rest one by one: cdist's values for every count."""
     rng = np.random.default_rng(65)
     x = (100 + rng.normal(size=(20, 77)) * rng.choice([1e-3, 1.0, 100.0], (20, 1))).astype(dtype)
     x[3] = x[4]  # a zero distance
     full = cdist(x.astype(np.float64), x.astype(np.float64))
-    for count in range(10):
+    for count in range(20):  # the eights and the rest
         rows, cols = rng.integers(0, 20, count), rng.integers(0, 20, count)
         rows[:1] = 3
         cols[:1] = 4

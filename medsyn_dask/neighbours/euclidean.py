@@ -84,39 +84,11 @@ def _cdist_by_row(x, y, rows_sorted, cols_sorted, values) -> None:
 KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-@functools.cache
 def _pair_kernel():
-    """The numba kernel of :func:`exact_distances`, or None without numba."""
-
-    def distances(x, y, rows, cols, out):  # pragma: no cover - compiled
-        # Four pairs at a time: each sum still runs left to right, one rounding per product
-        # and per sum as cdist, but the four chains of dependent additions overlap.
-        count, dim = rows.shape[0], x.shape[1]
-        quads = count - count % 4
-        for p in range(0, quads, 4):
-            a0, b0, a1, b1 = x[rows[p]], y[cols[p]], x[rows[p + 1]], y[cols[p + 1]]
-            a2, b2, a3, b3 = x[rows[p + 2]], y[cols[p + 2]], x[rows[p + 3]], y[cols[p + 3]]
-            s0 = s1 = s2 = s3 = 0.0
-            for k in range(dim):
-                t0 = np.float64(a0[k]) - np.float64(b0[k])
-                t1 = np.float64(a1[k]) - np.float64(b1[k])
-                t2 = np.float64(a2[k]) - np.float64(b2[k])
-                t3 = np.float64(a3[k]) - np.float64(b3[k])
-                s0 += t0 * t0
-                s1 += t1 * t1
-                s2 += t2 * t2
-                s3 += t3 * t3
-            out[p], out[p + 1] = np.sqrt(s0), np.sqrt(s1)
-            out[p + 2], out[p + 3] = np.sqrt(s2), np.sqrt(s3)
-        for p in range(quads, count):
-            a, b = x[rows[p]], y[cols[p]]
-            total = 0.0
-            for k in range(dim):
-                t = np.float64(a[k]) - np.float64(b[k])
-                total += t * t  # one rounding per product and per sum, as cdist
-            out[p] = np.sqrt(total)
-
-    return compiled(distances)
+    """The compiled kernel of :func:`exact_distances` (``scan_kernels.pair_distances``), or
+    None without numba."""
+    kernels = _triangle_kernels()
+    return None if kernels is None else kernels.pair_distances
 
 
 class Prepared:

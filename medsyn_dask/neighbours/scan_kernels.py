@@ -8,6 +8,7 @@ other compiled).
   word with a pair in it is searched pair by pair.
 - ``kth_bounds``: per row and per column of a block, an upper bound of its ``n``-th smallest
   score from the minima of LANES disjoint groups of its entries (branch-free min passes).
+- ``pair_distances``: exact float64 distances of chosen pairs, cdist's bits (see there).
 - ``triangle_bounds`` and ``triangle_collect``: the same two passes over a diagonal block of the
   real pass, scored from the lower triangle of its Gram matrix (``(|x|^2 + |y|^2) - 2 G`` in
   float32, as :func:`.euclidean.symmetric_scores`), each pair read once for both of its rows.
@@ -214,6 +215,46 @@ def triangle_collect(gram_lower, norms32, limit):
     return found[0][:count], found[1][:count], found[2][:count]
 
 
+def _squares(a, b, out):  # pragma: no cover - compiled
+    """``out[k] = (float64(a[k]) - float64(b[k]))**2``: independent per element, vectorised."""
+    for k in range(a.shape[0]):
+        t = np.float64(a[k]) - np.float64(b[k])
+        out[k] = t * t
+
+
+def _pair_distances(x, y, rows, cols, out):  # pragma: no cover - compiled
+    """``out[p] = sqrt(sum_k (x[rows[p], k] - y[cols[p], k])**2)`` in float64, the squares
+    summed left to right with one rounding per product and per sum: cdist's value, bit for
+    bit. The squares of eight pairs are made first (vectorised, each as cdist makes it), then
+    summed in order in eight chains of dependent additions that overlap."""
+    count, dim = rows.shape[0], x.shape[1]
+    squares = np.empty((8, dim))
+    eights = count - count % 8
+    for p in range(0, eights, 8):
+        for q in range(8):
+            _squares(x[rows[p + q]], y[cols[p + q]], squares[q])
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        for k in range(dim):
+            s0 += squares[0, k]
+            s1 += squares[1, k]
+            s2 += squares[2, k]
+            s3 += squares[3, k]
+            s4 += squares[4, k]
+            s5 += squares[5, k]
+            s6 += squares[6, k]
+            s7 += squares[7, k]
+        out[p], out[p + 1] = np.sqrt(s0), np.sqrt(s1)
+        out[p + 2], out[p + 3] = np.sqrt(s2), np.sqrt(s3)
+        out[p + 4], out[p + 5] = np.sqrt(s4), np.sqrt(s5)
+        out[p + 6], out[p + 7] = np.sqrt(s6), np.sqrt(s7)
+    for p in range(eights, count):
+        _squares(x[rows[p]], y[cols[p]], squares[0])
+        total = 0.0
+        for k in range(dim):
+            total += squares[0, k]
+        out[p] = np.sqrt(total)
+
+
 _insert = compiled(_insert)
 _nth = compiled(_nth)
 _column_nth = compiled(_column_nth)
@@ -226,3 +267,5 @@ _triangle_row = compiled(_triangle_row)
 _triangle_fill = compiled(_triangle_fill)
 _triangle_collect = compiled(_triangle_collect)
 triangle_bounds = compiled(_triangle_bounds)
+_squares = compiled(_squares)
+pair_distances = compiled(_pair_distances)
