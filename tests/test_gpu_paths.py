@@ -22,7 +22,7 @@ from torch import nn  # noqa: E402
 
 needs_cuda = pytest.mark.skipif(
     not torch.cuda.is_available(),
-    reason="no CUDA device here: the engine's torch path is tested on torch's CPU kernels",
+    reason="no CUDA device here (the engine's torch path is tested above on torch's CPU)",
 )
 
 
