@@ -62,6 +62,35 @@ def test_a_set_that_disagrees_with_its_name_is_refused(tmp_path):
     assert fset.finished_partitions() == set() and fset.rows_of(2) == slice(4, 5)
 
 
+def test_a_partition_writes_its_fingerprints_after_its_rows_and_its_marker_last(
+    tmp_path, monkeypatch
+):
+    """A run killed mid-write must not leave a fingerprint vouching for rows not written: a
+    rerun copies the rows of an unfinished partition whose fingerprint is current."""
+    from zarr.storage import LocalStore
+
+    store = open_store(str(tmp_path / "s.zarr"))
+    FeatureSet.create(store, "real", _provenance(), ["a/0", "a/1", "b/0", "b/1", "b/2"], "aabbb")
+    fset = FeatureSet.open(store, "real", CONFIG.set_name())
+    written: list[str] = []
+    set_value = LocalStore.set
+
+    async def recording_set(self, key, value):
+        written.append(key)
+        await set_value(self, key, value)
+
+    monkeypatch.setattr(LocalStore, "set", recording_set)
+    features = np.ones((2, 4), dtype=np.float32)
+    # Non-empty values in every column (Zarr skips writing a chunk equal to its fill value).
+    fset.write_partition(1, features, [True, False], ["", "bad"], ["s=1", "s=2"], ["ab", "cd"])
+    names = ("features", "valid", "errors", "content_sha256", "fingerprints", "partitions")
+    order = [next(n for n in names if f"/{n}/" in key) for key in written]
+    assert order[-2:] == ["fingerprints", "partitions"], order
+    assert {"features", "valid", "errors", "content_sha256"} <= set(order[:-2]), order
+    assert fset.finished_partitions() == {1}
+    np.testing.assert_array_equal(fset.read_rows([2, 3])[0], features)
+
+
 def test_rows_match_by_path_and_fingerprint_or_content():
     rel = ["a/0", "a/1", "b/0", "b/9"]
     fps = ["s=1", "s=2", "s=3", "s=4"]

@@ -168,8 +168,13 @@ class FeatureSet:
         fingerprints: Sequence[str],
         content_sha256: Sequence[str],
     ) -> None:
-        """Write partition ``partition``'s rows (features and their columns, at once), then its
-        marker, which says that they are all written."""
+        """Write partition ``partition``'s rows (features and their columns, at once), then
+        their fingerprints, then its marker, which says that they are all written.
+
+        The fingerprints come after the rows they vouch for: a run killed in between leaves
+        rows whose fingerprint is empty or stale, which a rerun extracts again instead of
+        copying (:func:`.reuse.plan_partitions` reuses a row of an unfinished partition whose
+        fingerprint is current)."""
         from zarr.core.sync import sync
 
         rows = self.rows_of(partition)
@@ -180,9 +185,9 @@ class FeatureSet:
             "content_sha256": np.asarray(content_sha256, dtype=object),
             "fingerprints": np.asarray(fingerprints, dtype=object),
         }
-        # One trip to Zarr's event loop for the five arrays (each written on its own cost a
-        # millisecond or two of opening and waiting: a tenth of a small partition's time).
-        sync(_write_rows(self.zgroup, rows, columns))
+        # One trip to Zarr's event loop (each array written on its own cost a millisecond or
+        # two of opening and waiting: a tenth of a small partition's time).
+        sync(_write_rows(self.zgroup, rows, columns, last="fingerprints"))
         marker = {"partition": partition, "start": rows.start, "stop": rows.stop}
         _put_group_metadata(self.zgroup.store, f"{self.zgroup.path}/partitions/{partition}", marker)
 
@@ -284,15 +289,19 @@ async def _create_arrays(
     await asyncio.gather(features, valid, *text, *listed, group.create_group("partitions"))
 
 
-async def _write_rows(zgroup: Any, rows: slice, columns: Mapping[str, np.ndarray]) -> None:
-    """``zgroup[name][rows] = value`` for every column, concurrently."""
+async def _write_rows(
+    zgroup: Any, rows: slice, columns: Mapping[str, np.ndarray], last: str
+) -> None:
+    """``zgroup[name][rows] = value`` for every column: all but ``last`` concurrently, then
+    ``last`` once they are written."""
     group = zgroup._async_group
 
     async def write(name: str, value: np.ndarray) -> None:
         array = await group.getitem(name)
         await array.setitem(rows, value)
 
-    await asyncio.gather(*(write(name, value) for name, value in columns.items()))
+    await asyncio.gather(*(write(name, value) for name, value in columns.items() if name != last))
+    await write(last, columns[last])
 
 
 def _put_group_metadata(store: Store, path: str, attributes: Mapping[str, Any]) -> None:
