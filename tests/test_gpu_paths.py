@@ -48,21 +48,12 @@ def test_torch_backend_device_follows_cuda():
     assert torch_device("numpy") is None
 
 
-class SmallCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 8, 3, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(torch.relu(self.conv(x)))
-
-
 @pytest.fixture
 def cnn_file(tmp_path):
     torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(2))
     path = tmp_path / "cnn.pt"
-    torch.jit.save(torch.jit.script(SmallCNN().eval()), str(path))
+    torch.jit.save(torch.jit.script(model.eval()), str(path))
     return str(path)
 
 

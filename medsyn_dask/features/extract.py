@@ -220,7 +220,7 @@ def _open_or_create(
     run_id: str,
 ) -> tuple[FeatureSet, bool]:
     """The feature set of ``config`` and whether this call created it; a new one is shaped
-    after one probe on a worker."""
+    by :func:`_probe`."""
     zstore = open_store(job.address.store, job.address.store_options)
     fset = FeatureSet.open(zstore, job.address.group, job.address.name)
     if fset is not None:
