@@ -24,6 +24,7 @@ from ..errors import SettingsError
 from .backend import compiled, full_float32_matmul, torch_device
 from .bounds import Envelope, ScoreBlock
 from .candidates import Candidates
+from .layout import equal_cuts
 from .reductions import kth_per_group, smallest_candidates
 from .scans import LANES
 
@@ -309,8 +310,7 @@ def _augmented(
             norms[lo:hi] = kernel(a[lo:hi], shift, out[lo:hi], right[lo:hi])
 
         pool_map, pieces = split if split is not None else (map, 1)
-        cuts = np.linspace(0, len(a), max(1, pieces) + 1).round().astype(int)
-        list(pool_map(centre_range, list(zip(cuts, cuts[1:], strict=False))))
+        list(pool_map(centre_range, equal_cuts(len(a), pieces)))
         return out, norms, right
     body = out[:, :-2]
     if a.dtype == np.float32:

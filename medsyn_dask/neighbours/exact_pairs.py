@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .layout import equal_cuts
+
 Pairs = list[tuple[np.ndarray, np.ndarray]]
 
 
@@ -33,8 +35,7 @@ def exact_unordered(
     key = np.minimum(rows, cols) * n + np.maximum(rows, cols)
     unique, inverse = np.unique(key, return_inverse=True)
     low, high = unique // n, unique % n
-    cuts = np.linspace(0, len(unique), max(1, pieces) + 1).round().astype(int)
-    parts = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    parts = [slice(a, b) for a, b in equal_cuts(len(unique), pieces)]
     done = list(map_(lambda p: self_excluded(exact, real, low[p], high[p]), parts))
     return _split(np.concatenate(done)[inverse.ravel()], pairs)
 

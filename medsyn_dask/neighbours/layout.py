@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
+
 #: Rows per block at most: a block pair's scores are LOCAL_BLOCK^2 float32 per thread.
 LOCAL_BLOCK = 2048
 #: Smaller blocks cost more in Python and in GEMM efficiency than they give in parallelism.
@@ -38,6 +40,13 @@ def _equal_starts(n: int, rows: int, balanced: Callable[[int], bool]) -> list[in
             break
     rows = math.ceil(n / count)
     return [*range(0, n, rows), n]
+
+
+def equal_cuts(n: int, pieces: int) -> list[tuple[int, int]]:
+    """``pieces`` consecutive ranges ``(first, last)`` of nearly equal length covering
+    ``[0, n)`` (some empty when ``pieces > n``): one per thread of a split pass."""
+    cuts = np.linspace(0, n, max(1, pieces) + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def column_starts(m: int, row_blocks: int, block_size: int, n_threads: int) -> list[int]:

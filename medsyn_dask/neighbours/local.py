@@ -34,6 +34,7 @@ from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's l
     MIN_LOCAL_BLOCK,
     block_starts,
     column_starts,
+    equal_cuts,
     larger_first,
     radii_tasks,
 )
@@ -305,8 +306,7 @@ class Runner:
         split = max(1, math.ceil(self.n_threads / max(1, len(spans))))
         out = []
         for j, (start, stop) in enumerate(spans):
-            cuts = np.linspace(0, stop - start, split + 1).round().astype(int)
-            out += [(j, int(a), int(b)) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+            out += [(j, a, b) for a, b in equal_cuts(stop - start, split) if b > a]
         return out
 
     def _run_pairs(self, label: str, fn: Callable, pairs: list) -> dict:
