@@ -142,6 +142,19 @@ def test_wide_synthetic_blocks_merged_in_pieces():
     np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
 
 
+def test_merge_pieces_shared_evenly_by_the_threads():
+    """Three synthetic blocks on two threads are merged in six pieces (not three: one thread
+    would merge the third alone); many blocks are not cut."""
+    run = local.Runner("euclidean", np.zeros(3), "numpy")
+    run.n_threads = 2
+    three = [(0, 1667), (1667, 3334), (3334, 5000)]
+    halves = [(0, 0, 834), (0, 834, 1667), (1, 0, 834), (1, 834, 1667), (2, 0, 833), (2, 833, 1666)]
+    assert run._pieces(three) == halves
+    assert len(run._pieces([(0, 10), (10, 20)])) == 2
+    assert len(run._pieces([(0, 10)])) == 2
+    assert len(run._pieces([(i, i + 1) for i in range(9)])) == 9
+
+
 def test_column_starts_make_few_wide_pairs():
     """The comparison's synthetic blocks: two pairs per thread with the real blocks, equal."""
     assert local.column_starts(2000, 4, 2048, 2) == [0, 2000]

@@ -11,7 +11,7 @@ from brute_force import assert_matches, brute_force
 
 from medsyn_dask import evaluate_features
 from medsyn_dask.evaluate_inputs import scattered_inputs
-from medsyn_dask.neighbours import euclidean, groups, scans, summary
+from medsyn_dask.neighbours import centring, euclidean, groups, scans, summary
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.reductions import (
     Candidates,
@@ -163,11 +163,11 @@ def test_centring_kernel_equals_numpy(dtype, monkeypatch):
     float64 accuracy (their order of summation differs)."""
     rows = (np.random.default_rng(8).standard_normal((60, 300)) + 1000).astype(dtype)
     centre = rows.astype(np.float64).mean(axis=0)
-    compiled, compiled_norms, right = euclidean._augmented(rows, centre)
+    compiled, compiled_norms, right = centring._augmented(rows, centre)
     with monkeypatch.context() as patch:
-        patch.setattr(euclidean, "_centre_kernel", lambda: None)
-        plain, plain_norms, none = euclidean._augmented(rows, centre)
-        lazy = euclidean.Prepared(rows, centre).right
+        patch.setattr(centring, "_centre_kernel", lambda: None)
+        plain, plain_norms, none = centring._augmented(rows, centre)
+        lazy = centring.Prepared(rows, centre).right
     assert none is None
     np.testing.assert_array_equal(right[:, :-2], lazy[:, :-2])  # the same pass, made together
     np.testing.assert_array_equal(right[:, -2:], compiled[:, :-3:-1])
@@ -189,3 +189,23 @@ def test_prepare_split_over_threads_equals_one_pass():
         pieces = euclidean.prepare(rows, centre, (pool.map, 3))
     for name in ("left", "norms", "right"):
         np.testing.assert_array_equal(getattr(pieces, name), getattr(whole, name))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prepare_makes_the_forms_asked_for_and_the_others_when_needed(dtype):
+    """A block prepared for one side writes that form only; the other, made when first read,
+    and every form of a sliced block equal the forms prepared together, bit for bit."""
+    rows = (np.random.default_rng(10).standard_normal((97, 45)) * 3 + 20).astype(dtype)
+    centre = rows.astype(np.float64).mean(axis=0)
+    both = euclidean.prepare(rows, centre)
+    assert both._left is not None and both._right is not None
+    left = euclidean.prepare(rows, centre, forms="left")
+    right = euclidean.prepare(rows, centre, forms="right")
+    assert left._right is None and right._left is None
+    for prepared in (left, right, left[10:50], right[10:50]):
+        part = slice(10, 50) if len(prepared) == 40 else slice(None)
+        np.testing.assert_array_equal(prepared.norms, both.norms[part])
+        np.testing.assert_array_equal(prepared.left, both.left[part])
+        np.testing.assert_array_equal(prepared.right, both.right[part])
+    block = euclidean.block_bounds(rows[:30], rows[30:], centre)  # each side prepared alone
+    np.testing.assert_array_equal(block.score, both.left[:30] @ both.right[30:].T)

@@ -14,8 +14,6 @@ largest norm on the other side), so a threshold on the distance is one threshold
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import cdist
@@ -24,12 +22,9 @@ from ..errors import SettingsError
 from .backend import compiled, full_float32_matmul, torch_device
 from .bounds import Envelope, ScoreBlock
 from .candidates import Candidates
-from .layout import equal_cuts
+from .centring import KERNEL_DTYPES, Prepared, prepare
 from .reductions import kth_per_group, smallest_candidates
 from .scans import LANES
-
-#: How :func:`prepare` may spread one block's pass: (map over items, number of pieces).
-Split = tuple[Callable[[Callable, list], Any], int]
 
 #: Unit roundoff of float32 and float64.
 U32 = 2.0**-24
@@ -58,8 +53,7 @@ def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.nda
     if len(rows) == 0:
         return out
     kernel = _pair_kernel() if x.dtype == y.dtype and x.dtype in KERNEL_DTYPES else None
-    # Pairs sorted by row (then column) read each row once and its partners in order.
-    order = np.lexsort((cols, rows))
+    order = row_major_order(rows, cols, len(y))
     rows_sorted, cols_sorted = rows[order], cols[order]
     values = np.empty(len(rows), dtype=np.float64)
     if kernel is not None:
@@ -68,6 +62,18 @@ def exact_distances(x: np.ndarray, y: np.ndarray, rows: np.ndarray, cols: np.nda
         _cdist_by_row(x, y, rows_sorted, cols_sorted, values)
     out[order] = values
     return out
+
+
+def row_major_order(rows: np.ndarray, cols: np.ndarray, n_cols: int) -> np.ndarray:
+    """The order that sorts pairs by row, then column (int64 ``rows``, ``cols`` < ``n_cols``):
+    the exact kernel then reads each row once and its partners in order.
+
+    One sort of the key ``row * n_cols + col`` (a tenth of ``np.lexsort``'s time at 10 000
+    pairs: most of an exact pass of a small problem); ``lexsort`` where the key could overflow.
+    """
+    if len(rows) and int(rows.max()) + 1 > np.iinfo(np.int64).max // max(1, n_cols):
+        return np.lexsort((cols, rows))
+    return np.argsort(rows * max(1, n_cols) + cols, kind="stable")
 
 
 def _cdist_by_row(x, y, rows_sorted, cols_sorted, values) -> None:
@@ -81,53 +87,11 @@ def _cdist_by_row(x, y, rows_sorted, cols_sorted, values) -> None:
         )[0]
 
 
-#: Dtypes of the compiled exact kernel (each value is cast to float64 exactly, as cdist does).
-KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
 def _pair_kernel():
     """The compiled kernel of :func:`exact_distances` (``scan_kernels.pair_distances``), or
     None without numba."""
     kernels = _triangle_kernels()
     return None if kernels is None else kernels.pair_distances
-
-
-class Prepared:
-    """A block of rows made ready for many :func:`block_bounds` calls (see :func:`prepare`):
-    the rows as given (for exact distances) and their centred float32 augmented forms."""
-
-    def __init__(self, rows: np.ndarray, centre: np.ndarray, split: Split | None = None) -> None:
-        self.rows = rows
-        self.left, self.norms, self._right = _augmented(rows, centre, split)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, rows: slice) -> Prepared:
-        """The prepared rows ``rows`` (views: nothing is recomputed)."""
-        part = Prepared.__new__(Prepared)
-        part.rows, part.left, part.norms = self.rows[rows], self.left[rows], self.norms[rows]
-        part._right = None if self._right is None else self._right[rows]
-        return part
-
-    @property
-    def right(self) -> np.ndarray:
-        """``[-2(a - c), 1, |a - c|^2]``: doubling is exact, so this equals a fresh cast."""
-        if self._right is None:  # a race computes the same array twice, harmlessly
-            right = np.empty_like(self.left)
-            np.multiply(self.left[:, :-2], -2.0, out=right[:, :-2])
-            right[:, -2], right[:, -1] = 1.0, self.left[:, -2]
-            self._right = right
-        return self._right
-
-
-def prepare(rows: np.ndarray, centre: np.ndarray, split: Split | None = None) -> Prepared:
-    """``rows`` (n, D) centred on ``centre`` (D,) float64, to reuse in many block pairs.
-
-    ``split`` = (map, pieces): the compiled pass runs on ``pieces`` row ranges through
-    ``map(fn, items)`` (a thread pool's), writing one block: a wide block on every core.
-    """
-    return Prepared(np.asarray(rows), centre, split)
 
 
 def block_bounds(
@@ -139,8 +103,8 @@ def block_bounds(
 ) -> ScoreBlock:
     """Scores and bounds for a block: x (n_x, D), y (n_y, D) rows or their :func:`prepare`
     forms, centre (D,) float64."""
-    px = x if isinstance(x, Prepared) else prepare(x, centre)
-    py = y if isinstance(y, Prepared) else prepare(y, centre)
+    px = x if isinstance(x, Prepared) else prepare(x, centre, forms="left")
+    py = y if isinstance(y, Prepared) else prepare(y, centre, forms="right")
     return _bounded(_gemm_f32(px.left, py.right, backend), px, py)
 
 
@@ -282,76 +246,6 @@ def _symmetric_kernel():
                         dest[r] = buf[r - r0, c - c0]
 
     return compiled(fill)
-
-
-def _augmented(
-    a: np.ndarray, centre: np.ndarray, split: Split | None = None
-) -> tuple[np.ndarray, np.ndarray, Any]:
-    """float32 rows ``[a - c, |a - c|^2, 1]``, the squared norms of the float32 centred
-    rows (float64), and the rows of :attr:`Prepared.right` when the compiled pass made them
-    in the same read (else None).
-
-    float32 features are centred in float32 on ``float32(c)``: a common shift of every point
-    leaves distances unchanged, and the rounding of the difference is the cast error bounded
-    in :func:`block_bounds`. Other dtypes are centred in float64, then cast. The norms are
-    float64 sums of the float64 squares, to float64 accuracy in any order (the bounds count
-    only their float32 cast), so the compiled pass and NumPy may differ in their last bits.
-    """
-    a = np.asarray(a)
-    out = np.empty((len(a), a.shape[1] + 2), dtype=np.float32)
-    kernel = _centre_kernel() if a.dtype in KERNEL_DTYPES else None
-    if kernel is not None:
-        shift = centre.astype(np.float32) if a.dtype == np.float32 else centre
-        right, norms = np.empty_like(out), np.empty(len(a))
-        a, shift = np.ascontiguousarray(a), shift.astype(a.dtype, copy=False)
-
-        def centre_range(span: tuple[int, int]) -> None:
-            lo, hi = span
-            norms[lo:hi] = kernel(a[lo:hi], shift, out[lo:hi], right[lo:hi])
-
-        pool_map, pieces = split if split is not None else (map, 1)
-        list(pool_map(centre_range, equal_cuts(len(a), pieces)))
-        return out, norms, right
-    body = out[:, :-2]
-    if a.dtype == np.float32:
-        np.subtract(a, centre.astype(np.float32), out=body)
-    else:
-        np.subtract(a, centre, out=body, casting="unsafe")
-    norms = np.einsum("ij,ij->i", body, body, dtype=np.float64)
-    out[:, -2], out[:, -1] = norms, 1.0
-    return out, norms, None
-
-
-@functools.cache
-def _centre_kernel():
-    """The numba pass of :func:`_augmented` (one read of the rows, no temporaries), or None."""
-
-    def centre_rows(a, shift, out, right):  # pragma: no cover - compiled
-        dim = a.shape[1]
-        norms = np.empty(a.shape[0])
-        for i in range(a.shape[0]):
-            row, twice = out[i], right[i]
-            for j in range(dim):  # no branch, no reduction: vectorised
-                v = np.float32(a[i, j] - shift[j])  # float32 - float32, or float64 then cast
-                row[j] = v
-                twice[j] = v * np.float32(-2.0)  # exact, as Prepared.right
-            # Four partial sums: the order is free (see above) and the chains run in parallel.
-            s0 = s1 = s2 = s3 = 0.0
-            quads = dim - dim % 4
-            for j in range(0, quads, 4):
-                s0 += np.float64(row[j]) * np.float64(row[j])
-                s1 += np.float64(row[j + 1]) * np.float64(row[j + 1])
-                s2 += np.float64(row[j + 2]) * np.float64(row[j + 2])
-                s3 += np.float64(row[j + 3]) * np.float64(row[j + 3])
-            for j in range(quads, dim):
-                s0 += np.float64(row[j]) * np.float64(row[j])
-            total = (s0 + s1) + (s2 + s3)
-            norms[i] = total
-            row[dim], row[dim + 1] = np.float32(total), np.float32(1.0)
-            twice[dim], twice[dim + 1] = np.float32(1.0), np.float32(total)
-        return norms
-
-    return compiled(centre_rows)
 
 
 def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray:

@@ -82,9 +82,11 @@ class Codes:
         return packed
 
 
-def prepare(rows: np.ndarray, centre: object = None, split: object = None) -> Codes:
+def prepare(
+    rows: np.ndarray, centre: object = None, split: object = None, forms: str = "both"
+) -> Codes:
     """``rows`` (n, D) integer codes as :class:`Codes`, for many :func:`block_bounds` calls
-    (nothing to compute: ``split`` is not needed)."""
+    (nothing to compute: ``split`` and ``forms`` are not needed)."""
     return Codes(np.asarray(rows))
 
 

@@ -165,29 +165,41 @@ class Runner:
         return list(self._pool.map(fn, items))
 
     def blocks(
-        self, array: np.ndarray, starts: list[int] | None = None
+        self, array: np.ndarray, starts: list[int] | None = None, forms: str = "left"
     ) -> tuple[list[tuple[int, int]], list]:
         """(start, stop) of each row block of ``array`` and the block prepared for the metric.
 
-        ``starts`` (as :func:`block_starts`) splits an array not prepared yet; default
-        :func:`block_starts`. An array already prepared keeps its blocks.
-        """
+        ``starts`` (as :func:`block_starts`) splits an array not prepared yet (default
+        :func:`block_starts`); ``forms``: the sides of block pairs its blocks are on ("left",
+        "right", or "radii": the first block on the left, the others on both sides). An
+        array already prepared keeps its blocks."""
         key = id(array)
         if key not in self._prepared:  # the array is kept with its entry: ids stay unique
             if starts is None:
                 starts = block_starts(len(array), self.block_size, self.n_threads)
             spans = list(zip(starts[:-1], starts[1:], strict=True))
-            prepared = self._prepare(array, spans)
+            sides = [forms] * len(spans)
+            if forms == "radii":  # pair (i, j) scores block i on the left, j > i on the right
+                sides = ["left"] + ["both"] * (len(spans) - 1)
+            prepared = self._prepare(array, spans, sides)
             self._prepared[key] = (array, spans, prepared)
         return self._prepared[key][1], self._prepared[key][2]
 
-    def _prepare(self, array: np.ndarray, spans: list[tuple[int, int]]) -> list:
+    def _prepare(self, array: np.ndarray, spans: list[tuple[int, int]], sides: list[str]) -> list:
         """Each block of ``array`` prepared: one block per thread, or, with fewer blocks than
         threads (the wide synthetic blocks of a small comparison), each on every thread."""
         if len(spans) >= self.n_threads:
-            return self.map(lambda s: self.kind.prepare(array[s[0] : s[1]], self.centre), spans)
+
+            def one(k: int) -> Any:
+                (a, b), forms = spans[k], sides[k]
+                return self.kind.prepare(array[a:b], self.centre, forms=forms)
+
+            return self.map(one, range(len(spans)))
         split = (self.map, self.n_threads)
-        return [self.kind.prepare(array[a:b], self.centre, split) for a, b in spans]
+        return [
+            self.kind.prepare(array[a:b], self.centre, split, forms=forms)
+            for (a, b), forms in zip(spans, sides, strict=True)
+        ]
 
     def _scored(self, x, y):
         return self.kind.block_bounds(x, y, self.centre, backend=self.backend)
@@ -199,7 +211,7 @@ class Runner:
         Only block pairs I <= J are scored; pair (I, J) serves the rows of I and, through its
         transpose, the rows of J.
         """
-        spans, prepared = self.blocks(real)
+        spans, prepared = self.blocks(real, forms="radii")
         nb, n = len(spans), nearest_k + 1
         symmetric = getattr(self.kind, "symmetric_candidates", None)
         tasks = radii_tasks(spans, self.n_threads)
@@ -244,7 +256,7 @@ class Runner:
             return prepared
         if hasattr(prepared, "__getitem__"):
             return prepared[first:last]
-        return self.kind.prepare(array[span[0] + first : span[0] + last], self.centre)
+        return self.kind.prepare(array[span[0] + first : span[0] + last], self.centre, forms="left")
 
     def compare(
         self,
@@ -260,7 +272,7 @@ class Runner:
         copy_threshold = smallest[:, 1] + margin
         real_spans, real_blocks = self.blocks(real)
         wide = column_starts(len(synthetic), len(real_spans), self.block_size, self.n_threads)
-        synth_spans, synth_blocks = self.blocks(synthetic, wide)
+        synth_spans, synth_blocks = self.blocks(synthetic, wide, forms="right")
         pairs = [(i, j) for i in range(len(real_spans)) for j in range(len(synth_spans))]
 
         def reduce(pair: tuple[int, int]) -> tuple[RealPartial, Any]:
@@ -301,9 +313,13 @@ class Runner:
         return per_real, self.map(per_synthetic, self._pieces(synth_spans))
 
     def _pieces(self, spans: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
-        """(block, first, last) column ranges that split ``spans`` into at least one piece per
-        thread: the exact distances of a few wide blocks then run on every core."""
-        split = max(1, math.ceil(self.n_threads / max(1, len(spans))))
+        """(block, first, last) column ranges that split ``spans`` into pieces that the threads
+        share evenly: the exact distances of a few wide blocks then run on every core, and three
+        blocks on two threads do not leave one thread the third alone (each is cut in two).
+        Many blocks (four per thread) are not cut: their count evens out."""
+        blocks = max(1, len(spans))
+        threads = self.n_threads
+        split = 1 if blocks >= 4 * threads else threads // math.gcd(blocks, threads)
         out = []
         for j, (start, stop) in enumerate(spans):
             out += [(j, a, b) for a, b in equal_cuts(stop - start, split) if b > a]
