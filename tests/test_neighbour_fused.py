@@ -16,7 +16,15 @@ from scipy.spatial.distance import cdist
 from test_engine_local import FAMILIES
 
 from medsyn_dask import evaluate_features
-from medsyn_dask.neighbours import euclidean, exact_pairs, groups, local, scan_kernels, scans
+from medsyn_dask.neighbours import (
+    compare_pairs,
+    euclidean,
+    exact_pairs,
+    groups,
+    local,
+    scan_kernels,
+    scans,
+)
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.candidates import Candidates
 from medsyn_dask.neighbours.reductions import smallest_candidates
@@ -28,6 +36,7 @@ def no_numba(monkeypatch):
     monkeypatch.setattr(scans, "_kernels", lambda: None)
     monkeypatch.setattr(groups, "_kernels", lambda: None)
     monkeypatch.setattr(euclidean, "_triangle_kernels", lambda: None)
+    monkeypatch.setattr(compare_pairs, "_kernel", lambda: None)
 
 
 def _scores(rng, shape, dtype) -> np.ndarray:
@@ -223,3 +232,54 @@ def test_runner_restores_the_switch_interval():
                 pass
             assert sys.getswitchinterval() == pytest.approx(min(local.SWITCH_INTERVAL, before))
     assert sys.getswitchinterval() == before
+
+
+def _classify_case(rng, metric: str):
+    """A block of scores with its envelopes, and limits that put pairs on every side of the
+    radius and copy tests (certainly inside, open, outside) and at the score limits."""
+    real = rng.standard_normal((90, 24)).astype(np.float32)
+    synth = np.concatenate([real[:20] + 1e-4, rng.standard_normal((57, 24)).astype(np.float32)])
+    if metric == "hamming":
+        from medsyn_dask.neighbours import hamming
+
+        codes = (real > 0).astype(np.int16), (synth > 0).astype(np.int16)
+        block = hamming.block_bounds(*codes)
+    else:
+        block = euclidean.block_bounds(real, synth, real.astype(np.float64).mean(axis=0))
+    exact = block.exact(*np.divmod(np.arange(90 * 77), 77)).reshape(90, 77)
+    ordered = np.sort(exact, axis=1)  # copy radius: the nearest (open) or the third
+    copy = np.where(np.arange(90) % 2, ordered[:, 0] * (1 + 1e-7), ordered[:, 2])
+    radius = ordered[:, 4]  # inside or open for some pairs of every row
+    dtype = block.score.dtype
+    weight = (1 / np.maximum(copy, 1e-9) ** 2).astype(dtype)
+    limits = compare_pairs.Limits(
+        radius_k=radius,
+        radius_score=block.rows.score_upto(radius, dtype),
+        copy_threshold=copy,
+        copy_score=block.rows.score_upto(copy, dtype),
+        column_score=np.quantile(block.score, 0.1, axis=0).astype(dtype),
+        shared=rng.random(90) < 0.7,
+        weight=weight,
+        ratio_score=np.quantile(block.score * weight[:, None], 0.05, axis=0).astype(dtype),
+    )
+    return block, limits
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "hamming"])
+def test_classify_kernel_equals_numpy(metric):
+    """The compiled pass over a block's selected pairs gives the NumPy pass's test bits and
+    envelope bounds, bit for bit; every bit occurs."""
+    block, limits = _classify_case(np.random.default_rng(70), metric)
+    rows, cols = (a.ravel() for a in np.indices(block.shape))  # every pair, NaN/inf included
+    score = block.score.copy()
+    score[5, 5], score[6, 6] = np.nan, np.inf
+    args = (score, rows, cols, block.rows, block.cols, limits)
+    got = compare_pairs.classify(*args)
+    with np.errstate(invalid="ignore"):
+        want = compare_pairs._classify_numpy(*args)
+    for name in ("state", "row_lower", "row_upper", "col_lower", "col_upper"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)
+    bits = np.bitwise_or.reduce(got.state)
+    if metric == "euclidean":  # exact Hamming scores leave nothing open
+        assert bits == 63, bin(bits)
+    assert got.state[5 * 77 + 5] == 0  # NaN passes no test

@@ -11,7 +11,7 @@ from brute_force import assert_matches, brute_force
 
 from medsyn_dask import evaluate_features
 from medsyn_dask.evaluate_inputs import scattered_inputs
-from medsyn_dask.neighbours import centring, euclidean, groups, scans, summary
+from medsyn_dask.neighbours import centring, compare_pairs, euclidean, groups, scans, summary
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.reductions import (
     Candidates,
@@ -34,6 +34,7 @@ def numpy_only(monkeypatch):
     """The scans and the candidate merges as without numba."""
     monkeypatch.setattr(scans, "_kernels", lambda: None)
     monkeypatch.setattr(groups, "_kernels", lambda: None)
+    monkeypatch.setattr(compare_pairs, "_kernel", lambda: None)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -86,6 +86,12 @@ class RatioPlan:
     def bounds(self, rows: np.ndarray, cols: np.ndarray) -> Candidates:
         """The pairs with bounds on their copy ratio."""
         pairs = on_scores(self.block, rows, cols, "row")
+        return self.bounded(rows, cols, pairs.lower, pairs.upper)
+
+    def bounded(self, rows, cols, lower: np.ndarray, upper: np.ndarray) -> Candidates:
+        """The pairs with bounds on their copy ratio, from bounds on their distance by the row
+        envelope (as :func:`.candidates.on_scores` makes them)."""
+        pairs = Candidates(rows, cols, lower, upper)  # rounded outward to float32 first
         return Candidates(rows, cols, pairs.lower / self.c[rows], pairs.upper / self.c[rows])
 
 

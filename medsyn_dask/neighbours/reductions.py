@@ -20,6 +20,17 @@ import numpy as np
 
 from .bounds import Envelope, ScoreBlock, nonzero_2d
 from .candidates import Candidates, on_scores
+from .compare_pairs import (
+    COPY,
+    COPY_OPEN,
+    INSIDE,
+    INSIDE_OPEN,
+    NEAREST,
+    RATIO,
+    Classified,
+    Limits,
+    classify,
+)
 from .copy_ratio import RatioPlan, ratio_candidates  # noqa: F401 (one of the reductions)
 from .groups import group_kth, group_minimum, group_smallest
 from .scans import column_minima, kth_smallest, kth_upper_bounds, select
@@ -230,34 +241,54 @@ def compare_block(
     plan = RatioPlan(block, copy_threshold)
     column_min, q_min = column_minima(score, plan.weight, plan.shared)
     ratio_limit, loose = plan.limit(q_min)
-    column_limit = block.cols.score_upto(block.cols.upper(column_min), dtype)
-    radius_limit = block.rows.score_upto(radius_k, dtype)
-    copy_limit = block.rows.score_upto(copy_threshold, dtype)
-    # One read of the scores selects the candidates of all four tests; each then takes its own.
-    rows, cols = select(
-        score, np.maximum(radius_limit, copy_limit), column_limit, plan.select_weight, ratio_limit
+    limits = Limits(
+        radius_k=radius_k,
+        radius_score=block.rows.score_upto(radius_k, dtype),
+        copy_threshold=copy_threshold,
+        copy_score=block.rows.score_upto(copy_threshold, dtype),
+        column_score=block.cols.score_upto(block.cols.upper(column_min), dtype),
+        shared=plan.shared,
+        weight=plan.weight,
+        ratio_score=ratio_limit,
     )
-    s = score[rows, cols]
-
-    def pick(keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return rows[keep], cols[keep]
-
-    inside_rows, inside_cols = _decide_below(block, *pick(s <= radius_limit[rows]), radius_k)
-    copy_rows, copy_cols = _decide_below(block, *pick(s <= copy_limit[rows]), copy_threshold)
-    nearest = on_scores(block, *pick(s <= column_limit[cols]), "col")
-    shared = plan.shared[rows] & (s * plan.weight[rows] <= ratio_limit[cols])
-    ratio = Candidates.concat([loose, plan.bounds(*pick(shared))])
+    # One read of the scores selects the candidates of all four tests; one pass over those
+    # pairs then makes each test's decision or leaves it open to an exact distance.
+    rows, cols = select(
+        score,
+        np.maximum(limits.radius_score, limits.copy_score),
+        limits.column_score,
+        plan.select_weight,
+        ratio_limit,
+    )
+    found = classify(score, rows, cols, block.rows, block.cols, limits)
+    inside, copy = _settle(block, rows, cols, found, radius_k, copy_threshold)
+    near, ratio = found.has(NEAREST), found.has(RATIO)
+    nearest = Candidates(rows[near], cols[near], found.col_lower[near], found.col_upper[near])
+    ratio_bounds = (found.row_lower[ratio], found.row_upper[ratio])
+    ratio = Candidates.concat([loose, plan.bounded(rows[ratio], cols[ratio], *ratio_bounds)])
     real = RealPartial(
-        copies=np.bincount(copy_rows, minlength=n_real),
-        in_radius=np.bincount(inside_rows, minlength=n_real),
+        copies=np.bincount(rows[copy], minlength=n_real),
+        in_radius=np.bincount(rows[inside], minlength=n_real),
     )
     synthetic = SyntheticCandidates(
-        is_real=np.bincount(inside_cols, minlength=n_synth) > 0,
-        is_copy=np.bincount(copy_cols, minlength=n_synth) > 0,
+        is_real=np.bincount(cols[inside], minlength=n_synth) > 0,
+        is_copy=np.bincount(cols[copy], minlength=n_synth) > 0,
         nearest=nearest.shifted(rows=real_offset),
         ratio=ratio.shifted(rows=real_offset),
     )
     return real, synthetic
+
+
+def _settle(block: ScoreBlock, rows, cols, found: Classified, radius_k, copy_threshold):
+    """(inside radius_k, inside the copy radius) of each pair: the open ones of either test
+    decided on their exact distance, computed once for both."""
+    open_ = found.has(INSIDE_OPEN | COPY_OPEN)
+    exact = np.full(len(rows), np.nan)
+    if open_.any():
+        exact[open_] = block.exact(rows[open_], cols[open_])
+    inside = found.has(INSIDE) | (found.has(INSIDE_OPEN) & (exact < radius_k[rows]))
+    copy = found.has(COPY) | (found.has(COPY_OPEN) & (exact < copy_threshold[rows]))
+    return inside, copy
 
 
 def combine_real(parts: list[RealPartial]) -> RealPartial:

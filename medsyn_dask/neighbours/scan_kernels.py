@@ -9,6 +9,8 @@ other compiled).
 - ``kth_bounds``: per row and per column of a block, an upper bound of its ``n``-th smallest
   score from the minima of LANES disjoint groups of its entries (branch-free min passes).
 - ``pair_distances``: exact float64 distances of chosen pairs, cdist's bits (see there).
+- ``classify_pairs``: the tests of a real x synthetic block on its selected pairs
+  (:func:`.compare_pairs.classify`).
 - ``triangle_bounds`` and ``triangle_collect``: the same two passes over a diagonal block of the
   real pass, scored from the lower triangle of its Gram matrix (``(|x|^2 + |y|^2) - 2 G`` in
   float32, as :func:`.euclidean.symmetric_scores`), each pair read once for both of its rows.
@@ -22,6 +24,7 @@ import numba  # noqa: F401 - this module is imported only to be compiled
 import numpy as np
 
 from .backend import compiled
+from .compare_pairs import COPY, COPY_OPEN, INSIDE, INSIDE_OPEN, NEAREST, RATIO
 
 #: Groups per row (columns j with the same j % LANES) and per column (rows i % LANES).
 LANES = 64
@@ -255,6 +258,52 @@ def _pair_distances(x, y, rows, cols, out):  # pragma: no cover - compiled
         out[p] = np.sqrt(total)
 
 
+def _bound(s, sq_err, dist_err, rel, squared, upper):  # pragma: no cover - compiled
+    """Envelope.lower / Envelope.upper of one score, the same float64 operations."""
+    x = s + sq_err if upper else s - sq_err
+    root = np.sqrt(max(x, 0.0)) if squared else x
+    if upper:
+        return (root + dist_err) * (1.0 + rel)
+    return max((root - dist_err) * (1.0 - rel), 0.0)
+
+
+def _classify_pairs(  # pragma: no cover - compiled
+    score, rows, cols, r_sq, r_dist, c_sq, c_dist, r_rel, c_rel, squared,
+    radius_k, radius_score, copy_threshold, copy_score, column_score, shared, weight, ratio_score,
+):  # fmt: skip
+    n = rows.shape[0]
+    state = np.zeros(n, np.uint8)
+    row_lower, row_upper = np.empty(n), np.empty(n)
+    col_lower, col_upper = np.empty(n), np.empty(n)
+    for p in range(n):
+        r, c = rows[p], cols[p]
+        v = score[r, c]
+        s = np.float64(v)
+        rl = _bound(s, r_sq[r], r_dist[r], r_rel, squared, False)
+        ru = _bound(s, r_sq[r], r_dist[r], r_rel, squared, True)
+        cl = _bound(s, c_sq[c], c_dist[c], c_rel, squared, False)
+        cu = _bound(s, c_sq[c], c_dist[c], c_rel, squared, True)
+        row_lower[p], row_upper[p], col_lower[p], col_upper[p] = rl, ru, cl, cu
+        upper, lower = min(ru, cu), max(rl, cl)
+        bits = 0
+        if v <= radius_score[r]:
+            if upper < radius_k[r]:
+                bits |= INSIDE
+            elif lower < radius_k[r]:
+                bits |= INSIDE_OPEN
+        if v <= copy_score[r]:
+            if upper < copy_threshold[r]:
+                bits |= COPY
+            elif lower < copy_threshold[r]:
+                bits |= COPY_OPEN
+        if v <= column_score[c]:
+            bits |= NEAREST
+        if shared[r] and v * weight[r] <= ratio_score[c]:
+            bits |= RATIO
+        state[p] = bits
+    return state, row_lower, row_upper, col_lower, col_upper
+
+
 _insert = compiled(_insert)
 _nth = compiled(_nth)
 _column_nth = compiled(_column_nth)
@@ -269,3 +318,5 @@ _triangle_collect = compiled(_triangle_collect)
 triangle_bounds = compiled(_triangle_bounds)
 _squares = compiled(_squares)
 pair_distances = compiled(_pair_distances)
+_bound = compiled(_bound)
+classify_pairs = compiled(_classify_pairs)
