@@ -12,17 +12,21 @@ for the ``pixels`` extractor and for a small CNN (a TorchScript file written her
   runs in this process, whose allocator state depends on what ran before (a small CNN's loop
   measured 1.8 ms of CPU an image after the ``pixels`` cells, 3.3 in a fresh process: page
   faults); ``tuned`` is the loop under the workers' own conditions;
+- ``pair``: two ``tuned`` loops at once in two processes, each over half the images: what the
+  machine's two cores give the bare loop (they share memory bandwidth and caches), so the
+  ceiling of the Dask path's 2-worker scaling on this machine;
 - ``dask-1w`` / ``dask-2w``: :func:`medsyn_dask.features.extract_features` on a LocalCluster
   with 1 and 2 single-thread worker processes, writing a fresh Zarr store each time (listing,
   model loading, Zarr writes and completion markers included; cluster start-up excluded).
 
 Ratios: Dask overhead = 1 - rate(dask-1w) / rate(dataloader) (target < 10%); scaling =
-rate(dask-2w) / rate(dask-1w) (target >= 1.8). Wall-clock rates need an otherwise idle machine
-with at least 3 cores (driver + scheduler beside 2 workers); the CPU milliseconds per image,
-summed over all processes, also show the Dask overhead on a busy machine; ``others`` is how
-many cores the machine's other processes used meanwhile (median [min-max] over the cells): a
-shared machine's load shows there. With ``--repeats R`` the three are run R times, interleaved;
-the table shows medians and a line per model the spread (min-max) of the rates.
+rate(dask-2w) / rate(dask-1w) (target >= 1.8), next to the bare loop's rate(pair) /
+rate(tuned). Wall-clock rates need an otherwise idle machine with at least 3 cores (driver
++ scheduler beside 2 workers); the CPU milliseconds per image, summed over all processes,
+also show the Dask overhead on a busy machine; ``others`` is how many cores the machine's
+other processes used meanwhile (median [min-max] over the cells): a shared machine's load
+shows there. With ``--repeats R`` the cells are run R times, interleaved; the table shows
+medians and a line per model the spread (min-max) of the rates.
 Run: ``python benchmarks/bench_extract.py [--repeats 3]``; ``--quick`` (200 images, the
 ``pixels`` model) checks that the benchmark runs.
 """
@@ -30,6 +34,7 @@ Run: ``python benchmarks/bench_extract.py [--repeats 3]``; ``--quick`` (200 imag
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import shutil
 import sys
@@ -94,7 +99,11 @@ class Cell:
     other: float = 0.0
 
 
-def dataloader_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
+def dataloader_cell(
+    root: str, model: str, resolution: int, batch_size: int, part: tuple[int, int] = (0, 1)
+) -> Cell:
+    """The loop over the images of ``root`` (``part`` = (i, parts): every parts-th image from
+    the i-th, one process's share when several run at once)."""
     from medsyn_dask.features import create_extractor
     from medsyn_dask.sources import list_images, preprocess, read_image
 
@@ -110,7 +119,7 @@ def dataloader_cell(root: str, model: str, resolution: int, batch_size: int) -> 
 
     torch.set_num_threads(1)
     start, cpu = time.perf_counter(), time.process_time()
-    paths = list_images(root).paths
+    paths = list_images(root).paths[part[0] :: part[1]]
     extractor = create_extractor(model)
     loader = torch.utils.data.DataLoader(Images(paths), batch_size=batch_size, num_workers=0)
     feats = np.concatenate([extractor(batch) for batch in loader])
@@ -140,12 +149,59 @@ def tuned_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
     return Cell(out["rate"], out["cpu_ms"])
 
 
-def _tuned_loop(root: str, model: str, resolution: int, batch_size: int) -> dict:
+def _tuned_loop(
+    root: str, model: str, resolution: int, batch_size: int, part=(0, 1), barrier=None
+) -> dict:
     from medsyn_dask.cluster import relax_malloc_trim
 
     relax_malloc_trim()
-    cell = dataloader_cell(root, model, resolution, batch_size)
-    return {"rate": cell.rate, "cpu_ms": cell.cpu_ms}
+    if barrier is not None:  # the processes of a pair start their loops together
+        _import_torch()
+        barrier.wait()
+    from medsyn_dask.sources import list_images
+
+    start = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes
+    cell = dataloader_cell(root, model, resolution, batch_size, part)
+    end, images = time.perf_counter(), len(list_images(root).paths[part[0] :: part[1]])
+    return {"rate": cell.rate, "cpu_ms": cell.cpu_ms, "start": start, "end": end, "images": images}
+
+
+def pair_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
+    """Two :func:`tuned_cell` loops at once in two fresh processes, each over half the images:
+    what two cores of this machine give the bare loop (memory bandwidth and caches are shared),
+    the ceiling of the Dask path's 2-worker scaling. Rate: all images over the time from the
+    first start to the last end."""
+    from medsyn_dask.cluster.local import WORKER_ENVIRON
+
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(2), ctx.Queue()
+    environ = {**WORKER_ENVIRON, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    saved = {name: os.environ.get(name) for name in environ}
+    os.environ.update(environ)  # inherited by the spawned processes
+    try:
+        args = (root, model, resolution, batch_size)
+        procs = [
+            ctx.Process(target=_pair_child, args=(queue, args, (i, 2), barrier)) for i in range(2)
+        ]
+        for proc in procs:
+            proc.start()
+        outs = [queue.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
+    images = sum(o["images"] for o in outs)
+    cpu_ms = sum(o["cpu_ms"] * o["images"] for o in outs) / images
+    return Cell(images / wall, cpu_ms)
+
+
+def _pair_child(queue, args: tuple, part: tuple[int, int], barrier) -> None:
+    queue.put(_tuned_loop(*args, part, barrier))
 
 
 def dask_cell(
@@ -224,12 +280,13 @@ def main() -> None:
         )
         for label in args.models.split(","):
             model = models[label]
-            cells: dict[str, list[Cell]] = {"dl": [], "tuned": [], "1w": [], "2w": []}
+            cells: dict[str, list[Cell]] = {"dl": [], "tuned": [], "pair": [], "1w": [], "2w": []}
             for _ in range(args.repeats):  # interleaved, so that slow spells hit all three
                 r = (str(root), model, args.resolution, args.batch_size)
                 for key, run in (
                     ("dl", partial(dataloader_cell, *r)),
                     ("tuned", partial(tuned_cell, *r)),
+                    ("pair", partial(pair_cell, *r)),
                     ("1w", partial(dask_cell, *r, 1, scratch, args.partition_size)),
                     ("2w", partial(dask_cell, *r, 2, scratch, args.partition_size)),
                 ):
@@ -251,6 +308,12 @@ def main() -> None:
                 f"{'':<10} loop tuned as the workers: {rate['tuned']:.1f} img/s, "
                 f"{cpu['tuned']:.2f} CPU ms/image; Dask 1 worker's overhead against it "
                 f"{1 - rate['1w'] / rate['tuned']:.1%}",
+                flush=True,
+            )
+            print(
+                f"{'':<10} two tuned loops at once (half the images each): {rate['pair']:.1f} "
+                f"img/s, {rate['pair'] / rate['tuned']:.2f}x one loop: the machine's 2-core "
+                f"ceiling for dask-2w / dask-1w ({rate['2w'] / rate['1w']:.2f}x)",
                 flush=True,
             )
             if args.repeats > 1:
