@@ -40,6 +40,8 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -128,22 +130,29 @@ def dataloader_cell(
     return Cell(len(paths) / elapsed, 1000 * cpu / len(paths))
 
 
-def tuned_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
-    """:func:`dataloader_cell` in a fresh process with the workers' allocator set-up."""
+@contextmanager
+def worker_environment() -> Iterator[None]:
+    """The workers' allocator environment, inherited by the processes spawned meanwhile."""
     from medsyn_dask.cluster.local import WORKER_ENVIRON
 
     # MALLOC_TRIM_THRESHOLD_ as a nanny sets it: relax_malloc_trim then tunes it as on a worker.
     environ = {**WORKER_ENVIRON, "MALLOC_TRIM_THRESHOLD_": "65536"}
     saved = {name: os.environ.get(name) for name in environ}
-    os.environ.update(environ)  # inherited by the spawned process
+    os.environ.update(environ)
     try:
-        out = run_isolated(_tuned_loop, root, model, resolution, batch_size)
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def tuned_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
+    """:func:`dataloader_cell` in a fresh process with the workers' allocator set-up."""
+    with worker_environment():
+        out = run_isolated(_tuned_loop, root, model, resolution, batch_size)
     if "error" in out:
         raise RuntimeError(out["error"])
     return Cell(out["rate"], out["cpu_ms"])
@@ -171,29 +180,16 @@ def pair_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
     what two cores of this machine give the bare loop (memory bandwidth and caches are shared),
     the ceiling of the Dask path's 2-worker scaling. Rate: all images over the time from the
     first start to the last end."""
-    from medsyn_dask.cluster.local import WORKER_ENVIRON
-
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
-    environ = {**WORKER_ENVIRON, "MALLOC_TRIM_THRESHOLD_": "65536"}
-    saved = {name: os.environ.get(name) for name in environ}
-    os.environ.update(environ)  # inherited by the spawned processes
-    try:
-        args = (root, model, resolution, batch_size)
-        procs = [
-            ctx.Process(target=_pair_child, args=(queue, args, (i, 2), barrier)) for i in range(2)
-        ]
+    args = (root, model, resolution, batch_size)
+    procs = [ctx.Process(target=_pair_child, args=(queue, args, (i, 2), barrier)) for i in range(2)]
+    with worker_environment():
         for proc in procs:
             proc.start()
-        outs = [queue.get() for _ in procs]
-        for proc in procs:
-            proc.join()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    outs = [queue.get() for _ in procs]
+    for proc in procs:
+        proc.join()
     wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
     images = sum(o["images"] for o in outs)
     cpu_ms = sum(o["cpu_ms"] * o["images"] for o in outs) / images
