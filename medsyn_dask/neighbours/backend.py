@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 
 from ..checks import check_choice
@@ -74,3 +76,13 @@ def compiled(fn: Callable) -> Callable | None:
         return numba.njit(nogil=True, cache=True)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
         return numba.njit(nogil=True)(fn)
+
+
+@functools.cache
+def kernel_module() -> ModuleType | None:
+    """:mod:`.scan_kernels` (the compiled passes, imported only where numba is), or None."""
+    try:
+        from . import scan_kernels
+    except ImportError:
+        return None
+    return scan_kernels

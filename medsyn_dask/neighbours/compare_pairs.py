@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import kernel_module
 from .bounds import Envelope
 
 #: Bits of :attr:`Classified.state`: inside radius_k (certainly / open), inside the copy radius
@@ -113,8 +114,5 @@ def _classify_numpy(score, rows, cols, row_env, col_env, limits) -> Classified:
 @functools.cache
 def _kernel():
     """``scan_kernels.classify_pairs``, or None without numba."""
-    try:
-        from . import scan_kernels
-    except ImportError:
-        return None
-    return scan_kernels.classify_pairs
+    scan_kernels = kernel_module()
+    return None if scan_kernels is None else scan_kernels.classify_pairs

@@ -19,7 +19,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..errors import SettingsError
-from .backend import compiled, full_float32_matmul, torch_device
+from .backend import compiled, full_float32_matmul, kernel_module, torch_device
 from .bounds import Envelope, ScoreBlock
 from .candidates import Candidates
 from .centring import KERNEL_DTYPES, Prepared, prepare
@@ -191,14 +191,9 @@ def symmetric_candidates(
     return Candidates(rows, cols, env.lower(s, rows), env.upper(s, rows))
 
 
-@functools.cache
 def _triangle_kernels():
-    """:mod:`.scan_kernels`, or None without numba."""
-    try:
-        from . import scan_kernels
-    except ImportError:
-        return None
-    return scan_kernels
+    """:mod:`.scan_kernels`, or None without numba (a hook the tests replace)."""
+    return kernel_module()
 
 
 def symmetric_scores(gram_lower: np.ndarray, norms32: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 numba is installed; module-level functions, so numba caches them on disk and they call each
 other compiled).
 
+- ``row_kth``, ``col_kth`` and ``column_minima``: the scans of :mod:`.scans` (the k-th smallest
+  score per row or column, the column minima of a comparison block), one read of the block.
 - ``collect``: the pairs of a score block below a per-row, a per-column or a scaled per-column
   limit, row-major, without a mask of the block or a ``nonzero`` of it: each row's tests are
   made without a branch (vectorised) into a buffer read back eight tests a word, and only a
@@ -39,6 +41,51 @@ def _insert(buf, v):  # pragma: no cover - compiled
             buf[k] = buf[k - 1]
             k -= 1
         buf[k] = v
+
+
+def _row_kth(score, n):  # pragma: no cover - compiled
+    """The ``n``-th smallest score of each row (+inf where fewer are finite)."""
+    out = np.empty(score.shape[0], score.dtype)
+    buf = np.empty(n, score.dtype)
+    for i in range(score.shape[0]):
+        buf[:] = np.inf
+        for j in range(score.shape[1]):
+            _insert(buf, score[i, j])
+        out[i] = buf[n - 1]
+    return out
+
+
+def _col_kth(score, n):  # pragma: no cover - compiled
+    """The ``n``-th smallest score of each column, read row by row (the block as it is)."""
+    buf = np.full((n, score.shape[1]), np.inf, score.dtype)
+    last = buf[n - 1]
+    for i in range(score.shape[0]):
+        for j in range(score.shape[1]):
+            v = score[i, j]
+            if v < last[j]:
+                k = n - 1
+                while k > 0 and buf[k - 1, j] > v:
+                    buf[k, j] = buf[k - 1, j]
+                    k -= 1
+                buf[k, j] = v
+    return last.copy()
+
+
+def _column_minima(score, weight, shared):  # pragma: no cover - compiled
+    """Per column, the smallest score and the smallest ``score * weight[row]`` of the shared
+    rows (:func:`.scans.column_minima`)."""
+    n_x, n_y = score.shape
+    col_min = np.full(n_y, np.inf, score.dtype)
+    q_min = np.full(n_y, np.inf, score.dtype)
+    for i in range(n_x):
+        row = score[i]
+        for j in range(n_y):  # vectorised: no branch in the loop
+            col_min[j] = min(col_min[j], row[j])
+        if shared[i]:
+            w = weight[i]
+            for j in range(n_y):
+                q_min[j] = min(q_min[j], row[j] * w)
+    return col_min, q_min
 
 
 def _fill(keep, row, r_lim, col_limit, w, ratio_limit):  # pragma: no cover - compiled
@@ -305,6 +352,9 @@ def _classify_pairs(  # pragma: no cover - compiled
 
 
 _insert = compiled(_insert)
+row_kth = compiled(_row_kth)
+col_kth = compiled(_col_kth)
+column_minima = compiled(_column_minima)
 _nth = compiled(_nth)
 _column_nth = compiled(_column_nth)
 _lane_minima = compiled(_lane_minima)

@@ -5,8 +5,8 @@ equivalents where numba is missing; both give the same values.
 
 Scores are a (n_x, n_y) float32 or float64 array (+inf marks a masked pair). The values only
 select pairs: every decision is then made on bounds and exact distances (:mod:`.reductions`).
-Selecting the pairs below a limit stays in NumPy (a vectorised compare and ``flatnonzero``
-beat a compiled loop with a branch per pair), in strips of rows where it needs a temporary.
+Selecting the pairs below a limit is compiled too (:mod:`.scan_kernels`: a branch per eight
+pairs); without numba, NumPy in strips of rows, so that its temporaries stay small.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import functools
 
 import numpy as np
 
-from .backend import compiled
+from .backend import kernel_module
 from .bounds import nonzero_2d
 
 #: Rows of the strips of :func:`scaled_below` (a strip's temporaries stay in cache).
@@ -124,63 +124,14 @@ LANES = 64
 
 @functools.cache
 def _kernels() -> dict | None:
-    """The compiled kernels, or None without numba."""
-    kernels = {
-        "row_kth": _row_kth,
-        "col_kth": _col_kth,
-        "minima": _minima,
-    }
-    compiled_kernels = {name: compiled(fn) for name, fn in kernels.items()}
-    if None in compiled_kernels.values():
+    """The compiled kernels (:mod:`.scan_kernels`), or None without numba."""
+    scan_kernels = kernel_module()
+    if scan_kernels is None:
         return None
-    from . import scan_kernels  # numba is there
-
-    compiled_kernels.update(collect=scan_kernels.collect, bounds=scan_kernels.kth_bounds)
-    return compiled_kernels
-
-
-def _row_kth(score, n):  # pragma: no cover - compiled
-    out = np.empty(score.shape[0], score.dtype)
-    buf = np.empty(n, score.dtype)
-    for i in range(score.shape[0]):
-        buf[:] = np.inf
-        for j in range(score.shape[1]):
-            v = score[i, j]
-            if v < buf[n - 1]:
-                k = n - 1
-                while k > 0 and buf[k - 1] > v:
-                    buf[k] = buf[k - 1]
-                    k -= 1
-                buf[k] = v
-        out[i] = buf[n - 1]
-    return out
-
-
-def _col_kth(score, n):  # pragma: no cover - compiled
-    buf = np.full((n, score.shape[1]), np.inf, score.dtype)
-    last = buf[n - 1]
-    for i in range(score.shape[0]):
-        for j in range(score.shape[1]):
-            v = score[i, j]
-            if v < last[j]:
-                k = n - 1
-                while k > 0 and buf[k - 1, j] > v:
-                    buf[k, j] = buf[k - 1, j]
-                    k -= 1
-                buf[k, j] = v
-    return last.copy()
-
-
-def _minima(score, weight, shared):  # pragma: no cover - compiled
-    n_x, n_y = score.shape
-    col_min = np.full(n_y, np.inf, score.dtype)
-    q_min = np.full(n_y, np.inf, score.dtype)
-    for i in range(n_x):
-        row = score[i]
-        for j in range(n_y):  # vectorised: no branch in the loop
-            col_min[j] = min(col_min[j], row[j])
-        if shared[i]:
-            w = weight[i]
-            for j in range(n_y):
-                q_min[j] = min(q_min[j], row[j] * w)
-    return col_min, q_min
+    return {
+        "row_kth": scan_kernels.row_kth,
+        "col_kth": scan_kernels.col_kth,
+        "minima": scan_kernels.column_minima,
+        "collect": scan_kernels.collect,
+        "bounds": scan_kernels.kth_bounds,
+    }
