@@ -79,13 +79,13 @@ def classify(
         float(col_env.rel),
         bool(row_env.squared),
         limits.radius_k,
-        limits.radius_score.astype(dtype),
+        limits.radius_score.astype(dtype, copy=False),
         limits.copy_threshold,
-        limits.copy_score.astype(dtype),
-        limits.column_score.astype(dtype),
+        limits.copy_score.astype(dtype, copy=False),
+        limits.column_score.astype(dtype, copy=False),
         limits.shared,
-        limits.weight.astype(dtype),
-        limits.ratio_score.astype(dtype),
+        limits.weight.astype(dtype, copy=False),
+        limits.ratio_score.astype(dtype, copy=False),
     )
     return Classified(*found)
 

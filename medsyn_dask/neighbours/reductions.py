@@ -258,14 +258,15 @@ def compare_block(
         np.maximum(limits.radius_score, limits.copy_score),
         limits.column_score,
         plan.select_weight,
-        ratio_limit,
+        limits.ratio_score,
     )
     found = classify(score, rows, cols, block.rows, block.cols, limits)
     inside, copy = _settle(block, rows, cols, found, radius_k, copy_threshold)
-    near, ratio = found.has(NEAREST), found.has(RATIO)
+    near, low_ratio = found.has(NEAREST), found.has(RATIO)
     nearest = Candidates(rows[near], cols[near], found.col_lower[near], found.col_upper[near])
-    ratio_bounds = (found.row_lower[ratio], found.row_upper[ratio])
-    ratio = Candidates.concat([loose, plan.bounded(rows[ratio], cols[ratio], *ratio_bounds)])
+    ratio_bounds = (found.row_lower[low_ratio], found.row_upper[low_ratio])
+    shared = plan.bounded(rows[low_ratio], cols[low_ratio], *ratio_bounds)
+    ratio = Candidates.concat([loose, shared])
     real = RealPartial(
         copies=np.bincount(rows[copy], minlength=n_real),
         in_radius=np.bincount(rows[inside], minlength=n_real),
