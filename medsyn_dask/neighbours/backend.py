@@ -43,21 +43,30 @@ def torch_device(backend: str) -> Any | None:
 
 @contextmanager
 def full_float32_matmul() -> Iterator[None]:
-    """Run the enclosed torch matmuls in full float32, never TF32 (which would void the
-    error bounds of :mod:`.euclidean`), whatever other threads of the process do meanwhile.
+    """Run the enclosed torch matmuls in full float32, never TF32 nor oneDNN's bfloat16 (which
+    would void the error bounds of :mod:`.euclidean`), whatever other threads of the process
+    do meanwhile.
 
     The enclosed code must finish its GPU work before leaving (copy the result to the host):
     cuBLAS reads the flag when a kernel is launched.
     """
     import torch
 
+    # On the CPU, oneDNN multiplies float32 in bfloat16 once a user asks for it (e.g. with
+    # torch.set_float32_matmul_precision("medium")): as wrong for the bounds as TF32.
+    cpu = getattr(torch.backends.mkldnn, "matmul", None)
     with _FULL_FLOAT32:
         saved = torch.backends.cuda.matmul.allow_tf32
+        saved_cpu = getattr(cpu, "fp32_precision", None)
         torch.backends.cuda.matmul.allow_tf32 = False
+        if saved_cpu is not None:
+            cpu.fp32_precision = "ieee"
         try:
             yield
         finally:
             torch.backends.cuda.matmul.allow_tf32 = saved
+            if saved_cpu is not None:
+                cpu.fp32_precision = saved_cpu
 
 
 def _may_have_cuda() -> bool:

@@ -19,6 +19,7 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..errors import SettingsError
+from . import bf16
 from .backend import compiled, full_float32_matmul, kernel_module, torch_device
 from .bounds import Envelope, ScoreBlock
 from .candidates import Candidates
@@ -102,16 +103,22 @@ def block_bounds(
     backend: str = "auto",
 ) -> ScoreBlock:
     """Scores and bounds for a block: x (n_x, D), y (n_y, D) rows or their :func:`prepare`
-    forms, centre (D,) float64."""
+    forms, centre (D,) float64. The scores come from :mod:`.bf16`'s first pass where it pays,
+    with its wider bounds."""
     px = x if isinstance(x, Prepared) else prepare(x, centre, forms="left")
     py = y if isinstance(y, Prepared) else prepare(y, centre, forms="right")
+    if bf16.worth_it(px, py, backend):
+        return _bounded(bf16.scores(px, py), px, py, bf16.envelopes(px, py))
     return _bounded(_gemm_f32(px.left, py.right, backend), px, py)
 
 
-def _bounded(score: np.ndarray, px: Prepared, py: Prepared) -> ScoreBlock:
+def _bounded(
+    score: np.ndarray, px: Prepared, py: Prepared, envelopes: tuple | None = None
+) -> ScoreBlock:
     """The ScoreBlock of float32 scores of ``px`` x ``py`` computed as :func:`block_bounds`
-    (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums."""
-    rows, cols = _envelopes(px, py)
+    (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums.
+    ``envelopes``: (rows, cols) of another pass than the float32 GEMM's."""
+    rows, cols = envelopes if envelopes is not None else _envelopes(px, py)
 
     def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return exact_distances(px.rows, py.rows, rows, cols)
@@ -145,9 +152,9 @@ def symmetric_bounds(x: Prepared, centre: np.ndarray, *, backend: str = "auto") 
     float32 norms by ``U32 (|x|^2 + |y|^2)``, and the sum and the difference after it add at
     most ``2 U32 (|x| + |y|)^2``: in all less than the ``(gamma_{D+4} + U32) (|x| + |y|)^2``
     that bounds the GEMM's scores, before the SAFETY factor. The scores are symmetric to the
-    last bit. With torch on a device, the GEMM of block_bounds.
+    last bit. With torch on a device or the first pass of :mod:`.bf16`, block_bounds.
     """
-    if torch_device(backend) is not None:
+    if torch_device(backend) is not None or bf16.worth_it(x, x, backend):
         return block_bounds(x, x, centre, backend=backend)
     return _bounded(symmetric_scores(*_gram_lower(x)), x, x)
 
@@ -174,10 +181,11 @@ def symmetric_candidates(
     bounds each row's ``n``-th smallest score from above (:mod:`.scan_kernels`), the second
     collects the pairs within that bound's limit; the ``n``-th smallest and the limits are
     then taken from those pairs, which hold every pair at most the bound. Without numba (or
-    with torch on a device), through :func:`symmetric_bounds`.
+    with torch on a device, or the first pass of :mod:`.bf16`), through :func:`symmetric_bounds`.
     """
     kernels = _triangle_kernels()
-    if kernels is None or torch_device(backend) is not None or not 0 < n <= LANES or len(x) <= n:
+    full = torch_device(backend) is not None or bf16.worth_it(x, x, backend)
+    if kernels is None or full or not 0 < n <= LANES or len(x) <= n:
         block = symmetric_bounds(x, centre, backend=backend)
         return smallest_candidates(block, n, columns=False)[0]
     gram_lower, norms32 = _gram_lower(x)

@@ -1,0 +1,129 @@
+"""The bfloat16 first pass of the Euclidean engine (:mod:`medsyn_dask.neighbours.bf16`).
+
+Its scores come from torch's bfloat16 GEMM (AMX tiles where the CPU has them, torch's other
+kernels elsewhere, bounded alike), so these tests force the pass on whatever CPU runs them:
+every bound must hold against float64 distances, and the whole engine must still give the
+brute force's answer to the last bit.
+"""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import scenarios
+from brute_force import assert_matches, brute_force
+from scipy.spatial.distance import cdist
+
+torch = pytest.importorskip("torch")
+
+from medsyn_dask import evaluate_features  # noqa: E402
+from medsyn_dask.neighbours import bf16, euclidean  # noqa: E402
+from medsyn_dask.neighbours.centring import prepare  # noqa: E402
+
+
+@pytest.fixture
+def first_pass():
+    """The first pass on every block (``bf16.force(True)``), restored afterwards."""
+    bf16.force(True)
+    yield
+    bf16.force(None)
+
+
+def _rows(kind: str, rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    if kind == "gaussian":
+        return rng.standard_normal((n, dim))
+    if kind == "low_rank":
+        return np.maximum(rng.standard_normal((n, 4)) @ rng.standard_normal((4, dim)), 0)
+    if kind == "far":
+        return 1e4 + rng.standard_normal((n, dim))
+    if kind == "tiny":
+        return 1e-30 * rng.standard_normal((n, dim))
+    if kind == "huge":
+        return 1e12 * rng.standard_normal((n, dim))
+    if kind == "near_copies":
+        base = rng.standard_normal((n // 2, dim))
+        return np.concatenate([base, base * (1 + 1e-4 * rng.standard_normal(base.shape))])
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dim", [3, 64, 515])
+@pytest.mark.parametrize("kind", ["gaussian", "low_rank", "far", "tiny", "huge", "near_copies"])
+def test_first_pass_bounds_hold_for_every_pair(kind, dim, dtype, first_pass):
+    """lower <= d <= upper for every pair and both envelopes, d the float64 ``cdist``; and the
+    bound is not vacuous: the scores use a good part of the error it allows (but for rows
+    within 2^-100 of each other, where the term for AMX's flushed subnormals dominates)."""
+    rng = np.random.default_rng([dim, len(kind)])
+    x, y = _rows(kind, rng, 90, dim).astype(dtype), _rows(kind, rng, 70, dim).astype(dtype)
+    centre = x.astype(np.float64).mean(axis=0)
+    px, py = prepare(x, centre, forms="left"), prepare(y, centre, forms="right")
+    block = euclidean.block_bounds(px, py, centre)
+    exact = cdist(x.astype(np.float64), y.astype(np.float64))
+    rows, cols = np.indices(exact.shape)
+    for env, index in ((block.rows, rows), (block.cols, cols)):
+        assert (env.lower(block.score, index) <= exact).all()
+        assert (env.upper(block.score, index) >= exact).all()
+    d2 = (x.astype(np.float64)[:, None] - y.astype(np.float64)[None]) ** 2
+    used = np.abs(block.score - d2.sum(axis=2)) / block.rows.sq_err[:, None]
+    assert used.max() > 0.01 or kind == "tiny"
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
+def test_engine_with_the_first_pass_equals_brute_force(name, first_pass):
+    """Here and through the Dask graph: coarser scores, the same exact answer."""
+    real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(60))
+    expected = brute_force(real, synth)
+    assert_matches(evaluate_features(real, synth, block_size=64, compute_fid=False), expected)
+    graph = evaluate_features(
+        da.from_array(real, chunks=(50, -1)),
+        da.from_array(synth, chunks=(50, -1)),
+        block_size=64,
+        compute_fid=False,
+    )
+    assert_matches(graph, expected)
+
+
+def test_scores_come_from_the_first_pass_when_forced(first_pass):
+    """The forced path really is the bfloat16 one: its scores are coarser than float32's."""
+    rng = np.random.default_rng(61)
+    x, y = rng.standard_normal((50, 256)), rng.standard_normal((40, 256))
+    centre = x.mean(axis=0)
+    coarse = euclidean.block_bounds(x, y, centre).score
+    bf16.force(False)
+    fine = euclidean.block_bounds(x, y, centre).score
+    exact = cdist(x, y) ** 2
+    assert np.abs(coarse - exact).max() > 20 * np.abs(fine - exact).max()
+
+
+def test_probe_keeps_float32_where_distances_concentrate():
+    """A block's sample decides: isotropic Gaussian rows in 512 dimensions leave many pairs
+    open to the coarse bounds (float32 GEMM); clustered low-rank rows leave few (first pass)."""
+    rng = np.random.default_rng(62)
+    gaussian = rng.standard_normal((1000, 512)).astype(np.float32)
+    centres, basis = rng.standard_normal((32, 512)), 0.35 * rng.standard_normal((32, 8, 512))
+    k = rng.integers(0, 32, 1000)  # low-rank clusters after a ReLU, as a CNN's features
+    spread = np.einsum("nr,nrd->nd", rng.standard_normal((1000, 8)), basis[k])
+    clustered = np.maximum(centres[k] + spread + 0.3 * rng.standard_normal((1000, 512)), 0)
+    bf16._forced["on"] = None
+    saved = bf16._amx
+    bf16._amx = lambda: True  # decide as on an AMX CPU (the decision is all this tests)
+    try:
+        for rows, expected in ((gaussian, False), (clustered.astype(np.float32), True)):
+            centre = rows.astype(np.float64).mean(axis=0)
+            p = prepare(rows, centre)
+            assert bf16.worth_it(p[:500], p, "auto") is expected
+            assert p.cache["bf16"] is expected  # decided once, for the whole block
+    finally:
+        bf16._amx = saved
+
+
+def test_first_pass_only_for_auto_and_moderate_norms(first_pass):
+    rng = np.random.default_rng(63)
+    x = rng.standard_normal((20, 8))
+    p = prepare(x, x.mean(axis=0))
+    assert bf16.worth_it(p, p, "auto")
+    assert not bf16.worth_it(p, p, "numpy")
+    assert not bf16.worth_it(p, p, "torch")
+    big = prepare(x * 1e16, np.zeros(8))
+    assert not bf16.worth_it(big, big, "auto")  # squared norms past bfloat16's safe range
