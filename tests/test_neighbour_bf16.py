@@ -85,22 +85,28 @@ def test_engine_with_the_first_pass_equals_brute_force(name, first_pass):
 
 
 def test_scores_come_from_the_first_pass_when_forced(first_pass):
-    """The forced path really is the bfloat16 one: its scores are coarser than float32's."""
+    """The forced path really is the bfloat16 one: its scores are coarser than float32's,
+    and its fine stage gives float32's."""
     rng = np.random.default_rng(61)
     x, y = rng.standard_normal((50, 256)), rng.standard_normal((40, 256))
     centre = x.mean(axis=0)
-    coarse = euclidean.block_bounds(x, y, centre).score
+    first = euclidean.block_bounds(x, y, centre)
     bf16.force(False)
     fine = euclidean.block_bounds(x, y, centre).score
     exact = cdist(x, y) ** 2
-    assert np.abs(coarse - exact).max() > 20 * np.abs(fine - exact).max()
+    assert np.abs(first.score - exact).max() > 20 * np.abs(fine - exact).max()
+    # Its fine stage scores pairs as the float32 GEMM does (up to the order of the sums).
+    rows, cols = (i.ravel() for i in np.indices(fine.shape))
+    again = first.fine.scores(rows, cols).reshape(fine.shape)
+    assert np.abs(again - fine).max() <= 1e-5 * np.abs(fine).max()
+    assert first.transpose().fine.scores(cols[:5], rows[:5]).tolist() == again.ravel()[:5].tolist()
 
 
 def test_probe_keeps_float32_where_distances_concentrate():
-    """A block's sample decides: isotropic Gaussian rows in 512 dimensions leave many pairs
+    """A block's sample decides: isotropic Gaussian rows in 2 048 dimensions leave many pairs
     open to the coarse bounds (float32 GEMM); clustered low-rank rows leave few (first pass)."""
     rng = np.random.default_rng(62)
-    gaussian = rng.standard_normal((1000, 512)).astype(np.float32)
+    gaussian = rng.standard_normal((1000, 2048)).astype(np.float32)
     centres, basis = rng.standard_normal((32, 512)), 0.35 * rng.standard_normal((32, 8, 512))
     k = rng.integers(0, 32, 1000)  # low-rank clusters after a ReLU, as a CNN's features
     spread = np.einsum("nr,nrd->nd", rng.standard_normal((1000, 8)), basis[k])

@@ -74,17 +74,19 @@ def _may_have_cuda() -> bool:
     return "torch" in sys.modules or os.path.exists("/dev/nvidiactl")
 
 
-def compiled(fn: Callable) -> Callable | None:
+def compiled(fn: Callable, reassociate: bool = False) -> Callable | None:
     """``fn`` compiled by numba (no GIL; cached on disk where the package's folder or the user's
-    cache allows, so a new process loads it in milliseconds), or None without numba."""
+    cache allows, so a new process loads it in milliseconds), or None without numba.
+    ``reassociate``: sums may be reordered and fused (vectorised): where bounds allow any order."""
     try:
         import numba
     except ImportError:
         return None
+    fastmath = {"reassoc", "contract"} if reassociate else False
     try:
-        return numba.njit(nogil=True, cache=True)(fn)
+        return numba.njit(nogil=True, cache=True, fastmath=fastmath)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(nogil=True, fastmath=fastmath)(fn)
 
 
 @functools.cache

@@ -2,12 +2,13 @@
 
 AMX multiplies bfloat16 (8-bit mantissa) matrices with float32 sums about five times faster
 than the float32 GEMM of :mod:`.euclidean` (one core, D = 512: 1.5 ms against 9.5 ms for a
-1 000 x 2 000 block). Its scores are coarser, but their error is bounded as rigorously: the
-exact engine stays exact, the wider bounds only leave more pairs open to exact distances. So
-the pass is taken where it pays: on AMX, through torch when the process has loaded it (its
+1 000 x 2 000 block). Its scores are coarser, but their error is bounded as rigorously, and
+the pairs they select are scored again as the float32 GEMM would (:func:`fine_scores`, the
+``fine`` stage of the block) before anything is decided: the same pairs reach the exact pass.
+So the pass is taken where it pays: on AMX, through torch when the process has loaded it (its
 import costs about a second), and for a block of rows only if a sample of its rows shows the
-coarse scores leave few extra pairs (:func:`worth_it`), which isotropic Gaussian features in
-a few hundred dimensions do not (their distances concentrate; the float32 GEMM stays there).
+coarse scores select few extra pairs (:func:`worth_it`); isotropic Gaussian features select
+many (their distances concentrate), and keep the float32 GEMM but at larger sizes.
 
 The score of a pair (a, b) of centred float32 rows is one bfloat16 GEMM of the augmented rows
 ``[a, n_hi, n_lo, 1, 1] . [-2b, 1, 1, m_hi, m_lo]`` (``n_hi + n_lo`` the squared norm |a|^2 in
@@ -29,10 +30,12 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 from typing import Any
 
 import numpy as np
 
+from .backend import compiled
 from .bounds import Envelope
 from .centring import Prepared
 
@@ -44,14 +47,16 @@ SAFETY = 2.0
 #: Subnormal flushing, per unit of (1 + |a| + |b|) (see the module's docstring).
 TINY = 2.0**-100
 #: Rows of a block's sample in :func:`worth_it`.
-SAMPLE_ROWS = 64
+SAMPLE_ROWS = 32
 #: Rank whose neighbourhood the sample looks at (the default nearest_k is 5).
 SAMPLE_RANK = 5
-#: Extra open pairs per row, per column of the block, that the first pass may leave before the
-#: float32 GEMM is the cheaper: an exact distance costs about 0.4 ns per dimension, the first
-#: pass saves about 9 ps per product (2 cores, D = 512): one exact pair per 50 columns, halved
-#: since a pair is open in the radii and in the comparison alike.
-BREAK_EVEN = 0.01
+#: Extra pairs per row, per column of the block, that the first pass may select before the
+#: float32 GEMM is the cheaper: each costs its fine score and its share of the passes over the
+#: selected pairs, against about 9 ps per product the first pass saves. Measured on 2 cores:
+#: isotropic Gaussian rows select about 2 % of the columns at D = 512 (the float32 GEMM wins
+#: at N = 2 000 and loses at 5 000) and 8 % at D = 2 048 (float32 twice as fast); clustered,
+#: duplicated or far features 0.1-0.2 % (the first pass 1.2-1.6x faster).
+BREAK_EVEN = 0.02
 #: Largest squared norm of the pass: bfloat16's range is float32's less its last 2^-8.
 LARGEST_NORM = 1e30
 
@@ -84,7 +89,7 @@ def force(on: bool | None) -> None:
 
 def worth_it(px: Prepared, py: Prepared, backend: str) -> bool:
     """Whether blocks of rows ``px`` (and its slices) take the first pass, decided once per
-    block on its first partner ``py``: extra open pairs per sampled row below BREAK_EVEN."""
+    block on its first partner ``py``: extra selected pairs per sampled row within BREAK_EVEN."""
     if not available(backend) or max(_largest(px), _largest(py)) > LARGEST_NORM:
         return False
     if _forced["on"]:
@@ -106,11 +111,15 @@ def _largest(p: Prepared) -> float:
 
 
 def _probe(px: Prepared, py: Prepared) -> bool:
+    """Whether the coarse envelopes select few extra pairs in a sample of ``px``'s rows: the
+    count depends on their width, not on the scores' precision, so float32 scores serve."""
     if len(py) <= SAMPLE_RANK:
         return True
     sample = px[0 : len(px) : max(1, len(px) // SAMPLE_ROWS)]
-    score = (_form(sample, "left") @ forms(py, "right").T).float().numpy()
-    rows, cols = envelopes(sample, py)
+    (a, fa), (b, fb) = sample.centred(), py.centred()
+    dots = (a @ b.T) * np.float32(1.0 / (fa * fb))
+    score = (sample.norms[:, None] + py.norms[None, :]).astype(np.float32) - 2 * dots
+    rows, _ = envelopes(sample, py)
     kth = np.partition(score, SAMPLE_RANK, axis=1)[:, SAMPLE_RANK]
     limit = rows.score_upto(rows.upper(kth), score.dtype)
     extra = (score <= limit[:, None]).sum(axis=1) - (SAMPLE_RANK + 1)
@@ -128,32 +137,40 @@ def forms(p: Prepared, side: str) -> Any:
     made once per prepared block (a slice takes its rows of the whole block's)."""
     key = f"bf16_{side}"
     got = p.cache.get(key)
-    if got is None:
-        if p.parent is not None:
-            whole, rows = p.parent
-            got = forms(whole, side)[rows]
-        else:
-            got = _form(p, side)
-        p.cache[key] = got
+    if got is not None:
+        return got
+    if p.parent is not None:
+        whole, rows = p.parent
+        got = forms(whole, side)[rows]
+    else:
+        # The threads scoring one synthetic block against their real blocks make it once.
+        with p.cache.setdefault("lock", threading.Lock()):
+            got = p.cache.get(key)
+            if got is None:
+                got = _form(p, side)
+    p.cache[key] = got
     return got
 
 
 def _form(p: Prepared, side: str) -> Any:
+    """``[a, n_hi, n_lo, 1, 1]`` (left) or ``[-2a, 1, 1, n_hi, n_lo]`` (right) in bfloat16."""
     import torch
 
-    # Scaling by -2 or -1/2 is exact in bfloat16 too (subnormals aside, see TINY).
     centred, factor = p.centred()
-    body = torch.from_numpy(centred).to(torch.bfloat16)
+    dim = centred.shape[1]
+    out = torch.empty((len(p), dim + 4), dtype=torch.bfloat16)
+    body = out[:, :dim]
+    body.copy_(torch.from_numpy(centred))  # rounds to nearest even
     wanted = 1.0 if side == "left" else -2.0
-    if factor != wanted:
-        body = body * (wanted / factor)
+    if factor != wanted:  # exact in bfloat16 too (subnormals aside, see TINY)
+        body.mul_(wanted / factor)
     norms = torch.from_numpy(p.norms)
     high = norms.float().to(torch.bfloat16)
     low = (norms - high.double()).float().to(torch.bfloat16)
-    one = torch.ones(len(p), dtype=torch.bfloat16)
-    if side == "left":
-        return torch.column_stack([body, high, low, one, one])
-    return torch.column_stack([body, one, one, high, low])
+    tail = (high, low, 1.0, 1.0) if side == "left" else (1.0, 1.0, high, low)
+    for j, column in enumerate(tail):
+        out[:, dim + j] = column
+    return out
 
 
 def envelopes(px: Prepared, py: Prepared) -> tuple[Envelope, Envelope]:
@@ -173,3 +190,37 @@ def envelopes(px: Prepared, py: Prepared) -> tuple[Envelope, Envelope]:
         return Envelope(sq_err, cast * reach, rel, True)
 
     return envelope(rx, ry.max(initial=0.0)), envelope(ry, rx.max(initial=0.0))
+
+
+#: Pairs per NumPy step of :func:`fine_scores` without numba (bounds its temporaries).
+FINE_CHUNK = 4096
+
+
+def fine_scores(px: Prepared, py: Prepared, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """(P,) float32 scores of the pairs ``(px[rows[p]], py[cols[p]])`` as the float32 GEMM of
+    :func:`.euclidean.block_bounds` makes them (D + 2 float32 products summed in some order):
+    its envelopes bound them. The fine stage of the pairs the first pass leaves open."""
+    left, right = px.left, py.right
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    out = np.empty(len(rows), np.float32)
+    kernel = _dots_kernel()
+    if kernel is not None:
+        kernel(left, right, rows, cols, out)
+        return out
+    for start in range(0, len(rows), FINE_CHUNK):
+        part = slice(start, start + FINE_CHUNK)
+        out[part] = np.einsum("ij,ij->i", left[rows[part]], right[cols[part]])
+    return out
+
+
+@functools.cache
+def _dots_kernel():
+    def dots(left, right, rows, cols, out):  # pragma: no cover - compiled
+        for p in range(rows.shape[0]):
+            a, b = left[rows[p]], right[cols[p]]
+            acc = np.float32(0.0)
+            for j in range(a.shape[0]):
+                acc += a[j] * b[j]
+            out[p] = acc
+
+    return compiled(dots, reassociate=True)

@@ -13,6 +13,7 @@ largest norm on the other side), so a threshold on the distance is one threshold
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -21,7 +22,7 @@ from scipy.spatial.distance import cdist
 from ..errors import SettingsError
 from . import bf16
 from .backend import compiled, full_float32_matmul, kernel_module, torch_device
-from .bounds import Envelope, ScoreBlock
+from .bounds import Envelope, Fine, ScoreBlock
 from .candidates import Candidates
 from .centring import KERNEL_DTYPES, Prepared, prepare
 from .reductions import kth_per_group, smallest_candidates
@@ -108,7 +109,9 @@ def block_bounds(
     px = x if isinstance(x, Prepared) else prepare(x, centre, forms="left")
     py = y if isinstance(y, Prepared) else prepare(y, centre, forms="right")
     if bf16.worth_it(px, py, backend):
-        return _bounded(bf16.scores(px, py), px, py, bf16.envelopes(px, py))
+        coarse = _bounded(bf16.scores(px, py), px, py, bf16.envelopes(px, py))
+        fine = Fine(functools.partial(bf16.fine_scores, px, py), *_envelopes(px, py))
+        return dataclasses.replace(coarse, fine=fine)
     return _bounded(_gemm_f32(px.left, py.right, backend), px, py)
 
 
@@ -180,19 +183,26 @@ def symmetric_candidates(
     Two compiled passes over the triangle score each pair once for both of its rows: the first
     bounds each row's ``n``-th smallest score from above (:mod:`.scan_kernels`), the second
     collects the pairs within that bound's limit; the ``n``-th smallest and the limits are
-    then taken from those pairs, which hold every pair at most the bound. Without numba (or
-    with torch on a device, or the first pass of :mod:`.bf16`), through :func:`symmetric_bounds`.
+    then taken from those pairs, which hold every pair at most the bound. With the first pass
+    of :mod:`.bf16`, its coarse scores select and the pairs' fine scores decide. Without numba
+    (or with torch on a device), through :func:`symmetric_bounds`.
     """
     kernels = _triangle_kernels()
-    full = torch_device(backend) is not None or bf16.worth_it(x, x, backend)
-    if kernels is None or full or not 0 < n <= LANES or len(x) <= n:
+    if kernels is None or torch_device(backend) is not None or not 0 < n <= LANES or len(x) <= n:
         block = symmetric_bounds(x, centre, backend=backend)
         return smallest_candidates(block, n, columns=False)[0]
-    gram_lower, norms32 = _gram_lower(x)
     env = _envelopes(x, x)[0]
+    coarse = bf16.worth_it(x, x, backend)
+    if coarse:  # the kernels' (0 + 0) - 2 (-s / 2) is the first pass's score s, exactly
+        gram_lower, norms32 = bf16.scores(x, x) * np.float32(-0.5), np.zeros(len(x), np.float32)
+    else:
+        gram_lower, norms32 = _gram_lower(x)
+    first = bf16.envelopes(x, x)[0] if coarse else env
     bound = kernels.triangle_bounds(gram_lower, norms32, n)
-    wide = env.score_upto(env.upper(bound), np.float32)
+    wide = first.score_upto(first.upper(bound), np.float32)
     rows, cols, s = kernels.triangle_collect(gram_lower, norms32, wide)
+    if coarse:  # decide the collected pairs on their fine scores
+        s = bf16.fine_scores(x, x, rows, cols)
     limit = env.score_upto(env.upper(kth_per_group(rows, s, n, len(x))), np.float32)
     keep = s <= limit[rows]
     rows, cols, s = rows[keep], cols[keep], s[keep]
