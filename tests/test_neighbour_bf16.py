@@ -133,3 +133,17 @@ def test_first_pass_only_for_auto_and_moderate_norms(first_pass):
     assert not bf16.worth_it(p, p, "torch")
     big = prepare(x * 1e16, np.zeros(8))
     assert not bf16.worth_it(big, big, "auto")  # squared norms past bfloat16's safe range
+
+
+def test_runner_holds_torch_to_one_thread_and_restores_it():
+    """The runner's pool has a thread per core: torch's own threads beside it oversubscribe."""
+    from medsyn_dask.neighbours import local
+
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with local.Runner("euclidean", np.zeros(4), "auto") as run:
+            assert torch.get_num_threads() == (1 if run.n_threads > 1 else 2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)

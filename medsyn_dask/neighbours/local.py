@@ -4,13 +4,14 @@
 For NumPy inputs a Dask graph costs more than it gives: the inputs are hashed and shipped, every
 task recomputes its blocks' centred float32 forms, and a small problem waits on scheduling.
 Here each block is prepared once (``metric.prepare``) and reused by every pair it is in, block
-pairs run on one thread per core with one BLAS thread each, and the candidates of a block are
-merged as soon as its pairs are done. The block functions are the graph's (``block_bounds``,
-``smallest_candidates``, ``keep_smallest``, ``compare_block``, ``merge_synthetic``,
-``exact_distances``...), so results are the same to the last bit; a diagonal block of the real
-pass takes the metric's ``symmetric_candidates`` where it has one (the same candidates from
-half the work), and a pair needed twice (both ways among the real radii, or as the nearest
-real image and the smallest copy ratio of a synthetic one) gets its exact distance once.
+pairs run on one thread per core with one BLAS (and torch) thread each, and the candidates of
+a block are merged as soon as its pairs are done. The block functions are the graph's
+(``block_bounds``, ``smallest_candidates``, ``keep_smallest``, ``compare_block``,
+``merge_synthetic``, ``exact_distances``...), so results are the same to the last bit; a
+diagonal block of the real pass takes the metric's ``symmetric_candidates`` where it has one
+(the same candidates from half the work), and a pair needed twice (both ways among the real
+radii, or as the nearest and the least copy ratio of a synthetic image) gets its exact
+distance once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..progress import Counter
+from . import bf16
 from .exact_pairs import exact_once, exact_unordered
 from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's layout)
     LOCAL_BLOCK,
@@ -121,10 +123,8 @@ def runs_here(arrays: Sequence[Any], block_size: int) -> bool:
 
 def threads() -> int:
     """Threads of the pool: the cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 class Runner:
@@ -151,8 +151,8 @@ class Runner:
     def __enter__(self) -> Runner:
         self._stack = ExitStack()
         if self.n_threads > 1:
-            self._stack.enter_context(_one_blas_thread())
-            self._stack.enter_context(_short_switch_interval())
+            for hold in (_one_blas_thread(), bf16.one_torch_thread(), _short_switch_interval()):
+                self._stack.enter_context(hold)
         self._pool = _pool(self.n_threads)
         return self
 
