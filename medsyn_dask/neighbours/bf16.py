@@ -48,8 +48,8 @@ U64 = 2.0**-53
 SAFETY = 2.0
 #: Subnormal flushing, per unit of (1 + |a| + |b|) (see the module's docstring).
 TINY = 2.0**-100
-#: Rows of a block's sample in :func:`worth_it`.
-SAMPLE_ROWS = 32
+#: Rows and columns of a block's sample in :func:`worth_it`.
+SAMPLE_ROWS, SAMPLE_COLS = 16, 256
 #: Rank whose neighbourhood the sample looks at (the default nearest_k is 5).
 SAMPLE_RANK = 5
 #: Extra pairs per row, per column of the block, that the first pass may select before the
@@ -114,11 +114,16 @@ def worth_it(px: Prepared, py: Prepared, backend: str) -> bool:
     if _forced["on"]:
         return True
     root = px.root()
-    decided = root.cache.get("bf16")
-    if decided is None:
-        decided = _probe(root, py)
-        root.cache["bf16"] = decided
-    return decided
+    if "bf16" not in root.cache:
+        with _lock(root):  # a block's threads probe it once
+            if "bf16" not in root.cache:
+                root.cache["bf16"] = _probe(root, py)
+    return root.cache["bf16"]
+
+
+def _lock(p: Prepared) -> threading.RLock:
+    """The lock of a whole block's derived state (dict.setdefault is atomic)."""
+    return p.cache.setdefault("lock", threading.RLock())
 
 
 def _largest(p: Prepared) -> float:
@@ -131,17 +136,22 @@ def _largest(p: Prepared) -> float:
 
 def _probe(px: Prepared, py: Prepared) -> bool:
     """Whether the coarse envelopes select few extra pairs in a sample of ``px``'s rows: the
-    count depends on their width, not on the scores' precision, so float32 scores serve."""
+    count depends on their width, not on the scores' precision, so float32 scores serve. On a
+    sample of ``py``'s columns too (a fraction f): the neighbour of rank (k + 1) f there stands
+    for the k-th, and each pair selected for 1 / f pairs."""
     if len(py) <= SAMPLE_RANK:
         return True
-    sample = px[0 : len(px) : max(1, len(px) // SAMPLE_ROWS)]
-    (a, fa), (b, fb) = sample.centred(), py.centred()
+    rows = px[0 : len(px) : max(1, len(px) // SAMPLE_ROWS)]
+    cols = py[0 : len(py) : max(1, len(py) // SAMPLE_COLS)]
+    fraction = len(cols) / len(py)
+    rank = max(0, round((SAMPLE_RANK + 1) * fraction) - 1)
+    (a, fa), (b, fb) = rows.centred(), cols.centred()
     dots = (a @ b.T) * np.float32(1.0 / (fa * fb))
-    score = (sample.norms[:, None] + py.norms[None, :]).astype(np.float32) - 2 * dots
-    rows, _ = envelopes(sample, py)
-    kth = np.partition(score, SAMPLE_RANK, axis=1)[:, SAMPLE_RANK]
-    limit = rows.score_upto(rows.upper(kth), score.dtype)
-    extra = (score <= limit[:, None]).sum(axis=1) - (SAMPLE_RANK + 1)
+    score = (rows.norms[:, None] + cols.norms[None, :]).astype(np.float32) - 2 * dots
+    row_env, _ = envelopes(rows, py)
+    kth = np.partition(score, rank, axis=1)[:, rank]
+    limit = row_env.score_upto(row_env.upper(kth), score.dtype)
+    extra = (score <= limit[:, None]).sum(axis=1) / fraction - (SAMPLE_RANK + 1)
     return float(extra.mean()) <= BREAK_EVEN * len(py)
 
 
@@ -163,7 +173,7 @@ def forms(p: Prepared, side: str) -> Any:
         got = forms(whole, side)[rows]
     else:
         # The threads scoring one synthetic block against their real blocks make it once.
-        with p.cache.setdefault("lock", threading.Lock()):
+        with _lock(p):
             got = p.cache.get(key)
             if got is None:
                 got = _form(p, side)
