@@ -67,6 +67,41 @@ def test_first_pass_bounds_hold_for_every_pair(kind, dim, dtype, first_pass):
     d2 = (x.astype(np.float64)[:, None] - y.astype(np.float64)[None]) ** 2
     used = np.abs(block.score - d2.sum(axis=2)) / block.rows.sq_err[:, None]
     assert used.max() > 0.01 or kind == "tiny"
+    fine = block.fine.scores(rows.ravel(), cols.ravel()).reshape(exact.shape)
+    for env, index in ((block.fine.rows, rows), (block.fine.cols, cols)):
+        assert (env.lower(fine, index) <= exact).all()
+        assert (env.upper(fine, index) >= exact).all()
+
+
+@pytest.mark.parametrize("dim", [64, 512, 4096])
+def test_first_pass_bound_keeps_its_safety_factor(dim, first_pass):
+    """Values just below a bfloat16 rounding boundary (8 significant bits: the cast error is
+    2^-8 relative) use at most 1 / SAFETY of the bound: the doubling every bound carries."""
+    value = np.float32(1 + 2**-8 - 2**-23)
+    x = np.full((4, dim), value, np.float32)
+    x[1:] *= np.float32(-1)
+    y = x.copy()
+    y[:, ::2] = np.float32(1 + 2**-8 - 2**-22) * np.sign(y[:, ::2])
+    centre = np.zeros(dim)
+    block = euclidean.block_bounds(prepare(x, centre), prepare(y, centre), centre)
+    d2 = cdist(x.astype(np.float64), y.astype(np.float64)) ** 2
+    used = np.abs(block.score - d2) / block.rows.sq_err[:, None]
+    assert 0.1 < used.max() <= 1 / bf16.SAFETY
+
+
+@pytest.mark.parametrize("forced", [False, True])
+@pytest.mark.parametrize("scale", [1e-25, 1e-22, 1e-40])
+def test_features_below_float32s_normal_range_equal_brute_force(scale, forced):
+    """Squares below 2^-126 underflow in float32 (the GEMM's or the first pass's): absolute
+    error terms, not relative ones, bound them (the float32 envelopes had none before)."""
+    bf16.force(forced)
+    try:
+        rng = np.random.default_rng(64)
+        real, synth = scale * rng.standard_normal((150, 32)), scale * rng.standard_normal((120, 32))
+        result = evaluate_features(real, synth, block_size=64, compute_fid=False)
+        assert_matches(result, brute_force(real, synth))
+    finally:
+        bf16.force(None)
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
@@ -122,6 +157,13 @@ def test_probe_keeps_float32_where_distances_concentrate():
             assert p.cache["bf16"] is expected  # decided once, for the whole block
     finally:
         bf16._amx = saved
+
+
+def test_no_first_pass_where_a_gpu_does_the_gemm(first_pass, monkeypatch):
+    """backend="auto" on a machine with CUDA: the float32 GEMM on the GPU, not AMX."""
+    assert bf16.available("auto")
+    monkeypatch.setattr(bf16, "torch_device", lambda backend: torch.device("cuda"))
+    assert not bf16.available("auto")
 
 
 def test_first_pass_only_for_auto_and_moderate_norms(first_pass):

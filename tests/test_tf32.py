@@ -117,20 +117,23 @@ def test_concurrent_torch_blocks_stay_exact(tf32_on):
 @pytest.fixture
 def cpu_bf16_matmuls():
     """A process that asked for fast float32 matmuls: oneDNN then multiplies in bfloat16."""
-    saved = torch.get_float32_matmul_precision()
+    if not hasattr(torch.backends.mkldnn, "matmul"):
+        pytest.skip("this torch has no oneDNN float32 precision setting")
+    cuda, cpu = torch.backends.cuda.matmul, torch.backends.mkldnn.matmul
+    saved = (cuda.allow_tf32, cpu.fp32_precision)
     torch.set_float32_matmul_precision("medium")
     yield
-    torch.set_float32_matmul_precision(saved)
+    torch.set_float32_matmul_precision("highest")  # consistent again, then the flags as found
+    cuda.allow_tf32, cpu.fp32_precision = saved
 
 
 def test_torch_backend_on_the_cpu_ignores_a_bfloat16_matmul_setting(cpu_bf16_matmuls):
     """The float32 bounds of backend="torch" hold although the user asked torch for bfloat16
-    float32 matmuls, and the user's setting is back afterwards."""
+    float32 matmuls, and the user's setting is back afterwards, still readable (setting one
+    backend's flag beside the generic setting makes torch raise when it is read)."""
     rng = np.random.default_rng(51)
     x, y = rng.standard_normal((80, 512)), rng.standard_normal((60, 512))
     centre = x.mean(axis=0)
-    if not hasattr(torch.backends.mkldnn, "matmul"):
-        pytest.skip("this torch has no oneDNN float32 precision setting")
     loose = torch.from_numpy(x.astype(np.float32)) @ torch.from_numpy(y.astype(np.float32)).T
     assert np.abs(loose.double().numpy() - x @ y.T).max() > 1e-2  # the setting is in force
     block = euclidean.block_bounds(x, y, centre, backend="torch")
@@ -139,3 +142,4 @@ def test_torch_backend_on_the_cpu_ignores_a_bfloat16_matmul_setting(cpu_bf16_mat
     assert (block.rows.lower(block.score, idx) <= exact).all()
     assert (block.rows.upper(block.score, idx) >= exact).all()
     assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"
+    assert torch.get_float32_matmul_precision() == "medium"

@@ -52,21 +52,40 @@ def full_float32_matmul() -> Iterator[None]:
     """
     import torch
 
-    # On the CPU, oneDNN multiplies float32 in bfloat16 once a user asks for it (e.g. with
-    # torch.set_float32_matmul_precision("medium")): as wrong for the bounds as TF32.
-    cpu = getattr(torch.backends.mkldnn, "matmul", None)
     with _FULL_FLOAT32:
-        saved = torch.backends.cuda.matmul.allow_tf32
-        saved_cpu = getattr(cpu, "fp32_precision", None)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        if saved_cpu is not None:
-            cpu.fp32_precision = "ieee"
+        restore = _full_float32(torch)
         try:
             yield
         finally:
-            torch.backends.cuda.matmul.allow_tf32 = saved
-            if saved_cpu is not None:
-                cpu.fp32_precision = saved_cpu
+            restore()
+
+
+def _full_float32(torch: Any) -> Callable[[], None]:
+    """Set torch's float32 matmuls to full float32 on every backend (cuBLAS's TF32 off; oneDNN's
+    bfloat16 off, which a user's ``torch.set_float32_matmul_precision("medium")`` turns on for
+    the CPU) and return what restores the user's settings. Through the generic setting where
+    it reads: setting one backend's flag beside it makes torch raise when it is next read
+    ("mix of the legacy and new APIs"); else (the backends' settings already differ) through
+    each backend's own."""
+    try:
+        generic = torch.get_float32_matmul_precision()
+    except RuntimeError:
+        generic = None
+    if generic is not None:
+        torch.set_float32_matmul_precision("highest")
+        return lambda: torch.set_float32_matmul_precision(generic)
+    cuda, cpu = torch.backends.cuda.matmul, getattr(torch.backends.mkldnn, "matmul", None)
+    saved_tf32, saved_cpu = cuda.allow_tf32, getattr(cpu, "fp32_precision", None)
+    cuda.allow_tf32 = False
+    if saved_cpu is not None:
+        cpu.fp32_precision = "ieee"
+
+    def restore() -> None:
+        if saved_cpu is not None:
+            cpu.fp32_precision = saved_cpu
+        cuda.allow_tf32 = saved_tf32
+
+    return restore
 
 
 def _may_have_cuda() -> bool:

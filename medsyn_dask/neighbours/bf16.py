@@ -12,14 +12,16 @@ many (their distances concentrate), and keep the float32 GEMM but at larger size
 
 The score of a pair (a, b) of centred float32 rows is one bfloat16 GEMM of the augmented rows
 ``[a, n_hi, n_lo, 1, 1] . [-2b, 1, 1, m_hi, m_lo]`` (``n_hi + n_lo`` the squared norm |a|^2 in
-two bfloat16 terms, to u^2), rounded to bfloat16, read as float32. With u = 2^-9:
+two bfloat16 terms, to about u^2), rounded to bfloat16, read as float32. With u = 2^-8 (bfloat16
+keeps 8 significant bits):
 
 - casting a and -2b to bfloat16 moves each product by at most (2u + u^2) |a_i 2b_i|, in all at
   most (2u + u^2) 2|a||b| <= (u + u^2 / 2) (|a| + |b|)^2; the split norms are off by 2u^2 each;
 - the float32 sum of the D + 4 exact products (bfloat16 x bfloat16 fits float32), in any order
   and blocking, adds at most gamma_{D+4} (1 + u)^2 (|a| + |b|)^2;
-- AMX treats subnormal inputs and sums as zero: at most 2^-126 per term and per sum, which
-  ``TINY`` covers for all but points within 2^-100 of each other and of the centre;
+- AMX treats subnormal inputs and sums as zero: an input flushed moves its product by at most
+  2^-126 times the other factor, a sum flushed by 2^-126, which ``TINY`` (1 + |a| + |b|)
+  covers (as the float32 envelopes' own term);
 - the bfloat16 result is within u |acc| of the float32 sum acc: a relative error on the score,
   so at most u on the distance (``rel``), and u E where acc is below E (``sq_err`` (1 + u)).
 
@@ -37,17 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from .backend import compiled
-from .bounds import Envelope
+from .backend import compiled, torch_device
+from .bounds import TINY, Envelope
 from .centring import Prepared
 
-#: Unit roundoff of bfloat16, float32 and float64.
-U16 = 2.0**-9
+#: Unit roundoff of bfloat16 (8 significant bits), float32 and float64.
+U16 = 2.0**-8
 U32 = 2.0**-24
 U64 = 2.0**-53
 SAFETY = 2.0
-#: Subnormal flushing, per unit of (1 + |a| + |b|) (see the module's docstring).
-TINY = 2.0**-100
 #: Rows and columns of a block's sample in :func:`worth_it`.
 SAMPLE_ROWS, SAMPLE_COLS = 16, 256
 #: Rank whose neighbourhood the sample looks at (the default nearest_k is 5).
@@ -64,8 +64,9 @@ LARGEST_NORM = 1e30
 
 
 def available(backend: str) -> bool:
-    """Whether ``backend`` may take the first pass here: "auto", torch already loaded, AMX."""
-    if backend != "auto" or "torch" not in sys.modules:
+    """Whether ``backend`` may take the first pass here: "auto", torch already loaded, no GPU
+    (the float32 GEMM runs there), AMX."""
+    if backend != "auto" or "torch" not in sys.modules or torch_device(backend) is not None:
         return False
     return _amx() if _forced["on"] is None else _forced["on"]
 
@@ -98,12 +99,22 @@ def one_torch_thread() -> Iterator[None]:
     if torch is None:
         yield
         return
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
+    with _held_lock:  # runners in several threads: the first sets it, the last restores
+        if _held["active"] == 0:
+            _held["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _held["active"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(saved)
+        with _held_lock:
+            _held["active"] -= 1
+            if _held["active"] == 0:
+                torch.set_num_threads(_held["saved"])
+
+
+_held = {"active": 0, "saved": 1}
+_held_lock = threading.Lock()
 
 
 def worth_it(px: Prepared, py: Prepared, backend: str) -> bool:
@@ -176,7 +187,8 @@ def forms(p: Prepared, side: str) -> Any:
         with _lock(p):
             got = p.cache.get(key)
             if got is None:
-                got = _form(p, side)
+                got = p.cache[key] = _form(p, side)
+        return got
     p.cache[key] = got
     return got
 
@@ -216,7 +228,7 @@ def envelopes(px: Prepared, py: Prepared) -> tuple[Envelope, Envelope]:
     def envelope(r_own: np.ndarray, r_other_max: float) -> Envelope:
         reach = r_own + r_other_max
         sq_err = scale * reach**2 + SAFETY * TINY * (1 + reach)
-        return Envelope(sq_err, cast * reach, rel, True)
+        return Envelope(sq_err, cast * reach + SAFETY * TINY, rel, True)
 
     return envelope(rx, ry.max(initial=0.0)), envelope(ry, rx.max(initial=0.0))
 

@@ -20,6 +20,9 @@ ExactFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 ScoresFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: Relative widening of score thresholds: covers the float64 rounding of their computation.
 THRESHOLD_SLACK = 1e-12
+#: Absolute error of values below float32's normal range (2^-126), per unit of (1 + |a| + |b|):
+#: at most (D + 4) 2^-126 in a score, sqrt(D) 2^-149 in a centred row, for any D below 2^26.
+TINY = 2.0**-100
 
 
 @dataclass(frozen=True)

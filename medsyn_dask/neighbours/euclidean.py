@@ -22,7 +22,7 @@ from scipy.spatial.distance import cdist
 from ..errors import SettingsError
 from . import bf16
 from .backend import compiled, full_float32_matmul, kernel_module, torch_device
-from .bounds import Envelope, Fine, ScoreBlock
+from .bounds import TINY, Envelope, Fine, ScoreBlock
 from .candidates import Candidates
 from .centring import KERNEL_DTYPES, Prepared, prepare
 from .reductions import kth_per_group, smallest_candidates
@@ -140,9 +140,13 @@ def _envelopes(px: Prepared, py: Prepared) -> tuple[Envelope, Envelope]:
     rel = SAFETY * (dim + 3) * U64  # the exact float64 value vs the true distance
 
     def envelope(r_own: np.ndarray, r_other_max: float) -> Envelope:
-        return Envelope(gamma * (r_own + r_other_max) ** 2, cast * (r_own + r_other_max), rel, True)
+        reach = r_own + r_other_max
+        # TINY: what float32 loses below its normal range, where errors are not relative
+        # (values, products, norms and sums under 2^-126: features of about 1e-20 and less).
+        sq_err = gamma * reach**2 + SAFETY * TINY * (1 + reach)
+        return Envelope(sq_err, cast * reach + SAFETY * TINY, rel, True)
 
-    return envelope(rx, ry.max()), envelope(ry, rx.max())
+    return envelope(rx, ry.max(initial=0.0)), envelope(ry, rx.max(initial=0.0))
 
 
 def symmetric_bounds(x: Prepared, centre: np.ndarray, *, backend: str = "auto") -> ScoreBlock:
