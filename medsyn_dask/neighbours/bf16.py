@@ -153,7 +153,8 @@ def _probe(px: Prepared, py: Prepared) -> bool:
     if len(py) <= SAMPLE_RANK:
         return True
     rows = px[0 : len(px) : max(1, len(px) // SAMPLE_ROWS)]
-    cols = py[0 : len(py) : max(1, len(py) // SAMPLE_COLS)]
+    step = max(1, len(py) // SAMPLE_COLS)  # columns between the sampled rows: no self pairs
+    cols = py[step // 2 : len(py) : step]
     fraction = len(cols) / len(py)
     rank = max(0, round((SAMPLE_RANK + 1) * fraction) - 1)
     (a, fa), (b, fb) = rows.centred(), cols.centred()
