@@ -1,6 +1,6 @@
 """A bfloat16 first pass for Euclidean blocks on CPUs with AMX tiles (Intel Xeon 4th gen on).
 
-AMX multiplies bfloat16 (8-bit mantissa) matrices with float32 sums about five times faster
+AMX multiplies bfloat16 (8 significant bits) matrices with float32 sums about five times faster
 than the float32 GEMM of :mod:`.euclidean` (one core, D = 512: 1.5 ms against 9.5 ms for a
 1 000 x 2 000 block). Its scores are coarser, but their error is bounded as rigorously, and
 the pairs they select are scored again as the float32 GEMM would (:func:`fine_scores`, the
@@ -8,7 +8,7 @@ the pairs they select are scored again as the float32 GEMM would (:func:`fine_sc
 So the pass is taken where it pays: on AMX, through torch when the process has loaded it (its
 import costs about a second), and for a block of rows only if a sample of its rows shows the
 coarse scores select few extra pairs (:func:`worth_it`); isotropic Gaussian features select
-many (their distances concentrate), and keep the float32 GEMM but at larger sizes.
+many (their distances concentrate) and keep the float32 GEMM.
 
 The score of a pair (a, b) of centred float32 rows is one bfloat16 GEMM of the augmented rows
 ``[a, n_hi, n_lo, 1, 1] . [-2b, 1, 1, m_hi, m_lo]`` (``n_hi + n_lo`` the squared norm |a|^2 in
@@ -54,10 +54,10 @@ SAMPLE_ROWS, SAMPLE_COLS = 16, 256
 SAMPLE_RANK = 5
 #: Extra pairs per row, per column of the block, that the first pass may select before the
 #: float32 GEMM is the cheaper: each costs its fine score and its share of the passes over the
-#: selected pairs, against about 9 ps per product the first pass saves. Measured on 2 cores:
-#: isotropic Gaussian rows select about 2 % of the columns at D = 512 (the float32 GEMM wins
-#: at N = 2 000 and loses at 5 000) and 8 % at D = 2 048 (float32 twice as fast); clustered,
-#: duplicated or far features 0.1-0.2 % (the first pass 1.2-1.6x faster).
+#: selected pairs, about 40 columns' worth of float32 GEMM (2 cores, D = 512), against the
+#: ~80 % of the GEMM the first pass saves. Clustered, duplicated or far features select 0.3-0.8 %
+#: of the columns (the first pass pays); isotropic Gaussian ones 5-9 % at D = 512 and ~40 % at
+#: D = 2 048 (their distances concentrate: forced, the first pass is 1.5-1.7x slower there).
 BREAK_EVEN = 0.02
 #: Largest squared norm of the pass: bfloat16's range is float32's less its last 2^-8.
 LARGEST_NORM = 1e30
