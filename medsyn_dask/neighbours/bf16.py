@@ -33,13 +33,12 @@ from __future__ import annotations
 import functools
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
 
-from .backend import compiled, torch_device
+from .backend import Held, compiled, torch_device
 from .bounds import TINY, Envelope
 from .centring import Prepared
 
@@ -90,31 +89,19 @@ def force(on: bool | None) -> None:
     _forced["on"] = on
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
+def one_torch_thread() -> AbstractContextManager:
     """torch's own threads held to one while the context lasts, if the process loaded torch:
     the runner's pool has one thread per core already (as BLAS is held to one). Seen with two
     intra-op threads beside the pool: N = M = 2 000, D = 512, 0.039 s -> 0.066 s."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    with _held_lock:  # runners in several threads: the first sets it, the last restores
-        if _held["active"] == 0:
-            _held["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _held["active"] += 1
-    try:
-        yield
-    finally:
-        with _held_lock:
-            _held["active"] -= 1
-            if _held["active"] == 0:
-                torch.set_num_threads(_held["saved"])
+    if "torch" not in sys.modules:
+        return nullcontext()
+    return _torch_threads.at(lambda found: 1)
 
 
-_held = {"active": 0, "saved": 1}
-_held_lock = threading.Lock()
+_torch_threads = Held(
+    lambda: sys.modules["torch"].get_num_threads(),
+    lambda n: sys.modules["torch"].set_num_threads(n),
+)
 
 
 def worth_it(px: Prepared, py: Prepared, backend: str) -> bool:

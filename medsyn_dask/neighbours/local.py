@@ -21,15 +21,16 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 import numpy as np
 
 from ..progress import Counter
 from . import bf16
+from .backend import Held
 from .exact_pairs import exact_once, exact_unordered
 from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's layout)
     LOCAL_BLOCK,
@@ -357,26 +358,13 @@ def _one_blas_thread() -> AbstractContextManager:
 #: pass or a GEMM (no GIL held) waits for the GIL at most this long while the other thread runs
 #: NumPy steps, instead of the default 5 ms (seen: N = M = 5000, D = 512, 171 -> 166 ms).
 SWITCH_INTERVAL = 2e-4
-_switch = {"active": 0, "saved": 0.0}
-_switch_lock = threading.Lock()
+_switch = Held(sys.getswitchinterval, sys.setswitchinterval)
 
 
-@contextmanager
-def _short_switch_interval() -> Iterator[None]:
+def _short_switch_interval() -> AbstractContextManager:
     """SWITCH_INTERVAL while the context lasts (in any thread: the first to enter sets it, the
     last to leave restores the interpreter's value)."""
-    with _switch_lock:
-        if _switch["active"] == 0:
-            _switch["saved"] = sys.getswitchinterval()
-            sys.setswitchinterval(min(SWITCH_INTERVAL, _switch["saved"]))
-        _switch["active"] += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch["active"] -= 1
-            if _switch["active"] == 0:
-                sys.setswitchinterval(_switch["saved"])
+    return _switch.at(lambda found: min(SWITCH_INTERVAL, found))
 
 
 def _counted(fn: Callable, counter: Counter) -> Callable:
