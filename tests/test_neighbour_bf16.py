@@ -12,7 +12,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import scenarios
-from brute_force import assert_matches, brute_force
+from brute_force import assert_matches, assert_patients_match, brute_force, brute_force_patients
 from scipy.spatial.distance import cdist
 
 torch = pytest.importorskip("torch")
@@ -117,6 +117,18 @@ def test_engine_with_the_first_pass_equals_brute_force(name, first_pass):
         compute_fid=False,
     )
     assert_matches(graph, expected)
+
+
+@pytest.mark.parametrize("name", ["clustered", "near_duplicated", "tied"])
+def test_patient_mode_with_the_first_pass_equals_brute_force(name, first_pass):
+    """Patient mode masks same-patient pairs on the coarse scores (its other reductions read
+    the coarse block alone): still the brute force's answer."""
+    rng = np.random.default_rng(65)
+    real, synth = scenarios.EUCLIDEAN[name](rng)
+    patients = np.array([f"P{v:03d}" for v in rng.integers(0, 40, len(real))], dtype=object)
+    result = evaluate_features(real, synth, block_size=50, patients=patients)
+    assert_matches(result, brute_force(real, synth))
+    assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
 
 
 def test_scores_come_from_the_first_pass_when_forced(first_pass):
