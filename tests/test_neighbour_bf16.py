@@ -201,3 +201,16 @@ def test_runner_holds_torch_to_one_thread_and_restores_it():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(saved)
+
+
+def test_prepared_blocks_pickle_without_their_derived_state(first_pass):
+    """A block's cache (bfloat16 forms, the probe's decision, a lock) stays where it was made."""
+    import pickle
+
+    x = np.random.default_rng(66).standard_normal((50, 8)).astype(np.float32)
+    p = prepare(x, x.astype(np.float64).mean(axis=0))
+    euclidean.block_bounds(p[:10], p, p.centre)
+    assert p.cache
+    part = pickle.loads(pickle.dumps(p[5:20]))
+    assert part.cache == {} and part.parent[0].cache == {}
+    np.testing.assert_array_equal(part.left, p.left[5:20])

@@ -56,6 +56,10 @@ class Prepared:
         part.parent, part.cache = (self, rows), {}
         return part
 
+    def __getstate__(self) -> dict:
+        """Pickled without ``cache`` (derived, and it may hold a lock): remade where needed."""
+        return {**self.__dict__, "cache": {}}
+
     def root(self) -> Prepared:
         """The whole block this one is a slice of (itself if it is not a slice)."""
         return self if self.parent is None else self.parent[0].root()
