@@ -22,6 +22,11 @@ keeps 8 significant bits):
 - AMX treats subnormal inputs and sums as zero: an input flushed moves its product by at most
   2^-126 times the other factor, a sum flushed by 2^-126, which ``TINY`` (1 + |a| + |b|)
   covers (as the float32 envelopes' own term);
+- oneDNN may round a partial sum, over some of the D + 4 terms, to bfloat16 before adding the
+  others (seen where D + 4 is not a multiple of its blocking, or from D + 4 = 2 048 on: up to
+  0.83 of the bound without this term, on values at a rounding boundary, for D + 4 from 64 to
+  65 540 with torch 2.13): ``PARTIAL_ROUNDINGS`` such roundings add at most u (1 + u)^2
+  (|a| + |b|)^2 each (a partial sum is at most the sum of the absolute products);
 - the bfloat16 result is within u |acc| of the float32 sum acc: a relative error on the score,
   so at most u on the distance (``rel``), and u E where acc is below E (``sq_err`` (1 + u)).
 
@@ -58,6 +63,8 @@ SAMPLE_RANK = 5
 #: of the columns (the first pass pays); isotropic Gaussian ones 5-9 % at D = 512 and ~40 % at
 #: D = 2 048 (their distances concentrate: forced, the first pass is 1.5-1.7x slower there).
 BREAK_EVEN = 0.02
+#: Partial sums oneDNN may round to bfloat16 before the result (see the module's docstring).
+PARTIAL_ROUNDINGS = 1
 #: Largest squared norm of the pass: bfloat16's range is float32's less its last 2^-8.
 LARGEST_NORM = 1e30
 
@@ -224,7 +231,8 @@ def envelopes(px: Prepared, py: Prepared) -> tuple[Envelope, Envelope]:
     dim = px.rows.shape[1]
     terms = dim + 4
     gamma = terms * U32 / (1 - terms * U32)
-    error = U16 + 5 * U16**2 + gamma * (1 + U16) ** 2 + 4 * U32
+    partial = PARTIAL_ROUNDINGS * U16 * (1 + U16) ** 2
+    error = U16 + 5 * U16**2 + gamma * (1 + U16) ** 2 + partial + 4 * U32
     scale = SAFETY * error * (1 + U16)
     cast = SAFETY * (U32 + 2 * U64)  # the float32 centred rows against the exact ones
     rel = SAFETY * ((dim + 3) * U64 + U16 * (1 + U16))
