@@ -257,19 +257,6 @@ def memory_case(client, cfg: dict) -> list[dict]:
     ]
 
 
-def first_pass_note(load_torch: bool) -> None:
-    """Load torch if asked, and say whether the engine may take its bfloat16 first pass."""
-    if load_torch:
-        import torch  # noqa: F401
-
-    from medsyn_dask.neighbours import bf16
-
-    state = "on (AMX, torch loaded)" if bf16.available("auto") else "off"
-    if not load_torch:
-        state += " (torch not loaded: --torch-loaded to load it)"
-    print(f"engine's bfloat16 first pass: {state}", flush=True)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
@@ -291,18 +278,11 @@ def main(argv=None) -> None:
     parser.add_argument("--dims", default=None, help="D of the families case, e.g. 512,2048")
     parser.add_argument("--families", default=None, help="families to run, e.g. gaussian,far")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per families row")
-    parser.add_argument(
-        "--torch-loaded",
-        action="store_true",
-        help="import torch in the engine's process first, as after extracting features with "
-        "it there: the engine then takes its bfloat16 first pass where the CPU has AMX",
-    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     cases = set(args.only.split(","))
 
     quick_note(args.quick)
-    first_pass_note(args.torch_loaded)
     for name, run in (("families", run_families), ("hamming-here", run_hamming_here)):
         if name in cases:
             run(args)

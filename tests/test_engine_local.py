@@ -83,6 +83,16 @@ def test_families_equal_brute_force_and_graph(name, block_size, no_default_clien
     assert_matches(graph, expected)
 
 
+@pytest.mark.parametrize("scale", [1e-22, 1e-25, 1e-40])
+def test_features_below_float32s_normal_range_equal_brute_force(scale, no_default_client):
+    """Features so small their squares underflow in float32 (150 of 150 rows were wrong at
+    1e-25 before the envelopes had an absolute term)."""
+    rng = np.random.default_rng(64)
+    real, synth = scale * rng.standard_normal((150, 32)), scale * rng.standard_normal((120, 32))
+    expected = brute_force(real, synth)
+    assert_matches(evaluate_features(real, synth, block_size=64, compute_fid=False), expected)
+
+
 @pytest.mark.parametrize("name", sorted(scenarios.HAMMING))
 def test_hamming_here_equals_brute_force(name):
     real, synth = scenarios.HAMMING[name](np.random.default_rng(41))

@@ -49,6 +49,21 @@ def test_euclidean_bounds_enclose_cdist(name):
     np.testing.assert_array_equal(transposed.exact(cols, rows), exact.ravel())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("scale", [1e-18, 1e-22, 1e-25, 1e-40])
+def test_euclidean_bounds_hold_below_float32s_normal_range(scale, dtype):
+    """Squares below 2^-126 underflow in the float32 GEMM: an absolute term, not a relative
+    one, bounds what is lost (without it every upper bound fell below cdist at 1e-25)."""
+    rng = np.random.default_rng(3)
+    x = (scale * rng.standard_normal((40, 64))).astype(dtype)
+    y = (scale * rng.standard_normal((30, 64))).astype(dtype)
+    block = euclidean.block_bounds(x, y, x.astype(np.float64).mean(axis=0), backend="numpy")
+    exact = cdist(x.astype(np.float64), y.astype(np.float64))
+    row_lo, row_hi, col_lo, col_hi = _envelope_bounds(block)
+    assert (row_lo <= exact).all() and (exact <= row_hi).all()
+    assert (col_lo <= exact).all() and (exact <= col_hi).all()
+
+
 def test_score_thresholds_are_conservative():
     real, synth = scenarios.clustered(np.random.default_rng(8))
     block = euclidean.block_bounds(real, synth, real.mean(axis=0).astype(np.float64))

@@ -88,49 +88,22 @@ def _full_float32(torch: Any) -> Callable[[], None]:
     return restore
 
 
-class Held:
-    """A process-wide setting held at a value while any thread needs it: the first to enter
-    sets it, the last to leave restores what it found (runners in several threads nest)."""
-
-    def __init__(self, read: Callable[[], Any], write: Callable[[Any], None]) -> None:
-        self._read, self._write = read, write
-        self._lock, self._active, self._saved = threading.Lock(), 0, None
-
-    @contextmanager
-    def at(self, value: Callable[[Any], Any]) -> Iterator[None]:
-        """Hold the setting at ``value(found)`` while the context lasts."""
-        with self._lock:
-            if self._active == 0:
-                self._saved = self._read()
-                self._write(value(self._saved))
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._active -= 1
-                if self._active == 0:
-                    self._write(self._saved)
-
-
 def _may_have_cuda() -> bool:
     """Cheap test before importing torch (seconds per worker) just to find no GPU."""
     return "torch" in sys.modules or os.path.exists("/dev/nvidiactl")
 
 
-def compiled(fn: Callable, reassociate: bool = False) -> Callable | None:
+def compiled(fn: Callable) -> Callable | None:
     """``fn`` compiled by numba (no GIL; cached on disk where the package's folder or the user's
-    cache allows, so a new process loads it in milliseconds), or None without numba.
-    ``reassociate``: sums may be reordered and fused (vectorised): where bounds allow any order."""
+    cache allows, so a new process loads it in milliseconds), or None without numba."""
     try:
         import numba
     except ImportError:
         return None
-    fastmath = {"reassoc", "contract"} if reassociate else False
     try:
-        return numba.njit(nogil=True, cache=True, fastmath=fastmath)(fn)
+        return numba.njit(nogil=True, cache=True)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
-        return numba.njit(nogil=True, fastmath=fastmath)(fn)
+        return numba.njit(nogil=True)(fn)
 
 
 @functools.cache

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 ExactFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-ScoresFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: Relative widening of score thresholds: covers the float64 rounding of their computation.
 THRESHOLD_SLACK = 1e-12
 #: Absolute error of values below float32's normal range (2^-126), per unit of (1 + |a| + |b|):
@@ -100,26 +99,6 @@ def transpose_copy(a: np.ndarray, strip: int = 256) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class Fine:
-    """Finer scores of chosen pairs of a block whose ``score`` is coarse (the bfloat16 first
-    pass of :mod:`.bf16`): the reductions select pairs on the coarse scores, then decide on
-    the fine ones, bounded by these envelopes (both hold for the coarse scores' pairs too).
-
-    Attributes:
-        scores: ``scores(rows, cols)`` -> (P,) scores of the pairs, in the block's dtype.
-        rows, cols: their envelopes, indexed by row and by column as the block's.
-    """
-
-    scores: ScoresFn
-    rows: Envelope
-    cols: Envelope
-
-    def transpose(self) -> Fine:
-        scores = self.scores
-        return Fine(lambda rows, cols: scores(cols, rows), self.cols, self.rows)
-
-
-@dataclass(frozen=True)
 class ScoreBlock:
     """Scores and distance bounds of one block of pairs (x rows by y columns).
 
@@ -129,14 +108,12 @@ class ScoreBlock:
         cols: envelope indexed by column, valid for every pair in that column.
         exact: ``exact(rows, cols)`` -> float64 exact distances of the pairs
             ``(x[rows[p]], y[cols[p]])``; local int indices.
-        fine: finer scores of chosen pairs where ``score`` is coarse, else None.
     """
 
     score: np.ndarray
     rows: Envelope
     cols: Envelope
     exact: ExactFn
-    fine: Fine | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -144,13 +121,12 @@ class ScoreBlock:
 
     def transpose(self) -> ScoreBlock:
         """The same block seen from ``y`` (distances are symmetric), score stored row-major."""
-        exact, fine = self.exact, self.fine
+        exact = self.exact
         return ScoreBlock(
             transpose_copy(self.score),
             self.cols,
             self.rows,
             lambda rows, cols: exact(cols, rows),
-            None if fine is None else fine.transpose(),
         )
 
     @classmethod

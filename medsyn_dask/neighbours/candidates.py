@@ -73,13 +73,6 @@ def _round32(values: np.ndarray, toward: float) -> np.ndarray:
 
 def on_scores(block: ScoreBlock, rows: np.ndarray, cols: np.ndarray, by: str) -> Candidates:
     """Candidates for the given pairs, bounded with the row or the column envelope."""
-    return on_values(rows, cols, block.score[rows, cols], (block.rows, block.cols), by)
-
-
-def on_values(
-    rows: np.ndarray, cols: np.ndarray, s: np.ndarray, envelopes: tuple, by: str
-) -> Candidates:
-    """Candidates for the given pairs of scores ``s``, bounded with the row or the column
-    envelope of ``envelopes`` (rows, cols)."""
-    env, index = (envelopes[0], rows) if by == "row" else (envelopes[1], cols)
+    env, index = (block.rows, rows) if by == "row" else (block.cols, cols)
+    s = block.score[rows, cols]
     return Candidates(rows, cols, env.lower(s, index), env.upper(s, index))

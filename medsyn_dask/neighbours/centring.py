@@ -31,18 +31,13 @@ class Prepared:
     """A block of rows made ready for many :func:`block_bounds` calls (see :func:`prepare`):
     the rows as given (for exact distances), the float64 squared norms of their centred
     float32 values, and their float32 augmented forms: ``left`` for the rows of a block pair,
-    ``right`` for its columns (each made when first needed, if :func:`prepare` did not).
-
-    ``parent``: (whole block, rows) of a slice, else None; ``cache``: what other passes derive
-    from the block (e.g. :mod:`.bf16`'s forms), kept with it."""
+    ``right`` for its columns (each made when first needed, if :func:`prepare` did not)."""
 
     def __init__(
         self, rows: np.ndarray, centre: np.ndarray, split: Split | None = None, forms: str = "both"
     ) -> None:
         self.rows, self.centre = rows, centre
         self._left, self.norms, self._right = _augmented(rows, centre, split, forms)
-        self.parent: tuple[Prepared, slice] | None = None
-        self.cache: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -53,23 +48,7 @@ class Prepared:
         part.rows, part.centre, part.norms = self.rows[rows], self.centre, self.norms[rows]
         part._left = None if self._left is None else self._left[rows]
         part._right = None if self._right is None else self._right[rows]
-        part.parent, part.cache = (self, rows), {}
         return part
-
-    def __getstate__(self) -> dict:
-        """Pickled without ``cache`` (derived, and it may hold a lock): remade where needed."""
-        return {**self.__dict__, "cache": {}}
-
-    def root(self) -> Prepared:
-        """The whole block this one is a slice of (itself if it is not a slice)."""
-        return self if self.parent is None else self.parent[0].root()
-
-    def centred(self) -> tuple[np.ndarray, float]:
-        """(rows, factor): the centred float32 rows times ``factor``, from a form already made
-        (the right form holds them times -2, exactly)."""
-        if self._left is None and self._right is not None:
-            return self._right[:, :-2], -2.0
-        return self.left[:, :-2], 1.0
 
     @property
     def left(self) -> np.ndarray:

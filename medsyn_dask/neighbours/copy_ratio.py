@@ -34,22 +34,15 @@ class RatioPlan:
     the others ("shared") share the largest error, so one limit per column selects their pairs.
     """
 
-    def __init__(
-        self, block: ScoreBlock, copy_threshold: np.ndarray, shared: np.ndarray | None = None
-    ) -> None:
-        """``shared``: the rows that share the column limit, if not chosen here (the fine
-        scores of a coarse block keep the coarse block's choice)."""
+    def __init__(self, block: ScoreBlock, copy_threshold: np.ndarray) -> None:
         env, score = block.rows, block.score
         self.block, self.env = block, env
         valid = copy_threshold > 0
         self.c = np.where(valid, copy_threshold, 1.0)
         self.power = 2 if env.squared else 1
         alpha, beta = env.dist_err / self.c, env.sq_err / self.c**self.power
-        if shared is None:
-            self.loose = valid & ((alpha > _cap(alpha[valid])) | (beta > _cap(beta[valid])))
-            self.shared = valid & ~self.loose
-        else:
-            self.shared, self.loose = shared, valid & ~shared
+        self.loose = valid & ((alpha > _cap(alpha[valid])) | (beta > _cap(beta[valid])))
+        self.shared = valid & ~self.loose
         self.weight = (1.0 / self.c**self.power).astype(score.dtype)
         if self.shared.any():
             self.a, self.b = alpha[self.shared].max(), beta[self.shared].max()
@@ -68,7 +61,14 @@ class RatioPlan:
         """Per column the limit on q of the shared rows (from ``q_min``, the smallest q of
         each column), and the candidates of the loose rows."""
         env, score, c = self.env, self.block.score, self.c
-        best_upper = self._best_upper(q_min)
+        best_upper = np.full(score.shape[1], np.inf)
+        if self.shared.any():
+            # The smallest q of a column belongs to some shared row, whose ratio is at most
+            # (root(q + beta) + alpha) * (1 + rel); q's float32 rounding is covered by 1e-6.
+            q = q_min.astype(np.float64) * (1 + 1e-6)
+            best_upper = ((np.sqrt(q + self.b) if env.squared else q + self.b) + self.a) * (
+                1 + env.rel
+            )
         loose = Candidates.empty()
         loose_rows = np.flatnonzero(self.loose)
         if len(loose_rows):
@@ -77,30 +77,11 @@ class RatioPlan:
             lower = env.lower(score[loose_rows], loose_rows[:, None]) / c[loose_rows, None]
             r, k = nonzero_2d(lower <= best_upper[None, :])
             loose = self.bounds(loose_rows[r], k)
-        return self._limit(best_upper), loose
-
-    def shared_limit(self, q_min: np.ndarray) -> np.ndarray:
-        """:meth:`limit` from the shared rows alone (looser where loose rows hold the least
-        ratio of a column, never wrong): for fine scores, whose q_min is over chosen pairs."""
-        return self._limit(self._best_upper(q_min))
-
-    def _best_upper(self, q_min: np.ndarray) -> np.ndarray:
-        """Per column, an upper bound on its least ratio from its shared rows' least q."""
         if not self.shared.any():
-            return np.full(len(q_min), np.inf)
-        # The smallest q of a column belongs to some shared row, whose ratio is at most
-        # (root(q + beta) + alpha) * (1 + rel); q's float32 rounding is covered by 1e-6.
-        q = q_min.astype(np.float64) * (1 + 1e-6)
-        root = np.sqrt(q + self.b) if self.env.squared else q + self.b
-        return (root + self.a) * (1 + self.env.rel)
-
-    def _limit(self, best_upper: np.ndarray) -> np.ndarray:
-        dtype = self.block.score.dtype
-        if not self.shared.any():
-            return np.full(len(best_upper), -np.inf, dtype)
+            return np.full(score.shape[1], -np.inf, score.dtype), loose
         # lower(s) / c <= m  implies  q <= (m / (1 - rel) + alpha)**power + beta.
-        limit = (best_upper / (1 - self.env.rel) + self.a) ** self.power + self.b
-        return (limit * (1 + 1e-6)).astype(dtype)  # covers q's float32 rounding
+        limit = (best_upper / (1 - env.rel) + self.a) ** self.power + self.b
+        return (limit * (1 + 1e-6)).astype(score.dtype), loose  # covers q's float32 rounding
 
     def bounds(self, rows: np.ndarray, cols: np.ndarray) -> Candidates:
         """The pairs with bounds on their copy ratio."""

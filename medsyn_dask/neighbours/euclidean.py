@@ -6,23 +6,22 @@ features far from the origin keep their precision), casts them to float32 and ge
 squared distance from one GEMM of augmented rows ``[x, |x|^2, 1] . [-2y, 1, |y|^2]``.
 
 Every source of error is bounded: the float32 cast of the centred values and of the norms, the
-GEMM's accumulation of D + 2 products in any order (with or without FMA), and the float64
-rounding of the exact value. The bounds are made uniform per row and per column (using the
-largest norm on the other side), so a threshold on the distance is one threshold on the score.
+GEMM's accumulation of D + 2 products in any order (with or without FMA), the float64
+rounding of the exact value, and (absolutely) what float32 loses below its normal range. The
+bounds are made uniform per row and per column (using the largest norm on the other side), so
+a threshold on the distance is one threshold on the score.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..errors import SettingsError
-from . import bf16
 from .backend import compiled, full_float32_matmul, kernel_module, torch_device
-from .bounds import TINY, Envelope, Fine, ScoreBlock
+from .bounds import TINY, Envelope, ScoreBlock
 from .candidates import Candidates
 from .centring import KERNEL_DTYPES, Prepared, prepare
 from .reductions import kth_per_group, smallest_candidates
@@ -104,24 +103,16 @@ def block_bounds(
     backend: str = "auto",
 ) -> ScoreBlock:
     """Scores and bounds for a block: x (n_x, D), y (n_y, D) rows or their :func:`prepare`
-    forms, centre (D,) float64. The scores come from :mod:`.bf16`'s first pass where it pays,
-    with its wider bounds."""
+    forms, centre (D,) float64."""
     px = x if isinstance(x, Prepared) else prepare(x, centre, forms="left")
     py = y if isinstance(y, Prepared) else prepare(y, centre, forms="right")
-    if bf16.worth_it(px, py, backend):
-        coarse = _bounded(bf16.scores(px, py), px, py, bf16.envelopes(px, py))
-        fine = Fine(functools.partial(bf16.fine_scores, px, py), *_envelopes(px, py))
-        return dataclasses.replace(coarse, fine=fine)
     return _bounded(_gemm_f32(px.left, py.right, backend), px, py)
 
 
-def _bounded(
-    score: np.ndarray, px: Prepared, py: Prepared, envelopes: tuple | None = None
-) -> ScoreBlock:
+def _bounded(score: np.ndarray, px: Prepared, py: Prepared) -> ScoreBlock:
     """The ScoreBlock of float32 scores of ``px`` x ``py`` computed as :func:`block_bounds`
-    (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums.
-    ``envelopes``: (rows, cols) of another pass than the float32 GEMM's."""
-    rows, cols = envelopes if envelopes is not None else _envelopes(px, py)
+    (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums."""
+    rows, cols = _envelopes(px, py)
 
     def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return exact_distances(px.rows, py.rows, rows, cols)
@@ -159,9 +150,9 @@ def symmetric_bounds(x: Prepared, centre: np.ndarray, *, backend: str = "auto") 
     float32 norms by ``U32 (|x|^2 + |y|^2)``, and the sum and the difference after it add at
     most ``2 U32 (|x| + |y|)^2``: in all less than the ``(gamma_{D+4} + U32) (|x| + |y|)^2``
     that bounds the GEMM's scores, before the SAFETY factor. The scores are symmetric to the
-    last bit. With torch on a device or the first pass of :mod:`.bf16`, block_bounds.
+    last bit. With torch on a device, the GEMM of block_bounds.
     """
-    if torch_device(backend) is not None or bf16.worth_it(x, x, backend):
+    if torch_device(backend) is not None:
         return block_bounds(x, x, centre, backend=backend)
     return _bounded(symmetric_scores(*_gram_lower(x)), x, x)
 
@@ -187,26 +178,18 @@ def symmetric_candidates(
     Two compiled passes over the triangle score each pair once for both of its rows: the first
     bounds each row's ``n``-th smallest score from above (:mod:`.scan_kernels`), the second
     collects the pairs within that bound's limit; the ``n``-th smallest and the limits are
-    then taken from those pairs, which hold every pair at most the bound. With the first pass
-    of :mod:`.bf16`, its coarse scores select and the pairs' fine scores decide. Without numba
-    (or with torch on a device), through :func:`symmetric_bounds`.
+    then taken from those pairs, which hold every pair at most the bound. Without numba (or
+    with torch on a device), through :func:`symmetric_bounds`.
     """
     kernels = _triangle_kernels()
     if kernels is None or torch_device(backend) is not None or not 0 < n <= LANES or len(x) <= n:
         block = symmetric_bounds(x, centre, backend=backend)
         return smallest_candidates(block, n, columns=False)[0]
+    gram_lower, norms32 = _gram_lower(x)
     env = _envelopes(x, x)[0]
-    coarse = bf16.worth_it(x, x, backend)
-    if coarse:  # the kernels' (0 + 0) - 2 (-s / 2) is the first pass's score s, exactly
-        gram_lower, norms32 = bf16.scores(x, x) * np.float32(-0.5), np.zeros(len(x), np.float32)
-    else:
-        gram_lower, norms32 = _gram_lower(x)
-    first = bf16.envelopes(x, x)[0] if coarse else env
     bound = kernels.triangle_bounds(gram_lower, norms32, n)
-    wide = first.score_upto(first.upper(bound), np.float32)
+    wide = env.score_upto(env.upper(bound), np.float32)
     rows, cols, s = kernels.triangle_collect(gram_lower, norms32, wide)
-    if coarse:  # decide the collected pairs on their fine scores
-        s = bf16.fine_scores(x, x, rows, cols)
     limit = env.score_upto(env.upper(kth_per_group(rows, s, n, len(x))), np.float32)
     keep = s <= limit[rows]
     rows, cols, s = rows[keep], cols[keep], s[keep]

@@ -4,14 +4,13 @@
 For NumPy inputs a Dask graph costs more than it gives: the inputs are hashed and shipped, every
 task recomputes its blocks' centred float32 forms, and a small problem waits on scheduling.
 Here each block is prepared once (``metric.prepare``) and reused by every pair it is in, block
-pairs run on one thread per core with one BLAS (and torch) thread each, and the candidates of
-a block are merged as soon as its pairs are done. The block functions are the graph's
-(``block_bounds``, ``smallest_candidates``, ``keep_smallest``, ``compare_block``,
-``merge_synthetic``, ``exact_distances``...), so results are the same to the last bit; a
-diagonal block of the real pass takes the metric's ``symmetric_candidates`` where it has one
-(the same candidates from half the work), and a pair needed twice (both ways among the real
-radii, or as the nearest and the least copy ratio of a synthetic image) gets its exact
-distance once.
+pairs run on one thread per core with one BLAS thread each, and the candidates of a block are
+merged as soon as its pairs are done. The block functions are the graph's (``block_bounds``,
+``smallest_candidates``, ``keep_smallest``, ``compare_block``, ``merge_synthetic``,
+``exact_distances``...), so results are the same to the last bit; a diagonal block of the real
+pass takes the metric's ``symmetric_candidates`` where it has one (the same candidates from
+half the work), and a pair needed twice (both ways among the real radii, or as the nearest
+real image and the smallest copy ratio of a synthetic one) gets its exact distance once.
 """
 
 from __future__ import annotations
@@ -21,16 +20,14 @@ import math
 import os
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 
 from ..progress import Counter
-from . import bf16
-from .backend import Held
 from .exact_pairs import exact_once, exact_unordered
 from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's layout)
     LOCAL_BLOCK,
@@ -124,8 +121,10 @@ def runs_here(arrays: Sequence[Any], block_size: int) -> bool:
 
 def threads() -> int:
     """Threads of the pool: the cores this process may use."""
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class Runner:
@@ -152,8 +151,8 @@ class Runner:
     def __enter__(self) -> Runner:
         self._stack = ExitStack()
         if self.n_threads > 1:
-            for hold in (_one_blas_thread(), bf16.one_torch_thread(), _short_switch_interval()):
-                self._stack.enter_context(hold)
+            self._stack.enter_context(_one_blas_thread())
+            self._stack.enter_context(_short_switch_interval())
         self._pool = _pool(self.n_threads)
         return self
 
@@ -358,13 +357,26 @@ def _one_blas_thread() -> AbstractContextManager:
 #: pass or a GEMM (no GIL held) waits for the GIL at most this long while the other thread runs
 #: NumPy steps, instead of the default 5 ms (seen: N = M = 5000, D = 512, 171 -> 166 ms).
 SWITCH_INTERVAL = 2e-4
-_switch = Held(sys.getswitchinterval, sys.setswitchinterval)
+_switch = {"active": 0, "saved": 0.0}
+_switch_lock = threading.Lock()
 
 
-def _short_switch_interval() -> AbstractContextManager:
+@contextmanager
+def _short_switch_interval() -> Iterator[None]:
     """SWITCH_INTERVAL while the context lasts (in any thread: the first to enter sets it, the
     last to leave restores the interpreter's value)."""
-    return _switch.at(lambda found: min(SWITCH_INTERVAL, found))
+    with _switch_lock:
+        if _switch["active"] == 0:
+            _switch["saved"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(SWITCH_INTERVAL, _switch["saved"]))
+        _switch["active"] += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch["active"] -= 1
+            if _switch["active"] == 0:
+                sys.setswitchinterval(_switch["saved"])
 
 
 def _counted(fn: Callable, counter: Counter) -> Callable:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bounds import Envelope, ScoreBlock, nonzero_2d
-from .candidates import Candidates, on_scores, on_values
+from .candidates import Candidates, on_scores
 from .compare_pairs import (
     COPY,
     COPY_OPEN,
@@ -33,7 +33,6 @@ from .compare_pairs import (
 )
 from .copy_ratio import RatioPlan, ratio_candidates  # noqa: F401 (one of the reductions)
 from .groups import group_kth, group_minimum, group_smallest
-from .refine import fine_limits
 from .scans import column_minima, kth_smallest, kth_upper_bounds, select
 
 
@@ -69,7 +68,6 @@ def smallest_candidates(
         score = np.where(allowed, score, np.array(np.inf, dtype=score.dtype))
     sides = ((rows, block.rows, 1), (columns, block.cols, 0))
     bounds = kth_upper_bounds(score, n) if min(score.shape) > n else None
-    envelopes = (block.rows, block.cols)
     if bounds is None:
         limits = [_kth_limit(score, env, n, axis) if want else None for want, env, axis in sides]
         r, c, s = _selected(score, limits, allowed)
@@ -81,20 +79,17 @@ def smallest_candidates(
             for (want, env, _), bound in zip(sides, bounds, strict=True)
         ]
         r, c, s = _selected(score, wide, allowed)
-        if block.fine is not None:  # the pairs the coarse scores leave, decided on fine ones
-            s, envelopes = block.fine.scores(r, c), (block.fine.rows, block.fine.cols)
-        wanted = zip((rows, columns), envelopes, (r, c), score.shape, strict=True)
         limits = [
             env.score_upto(env.upper(kth_per_group(key, s, n, size)), score.dtype) if want else None
-            for want, env, key, size in wanted
+            for (want, env, _), key, size in zip(sides, (r, c), score.shape, strict=True)
         ]
     out: list[Candidates | None] = [None, None]
     if rows:
         keep = s <= limits[0][r]
-        out[0] = on_values(r[keep], c[keep], s[keep], envelopes, "row")
+        out[0] = on_scores(block, r[keep], c[keep], "row")
     if columns:
         keep = s <= limits[1][c]
-        out[1] = on_values(r[keep], c[keep], s[keep], envelopes, "col").transposed()
+        out[1] = on_scores(block, r[keep], c[keep], "col").transposed()
     return out[0], out[1]
 
 
@@ -265,11 +260,7 @@ def compare_block(
         plan.select_weight,
         limits.ratio_score,
     )
-    envelopes = (block.rows, block.cols)
-    if block.fine is not None:  # decide the selected pairs on their fine scores
-        plan, limits = fine_limits(block, rows, cols, plan, limits)
-        envelopes = (block.fine.rows, block.fine.cols)
-    found = classify(score, rows, cols, *envelopes, limits)
+    found = classify(score, rows, cols, block.rows, block.cols, limits)
     inside, copy = _settle(block, rows, cols, found, radius_k, copy_threshold)
     near, low_ratio = found.has(NEAREST), found.has(RATIO)
     nearest = Candidates(rows[near], cols[near], found.col_lower[near], found.col_upper[near])
