@@ -42,7 +42,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -94,11 +94,13 @@ class SmallCNN(nn.Module):
 class Cell:
     """One timed run: images per second of wall time, and CPU milliseconds per image summed
     over every process involved (driver with its in-process scheduler, and the workers);
-    ``other``: cores that other processes of the machine used meanwhile (:class:`OtherLoad`)."""
+    ``other``: cores that other processes of the machine used meanwhile (:class:`OtherLoad`);
+    ``images``: how many it read (the loop's cells)."""
 
     rate: float
     cpu_ms: float
     other: float = 0.0
+    images: int = 0
 
 
 def dataloader_cell(
@@ -127,7 +129,7 @@ def dataloader_cell(
     feats = np.concatenate([extractor(batch) for batch in loader])
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     assert len(feats) == len(paths)
-    return Cell(len(paths) / elapsed, 1000 * cpu / len(paths))
+    return Cell(len(paths) / elapsed, 1000 * cpu / len(paths), images=len(paths))
 
 
 @contextmanager
@@ -167,12 +169,10 @@ def _tuned_loop(
     if barrier is not None:  # the processes of a pair start their loops together
         _import_torch()
         barrier.wait()
-    from medsyn_dask.sources import list_images
-
     start = time.perf_counter()  # CLOCK_MONOTONIC: comparable between processes
     cell = dataloader_cell(root, model, resolution, batch_size, part)
-    end, images = time.perf_counter(), len(list_images(root).paths[part[0] :: part[1]])
-    return {"rate": cell.rate, "cpu_ms": cell.cpu_ms, "start": start, "end": end, "images": images}
+    end = time.perf_counter()
+    return {**asdict(cell), "start": start, "end": end}
 
 
 def pair_cell(root: str, model: str, resolution: int, batch_size: int) -> Cell:
