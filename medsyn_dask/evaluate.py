@@ -27,6 +27,7 @@ from .evaluate_inputs import (
     finite_flag,
     lazy_centre,
     scattered_inputs,
+    usable_flag,
 )
 from .evaluate_patients import patient_radius, patient_scores
 from .evaluate_results import EvaluationResult, RealNeighbourhood, assemble, combine_blocks
@@ -111,8 +112,10 @@ def real_neighbourhood(
     with scattered_inputs({"real": real}, block_size, scatter=not here) as (real,):
         check_features(real, None, metric, nearest_k)
         fid = real_fid_plan(real, metric=metric, fid_max_dim=fid_max_dim, requested=compute_fid)
-        ok, centre, fid_parts = compute(finite_flag(real), lazy_centre(real, metric), fid.lazy)
-        check_finite({"real": real}, [ok])
+        ok, centre, fid_parts = compute(
+            usable_flag(real, metric), lazy_centre(real, metric), fid.lazy
+        )
+        check_finite({"real": real}, [ok], metric)
         if here:
             options = {"block_size": block_size, "progress": progress}
             with local.Runner(metric, centre, backend, **options) as run:
@@ -207,13 +210,13 @@ def evaluate_features(
             ok_real, ok_synthetic, std, centre = local.summary(*inputs.values(), metric)
         else:
             ok_real, ok_synthetic, std, centre = compute(
-                finite_flag(real),
-                finite_flag(synthetic),
+                usable_flag(real, metric),
+                usable_flag(synthetic, metric),
                 feature_std(synthetic),
                 lazy_centre(real, metric) if reference is None else None,
             )
         centre = centre if reference is None else reference.centre
-        check_finite({"real": real, "synthetic": synthetic}, [ok_real, ok_synthetic])
+        check_finite({"real": real, "synthetic": synthetic}, [ok_real, ok_synthetic], metric)
         margin = scores.copy_margin(float(std), mode_collapse_threshold)
         settings = {"nearest_k": nearest_k, "metric": metric, "centre": centre, "backend": backend}
         if here:

@@ -168,12 +168,42 @@ def finite_flag(array: da.Array) -> Any:
     return da.isfinite(array).all() if array.dtype.kind == "f" else True
 
 
-def check_finite(arrays: dict[str, da.Array], flags: list[bool]) -> None:
-    """SettingsError naming the array and first row holding NaN or Inf, where a flag is False."""
+def usable_flag(array: da.Array, metric: str) -> Any:
+    """Lazy "fit for ``metric``'s engine": :func:`finite_flag`, and where the metric has a
+    ``MAX_ROW_NORM`` (Euclidean), every row's norm at most that."""
+    limit = getattr(get_metric(metric), "MAX_ROW_NORM", None)
+    if limit is None:
+        return finite_flag(array)
+    return da.logical_and(finite_flag(array), _square_norms(array).max() <= limit * limit)
+
+
+def _square_norms(array: da.Array) -> da.Array:
+    as64 = array.astype("float64")
+    return (as64 * as64).sum(axis=1)
+
+
+def check_finite(arrays: dict[str, da.Array], flags: list[bool], metric: str | None = None) -> None:
+    """SettingsError naming the array and first row holding NaN or Inf, or (with ``metric``)
+    the first row whose norm is above the metric's ``MAX_ROW_NORM``, where a flag is False
+    (:func:`finite_flag`, :func:`usable_flag`)."""
     for (name, array), ok in zip(arrays.items(), flags, strict=True):
-        if not ok:
-            row = int(dask.compute(da.argmin(da.isfinite(array).all(axis=1)))[0])
+        if ok:
+            continue
+        finite = da.isfinite(array).all(axis=1) if array.dtype.kind == "f" else None
+        if finite is not None and not bool(finite.all().compute()):
+            row = int(dask.compute(da.argmin(finite))[0])
             raise SettingsError(f"{name}: features contain NaN or Inf (first at row {row})")
+        limit = getattr(get_metric(metric), "MAX_ROW_NORM", None) if metric else None
+        if limit is not None:
+            norms = _square_norms(array)
+            row = int(dask.compute(da.argmax(norms > limit * limit))[0])
+            norm = float(np.sqrt(norms[row].compute()))
+            raise SettingsError(
+                f"{name}: row {row} has norm {norm:.3g}, above the {limit:.3g} that the "
+                f"{metric} engine holds (its first pass squares distances in float32); "
+                "scale the features down: a power of two such as 2**-40 scales every distance "
+                "exactly"
+            )
 
 
 def lazy_centre(real: da.Array, metric: str) -> da.Array | None:

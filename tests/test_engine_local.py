@@ -93,6 +93,22 @@ def test_features_below_float32s_normal_range_equal_brute_force(scale, no_defaul
     assert_matches(evaluate_features(real, synth, block_size=64, compute_fid=False), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("offset", [0.0, 0.5])
+def test_rows_up_to_the_largest_norm_equal_brute_force(dtype, offset, no_default_client):
+    """Rows as long as MAX_ROW_NORM allows (about 5.8e17), around the origin or far from it:
+    the float32 scores stay finite and the answers exact."""
+    rng = np.random.default_rng(65)
+    real, synth = rng.standard_normal((150, 32)), rng.standard_normal((120, 32))
+    synth[:4] = real[10:14]  # copies
+    real, synth = real + offset * 8.0, synth + offset * 8.0
+    longest = max(np.linalg.norm(a, axis=1).max() for a in (real, synth))
+    scale = euclidean.MAX_ROW_NORM * (1 - 1e-6) / longest  # 1e-6: float32 rounding
+    real, synth = (real * scale).astype(dtype), (synth * scale).astype(dtype)
+    expected = brute_force(real, synth)
+    assert_matches(evaluate_features(real, synth, block_size=64, compute_fid=False), expected)
+
+
 @pytest.mark.parametrize("name", sorted(scenarios.HAMMING))
 def test_hamming_here_equals_brute_force(name):
     real, synth = scenarios.HAMMING[name](np.random.default_rng(41))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scipy import linalg
 
 from medsyn_dask import evaluate_features, real_neighbourhood
+from medsyn_dask.errors import SettingsError
 
 _rand = np.random.default_rng(0).random
 
@@ -161,6 +162,24 @@ def test_nan_or_inf_names_the_set_and_row(where):
     arrays[where][7, 2] = np.nan if where == "real" else np.inf
     with pytest.raises(ValueError, match=f"{where}: features contain NaN or Inf .*row 7"):
         evaluate_features(arrays["real"], arrays["synthetic"], block_size=8)
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+@pytest.mark.parametrize("where", ["real", "synthetic"])
+def test_rows_beyond_the_engines_range_are_named(where, lazy):
+    """Rows too long for the float32 first pass (about 1e18 and more) gave wrong radii with
+    nothing but RuntimeWarnings; now an error names the set, the row and the limit, on the
+    in-process path and on the graph's (Dask inputs of more than LOCAL_BLOCKS blocks)."""
+    rng = np.random.default_rng(22)
+    arrays = {"real": rng.random((30, 4)), "synthetic": rng.random((20, 4))}
+    arrays[where][7] *= 1e19
+    if lazy:
+        arrays = {k: da.from_array(v, chunks=(4, -1)) for k, v in arrays.items()}
+    with pytest.raises(SettingsError, match=rf"{where}: row 7 has norm .* above the 5.76e\+17"):
+        evaluate_features(arrays["real"], arrays["synthetic"], block_size=4)
+    if where == "real":
+        with pytest.raises(SettingsError, match=r"real: row 7 has norm"):
+            real_neighbourhood(arrays["real"], block_size=4)
 
 
 def test_fid_gram_route_equals_covariance_route():

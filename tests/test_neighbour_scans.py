@@ -155,7 +155,25 @@ def test_summary_kernels_find_non_finite_values(bad):
     real[699, 4] = bad
     assert summary.summary(real, synth, "euclidean")[:2] == (False, False)
     huge = np.full((600, 5), 1e308)  # finite values whose column sums overflow
-    assert summary.summary(huge, huge, "euclidean")[:2] == (True, True)
+    assert summary.summary(huge, huge, "hamming")[:2] == (True, True)
+    assert summary.summary(huge, huge, "euclidean")[:2] == (False, False)  # rows too long
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_summary_flags_rows_beyond_the_euclidean_engines_range(compiled, monkeypatch):
+    """A row of norm MAX_ROW_NORM is usable; one a little longer is not (its float32 scores
+    could overflow); the NumPy way agrees with the compiled one."""
+    if not compiled:
+        monkeypatch.setattr(summary, "_kernels", lambda: None)
+    limit = euclidean.MAX_ROW_NORM
+    real, synth = np.ones((700, 4)), np.ones((600, 4))
+    synth[555] = [limit, 0.0, 0.0, 0.0]
+    assert summary.summary(real, synth, "euclidean")[:2] == (True, True)
+    synth[555, 0] = np.nextafter(limit, np.inf)
+    assert summary.summary(real, synth, "euclidean")[:2] == (True, False)
+    real[3] = [limit / 2, limit, 0.0, 0.0]  # each value within, the row's norm not
+    assert summary.summary(real, synth, "euclidean")[:2] == (False, False)
+    assert summary.summary(real, synth, "hamming")[:2] == (True, True)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -93,17 +93,21 @@ def _may_have_cuda() -> bool:
     return "torch" in sys.modules or os.path.exists("/dev/nvidiactl")
 
 
-def compiled(fn: Callable) -> Callable | None:
+def compiled(fn: Callable, *, reassociate: bool = False) -> Callable | None:
     """``fn`` compiled by numba (no GIL; cached on disk where the package's folder or the user's
-    cache allows, so a new process loads it in milliseconds), or None without numba."""
+    cache allows, so a new process loads it in milliseconds), or None without numba.
+
+    ``reassociate``: its float sums may be reordered (vectorised), for a sum whose order does
+    not matter; NaN and Inf keep their meaning."""
     try:
         import numba
     except ImportError:
         return None
+    options = {"nogil": True, "fastmath": {"reassoc"} if reassociate else False}
     try:
-        return numba.njit(nogil=True, cache=True)(fn)
+        return numba.njit(cache=True, **options)(fn)
     except RuntimeError:  # no writable cache location: compile in each process
-        return numba.njit(nogil=True)(fn)
+        return numba.njit(**options)(fn)
 
 
 @functools.cache

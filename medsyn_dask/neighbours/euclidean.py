@@ -32,6 +32,10 @@ U32 = 2.0**-24
 U64 = 2.0**-53
 #: Every error bound is doubled: an overestimate costs only a few more exact rechecks.
 SAFETY = 2.0
+#: Largest row norm the engine takes (about 5.8e17): centred on the real mean, a row is then at
+#: most 2^60 long and every float32 score, norm and partial sum at most (2^61)^2 = 2^122, below
+#: float32's 2^128. Larger features would overflow to Inf and silently change the selection.
+MAX_ROW_NORM = 2.0**59
 
 
 def validate(name: str, features: np.ndarray) -> None:

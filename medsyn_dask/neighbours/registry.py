@@ -6,7 +6,9 @@
   "left", "right" or "both", the sides of block pairs the rows will be on);
 - ``block_bounds(x, y, centre, backend=...)``: the :class:`ScoreBlock` of a block of pairs
   (x and y: rows, or what ``prepare`` made of them);
-- ``exact_distances(x, y, rows, cols)``: float64 distances of chosen pairs, as scipy's ``cdist``.
+- ``exact_distances(x, y, rows, cols)``: float64 distances of chosen pairs, as scipy's ``cdist``;
+- optionally ``MAX_ROW_NORM``: the largest row norm its first pass holds (the input checks
+  reject larger rows, naming the first).
 """
 
 from __future__ import annotations
