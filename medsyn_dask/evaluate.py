@@ -19,6 +19,7 @@ import numpy as np
 
 from .checks import DEFAULT_BLOCK_SIZE
 from .evaluate_inputs import (
+    array_like,
     check_features,
     check_finite,
     check_options,
@@ -105,7 +106,7 @@ def real_neighbourhood(
     patient radii of patient mode.
     """
     check_options(metric, block_size, backend=backend, nearest_k=nearest_k)
-    (real,) = local.in_memory_when_small([real], block_size)
+    (real,) = local.in_memory_when_small([array_like(real)], block_size)
     here = local.runs_here([real], block_size)
     compute = _progress(progress, here)
     features = real
@@ -199,7 +200,9 @@ def evaluate_features(
     check_options(
         metric, block_size, backend=backend, nearest_k=nearest_k, threshold=mode_collapse_threshold
     )
-    real, synthetic = local.in_memory_when_small([real, synthetic], block_size)
+    real, synthetic = local.in_memory_when_small(
+        [array_like(real), array_like(synthetic)], block_size
+    )
     inputs = {"real": real, "synthetic": synthetic}
     here = local.runs_here(list(inputs.values()), block_size)
     compute = _progress(progress, here)

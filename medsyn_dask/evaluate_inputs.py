@@ -25,6 +25,12 @@ from .neighbours import get_metric
 from .neighbours.backend import check_backend
 
 
+def array_like(features: Any) -> Any:
+    """``features`` as given where it has a dtype (NumPy, Dask, Zarr...), else as NumPy: lists,
+    pandas DataFrames (which have one dtype per column)."""
+    return features if hasattr(features, "dtype") else np.asarray(features)
+
+
 @contextmanager
 def scattered_inputs(
     arrays: dict[str, Any], block_size: int, *, scatter: bool = True
@@ -46,8 +52,7 @@ def scattered_inputs(
 
 
 def _as_features(array: Any, name: str, block_size: int, held: list | None) -> da.Array:
-    if getattr(array, "ndim", None) is None:
-        array = np.asarray(array)
+    array = array_like(array)
     if array.ndim != 2:
         raise SettingsError(
             f"{name}: features must be 2-D (images x dimensions), got {array.shape}"
@@ -127,6 +132,8 @@ def check_features(
     if synthetic is None:
         return
     kind.validate("synthetic", synthetic)
+    if hasattr(kind, "validate_pair"):
+        kind.validate_pair(real, synthetic)
     if synthetic.shape[1] != real.shape[1]:
         raise SettingsError(
             "real and synthetic features differ in dimension: "

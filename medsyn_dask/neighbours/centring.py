@@ -89,9 +89,11 @@ def _augmented(
     the squared norms of the float32 centred rows (float64), and the rows of
     :attr:`Prepared.right`; a form not in ``forms`` is None (NumPy makes left only).
 
-    float32 features are centred in float32 on ``float32(c)``: a common shift of every point
-    leaves distances unchanged, and the rounding of the difference is the cast error bounded
-    in :func:`block_bounds`. Other dtypes are centred in float64, then cast. The norms are
+    Every dtype is centred on the float64 ``c`` in float64, then cast to float32: the one
+    rounding of the difference the cast error bounded in :func:`block_bounds` (with the
+    float64 rounding before it). The shift must be the same for both sides of a block pair:
+    real float32 features beside float64 synthetic ones centred on ``float32(c)`` and ``c``
+    would differ by ``c - float32(c)``, which no bound counts. The norms are
     float64 sums of the float64 squares, to float64 accuracy in any order (the bounds count
     only their float32 cast), so the compiled pass and NumPy may differ in their last bits.
     """
@@ -99,7 +101,6 @@ def _augmented(
     want_left, want_right = forms != "right", forms != "left"
     kernel = _centre_kernel() if a.dtype in KERNEL_DTYPES else None
     if kernel is not None:
-        shift = centre.astype(np.float32) if a.dtype == np.float32 else centre
         shape = (len(a), a.shape[1] + 2)
         # A form not made is a (0, D + 2) array to the kernel: it writes only those asked for.
         left, right = (
@@ -107,7 +108,7 @@ def _augmented(
             for want in (want_left, want_right)
         )
         norms = np.empty(len(a))
-        a, shift = np.ascontiguousarray(a), shift.astype(a.dtype, copy=False)
+        a, shift = np.ascontiguousarray(a), np.asarray(centre, np.float64)
 
         def centre_range(span: tuple[int, int]) -> None:
             lo, hi = span
@@ -121,10 +122,7 @@ def _augmented(
         return (left if want_left else None), norms, (right if want_right else None)
     out = np.empty((len(a), a.shape[1] + 2), dtype=np.float32)
     body = out[:, :-2]
-    if a.dtype == np.float32:
-        np.subtract(a, centre.astype(np.float32), out=body)
-    else:
-        np.subtract(a, centre, out=body, casting="unsafe")
+    np.subtract(a, centre, out=body, casting="unsafe", dtype=np.float64)  # then cast
     norms = np.einsum("ij,ij->i", body, body, dtype=np.float64)
     out[:, -2], out[:, -1] = norms, 1.0
     return out, norms, None
@@ -144,7 +142,7 @@ def _centre_kernel():
         for i in range(n):
             row = left[i] if want_left else scratch
             for j in range(dim):  # no branch, no reduction: vectorised
-                row[j] = np.float32(a[i, j] - shift[j])  # float32 - float32, or float64 then cast
+                row[j] = np.float32(a[i, j] - shift[j])  # in float64, then cast
             if want_right:
                 twice = right[i]
                 for j in range(dim):

@@ -41,9 +41,15 @@ class RatioPlan:
         self.c = np.where(valid, copy_threshold, 1.0)
         self.power = 2 if env.squared else 1
         alpha, beta = env.dist_err / self.c, env.sq_err / self.c**self.power
+        weight = 1.0 / self.c**self.power
         self.loose = valid & ((alpha > _cap(alpha[valid])) | (beta > _cap(beta[valid])))
+        # A tiny threshold (below about 2^-50 for float32 scores) has a weight, or a q of a
+        # pair's rounding error, beyond the score dtype: q would be Inf or NaN and the column's
+        # limit NaN, losing its smallest ratio. Such rows are bounded alone, in float64.
+        largest = float(np.finfo(score.dtype).max) * 2.0**-28
+        self.loose |= valid & ((weight > largest) | (beta > largest))
         self.shared = valid & ~self.loose
-        self.weight = (1.0 / self.c**self.power).astype(score.dtype)
+        self.weight = np.where(self.shared, weight, 0.0).astype(score.dtype)
         if self.shared.any():
             self.a, self.b = alpha[self.shared].max(), beta[self.shared].max()
 
@@ -66,9 +72,9 @@ class RatioPlan:
             # The smallest q of a column belongs to some shared row, whose ratio is at most
             # (root(q + beta) + alpha) * (1 + rel); q's float32 rounding is covered by 1e-6.
             q = q_min.astype(np.float64) * (1 + 1e-6)
-            best_upper = ((np.sqrt(q + self.b) if env.squared else q + self.b) + self.a) * (
-                1 + env.rel
-            )
+            best_upper = (
+                (np.sqrt(np.maximum(q + self.b, 0.0)) if env.squared else q + self.b) + self.a
+            ) * (1 + env.rel)
         loose = Candidates.empty()
         loose_rows = np.flatnonzero(self.loose)
         if len(loose_rows):

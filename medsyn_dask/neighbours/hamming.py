@@ -54,6 +54,17 @@ def validate(name: str, codes: np.ndarray) -> None:
         )
 
 
+def validate_pair(real: np.ndarray, synthetic: np.ndarray) -> None:
+    """Raise SettingsError where one set's codes are uint64 and the other's signed: together
+    they may span more than 64 bits (-1 and 2**64 - 1 would pack alike)."""
+    kinds = {real.dtype.kind, synthetic.dtype.kind}
+    if np.dtype(np.uint64) in (real.dtype, synthetic.dtype) and "i" in kinds:
+        raise SettingsError(
+            f"hamming codes: real {real.dtype} and synthetic {synthetic.dtype} mix uint64 and "
+            "signed codes; convert both to one dtype"
+        )
+
+
 class Codes:
     """A block of codes made ready for many block pairs (see :func:`prepare`).
 
@@ -147,7 +158,8 @@ def mismatch_counts(
     x, y = _as_codes(x), _as_codes(y)
     device = torch_device(backend)
     if device is not None:
-        return x.rows.shape[1] - _matches_torch(x.rows, y.rows, device)
+        wide = min(x.low, y.low) < -(2**31) or max(x.high, y.high) >= 2**31
+        return x.rows.shape[1] - _matches_torch(x.rows, y.rows, device, wide)
     # Positions constant in both blocks are decided once for every pair, then dropped.
     fixed = x.constant & y.constant
     differ = int((fixed & (x.value != y.value)).sum())
@@ -284,11 +296,14 @@ def _matches_direct(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _matches_torch(x: np.ndarray, y: np.ndarray, device: object) -> np.ndarray:
+def _matches_torch(x: np.ndarray, y: np.ndarray, device: object, wide: bool) -> np.ndarray:
+    """Matching positions compared in int32 (half the memory), or int64 where a code is
+    beyond int32 (``wide``): a cast that wrapped would make different codes equal."""
     import torch
 
-    tx = torch.from_numpy(np.ascontiguousarray(x, dtype=np.int32)).to(device)
-    ty = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int32)).to(device)
+    dtype = np.int64 if wide else np.int32
+    tx = torch.from_numpy(np.ascontiguousarray(x, dtype=dtype)).to(device)
+    ty = torch.from_numpy(np.ascontiguousarray(y, dtype=dtype)).to(device)
     out = torch.empty((len(x), len(y)), dtype=torch.int64, device=device)
     step = max(1, DIRECT_CHUNK_BYTES // max(1, len(y) * x.shape[1]))
     for s in range(0, len(x), step):

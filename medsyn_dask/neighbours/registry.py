@@ -7,6 +7,8 @@
 - ``block_bounds(x, y, centre, backend=...)``: the :class:`ScoreBlock` of a block of pairs
   (x and y: rows, or what ``prepare`` made of them);
 - ``exact_distances(x, y, rows, cols)``: float64 distances of chosen pairs, as scipy's ``cdist``;
+- optionally ``validate_pair(real, synthetic)``: SettingsError unless the two sets suit the
+  metric together;
 - optionally ``MAX_ROW_NORM``: the largest row norm its first pass holds (the input checks
   reject larger rows, naming the first).
 """

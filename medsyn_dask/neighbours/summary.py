@@ -32,7 +32,7 @@ def summary(
     features; ``map_`` runs the tasks (a thread pool's map). Usable: every value finite and,
     where the metric has a ``MAX_ROW_NORM``, every row's norm at most that."""
     kernels = _kernels()
-    plain = [a.flags.c_contiguous and a.dtype.kind in "fiu" for a in (real, synthetic)]
+    plain = [a.flags.c_contiguous and _compiled_dtype(a.dtype) for a in (real, synthetic)]
     limit = getattr(get_metric(metric), "MAX_ROW_NORM", np.inf)
     if kernels is None or not all(plain):
         return _numpy_summary(real, synthetic, metric, map_, limit)
@@ -41,9 +41,17 @@ def summary(
     if not ok_synth:  # the caller raises on it: no std needed
         return ok_real, ok_synth, float("nan"), centre if metric == "euclidean" else None
     chunks = _chunks(len(synthetic))
-    squares = sum(map_(lambda s: kernels["squares"](synthetic[s], mean), chunks))
-    std = float(np.sqrt(squares / len(synthetic)).mean())
+    parts = list(map_(lambda s: kernels["squares"](synthetic[s], mean), chunks))
+    n = len(synthetic)
+    # Less the squared mean deviation: what the mean's own rounding leaves (as feature_std).
+    variance = sum(p[0] for p in parts) / n - (sum(p[1] for p in parts) / n) ** 2
+    std = float(np.sqrt(np.maximum(variance, 0.0)).mean())
     return ok_real, ok_synth, std, centre if metric == "euclidean" else None
+
+
+def _compiled_dtype(dtype: np.dtype) -> bool:
+    """Integers, float32 and float64: what the kernels take (numba has no float16 or float128)."""
+    return dtype.kind in "iu" or dtype in (np.float32, np.float64)
 
 
 def _chunks(n: int) -> list[slice]:
@@ -66,7 +74,7 @@ def _numpy_summary(real, synthetic, metric, map_, limit: float):
         finite = [a.dtype.kind != "f" or bool(np.isfinite(a).all()) for a in (r, s)]
         std = s.std(axis=0, dtype=np.float64)  # each value cast exactly, as astype would
         centre = r.mean(axis=0, dtype=np.float64) if metric == "euclidean" else None
-        squares = [np.einsum("ij,ij->i", a, a, dtype=np.float64) for a in (r, s)]
+        squares = [np.einsum("ij,ij->i", a, a, dtype=np.float64, casting="unsafe") for a in (r, s)]
         return finite[0], finite[1], std, centre, squares
 
     parts = list(map_(part, slices))
@@ -108,10 +116,13 @@ def _sums(rows):  # pragma: no cover - compiled
 
 
 def _squares(rows, mean):  # pragma: no cover - compiled
-    """Column sums of the squared deviations from ``mean`` of a chunk of rows."""
+    """Column sums of the squared deviations from ``mean`` of a chunk of rows, and of the
+    deviations."""
     total = np.zeros(rows.shape[1])
+    first = np.zeros(rows.shape[1])
     for i in range(rows.shape[0]):
         for j in range(rows.shape[1]):
             d = np.float64(rows[i, j]) - mean[j]
             total[j] += d * d
-    return total
+            first[j] += d
+    return total, first
