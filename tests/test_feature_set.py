@@ -17,14 +17,13 @@ from medsyn_dask.features.feature_set import (
 )
 from medsyn_dask.features.reuse import StoredRows, match_rows, plan_partitions
 
-CONFIG = FeatureConfig("pixels", None, 32, 1, False, "ab" * 32)
+CONFIG = FeatureConfig("pixels", None, 32, 1, False, "ab" * 32, "/data")
 
 
 def _provenance(**changes) -> Provenance:
     base = Provenance(
         **asdict(CONFIG),
         model="pixels",
-        root="/data",
         class_names=("a", "b"),
         created="2026-01-01T00:00:00+00:00",
         n_images=5,

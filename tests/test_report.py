@@ -240,3 +240,26 @@ def _flat(options: dict, prefix: str = ""):
             yield from _flat(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+def test_a_run_starts_by_removing_an_earlier_runs_tables(tmp_path):
+    """A rerun into the same folder with fewer groups or classes, or without patient mode,
+    left the earlier run's CSVs and mean images beside its new metrics.json."""
+    from medsyn_dask.report.tables import prepare_output
+
+    earlier = [
+        "metrics.json",
+        "report.html",
+        "per_real.csv",
+        "per_image/memorizer.csv",
+        "per_patient/memorizer.csv",
+        "mean_images/memorizer/normal.png",
+        "mean_images/real/all_classes.png",
+    ]
+    mine = ["notes.txt", "per_image/README.md"]
+    for name in earlier + mine:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    prepare_output(str(tmp_path))
+    assert [n for n in earlier if (tmp_path / n).exists()] == []
+    assert all((tmp_path / n).exists() for n in mine)

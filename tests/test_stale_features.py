@@ -23,6 +23,7 @@ from medsyn_dask.features.lock import FeatureSetBusy, SetLock
 from medsyn_dask.phantoms import write_demo_dataset
 from medsyn_dask.settings import AnalyzeSettings
 from medsyn_dask.sources import preprocess, read_image
+from medsyn_dask.sources.readers import BadImageError
 
 RES = 16
 
@@ -187,9 +188,84 @@ def test_object_store_etags_and_lock(tmp_path, extract_client, s3_server, s3_buc
     again = extract_features(root, store, "real", **kw)
     assert again.partitions_written == (2,) and again.n_reextracted == 1
     loaded = load_features(store, "real", storage_options=opts)
-    np.testing.assert_allclose(
-        loaded.features.compute(), _direct(loaded.paths, opts), atol=1e-6
-    )
+    np.testing.assert_allclose(loaded.features.compute(), _direct(loaded.paths, opts), atol=1e-6)
     with SetLock(store, opts, "real", first.name, "run-s3"):
         with pytest.raises(FeatureSetBusy, match="being written by run run-s3"):
             extract_features(root, store, "real", **kw)
+
+
+def test_another_root_with_the_same_layout_sizes_and_mtimes_is_not_reused(tmp_path, extract_client):
+    """A second folder of the same file names, sizes and modification times (uncompressed
+    images, copies made with -p, archives) written to the same group: its images are other
+    images. The set was reopened (the root was not part of its configuration): the first
+    folder's features were reused and the paths pointed there."""
+    rng = np.random.default_rng(9)
+    roots = [tmp_path / "first", tmp_path / "second"]
+    for cls, i in [(c, i) for c in "ab" for i in range(3)]:
+        for root in roots:
+            (root / cls).mkdir(parents=True, exist_ok=True)
+            pixels = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / cls / f"{i}.bmp")
+            os.utime(root / cls / f"{i}.bmp", ns=(10**18, 10**18))
+    store = str(tmp_path / "f.zarr")
+    kw = dict(resolution=RES, partition_size=2, client=extract_client)
+    extract_features(str(roots[0]), store, "real", **kw)
+    second = extract_features(str(roots[1]), store, "real", **kw)
+    assert (second.n_reused, second.n_reextracted) == (0, 6)
+    loaded = load_features(store, "real", name=second.name)
+    assert all(p.startswith(str(roots[1])) for p in loaded.paths)
+    np.testing.assert_allclose(loaded.features.compute(), _direct(loaded.paths), atol=1e-6)
+
+
+def test_a_bad_image_a_skipping_run_recorded_raises_under_the_error_policy(
+    tmp_path, extract_client
+):
+    """A run with on_bad_image="skip" records a bad image; a later run with the default
+    "error" on the same store reused that record and left the image out without a word."""
+    root = png_dataset(tmp_path / "data", per_class=3)
+    (root / "a" / "broken.png").write_bytes(b"not a png")
+    store = str(tmp_path / "f.zarr")
+    kw = dict(resolution=RES, partition_size=2, client=extract_client)
+    skipped = extract_features(str(root), store, "real", on_bad_image="skip", **kw)
+    assert skipped.n_bad == 1
+    with pytest.raises(BadImageError, match=r"broken\.png"):
+        extract_features(str(root), store, "real", **kw)
+    assert extract_features(str(root), store, "real", on_bad_image="skip", **kw).n_bad == 1
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")  # exporting is the point
+def test_a_model_file_replaced_between_runs_on_one_cluster(tmp_path, extract_client):
+    """The workers kept the model they loaded by path: after the file was replaced, every run
+    on that cluster failed ("changed during the run") until the workers restarted. Now they
+    load it again, and the features are the new model's."""
+    import torch
+
+    root = png_dataset(tmp_path / "data", per_class=3)
+    model = tmp_path / "cnn.pt"
+    kw = dict(resolution=RES, partition_size=3, client=extract_client)
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.AdaptiveAvgPool2d(2))
+        torch.jit.save(torch.jit.script(net.eval()), str(model))
+        store = str(tmp_path / f"f{seed}.zarr")
+        done = extract_features(str(root), store, "real", f"torchscript:{model}", **kw)
+        loaded = load_features(store, "real", name=done.name)
+        ext = create_extractor(f"torchscript:{model}")
+        want = np.stack([ext(preprocess(read_image(p), RES, 1)[None])[0] for p in loaded.paths])
+        np.testing.assert_allclose(loaded.features.compute(), want, atol=1e-6)
+
+
+@pytest.mark.parametrize("column", ["valid", "errors", "paths", "classes"])
+def test_a_damaged_column_is_named_not_read_as_data(tmp_path, extract_client, column):
+    """A column's chunk removed (a damaged copy, a partial sync): its fill values were read as
+    data, dropping images (valid) or blanking paths and classes in every table."""
+    root = png_dataset(tmp_path / "data", per_class=3)
+    (root / "a" / "broken.png").write_bytes(b"not a png")  # so that errors has one entry
+    store = tmp_path / "f.zarr"
+    kw = dict(resolution=RES, on_bad_image="skip", client=extract_client)
+    done = extract_features(str(root), str(store), "real", **kw)
+    chunks = [p for p in (store / "real" / done.name / column).rglob("*") if p.is_file()]
+    for chunk in [p for p in chunks if p.name != "zarr.json"]:
+        chunk.unlink()
+    with pytest.raises(InputError, match=rf"real/{done.name} is damaged"):
+        load_features(str(store), "real")

@@ -183,6 +183,7 @@ def extraction(
         num_channels=int(num_channels),
         volumes=dataset.volumes,
         paths_sha256=paths_digest(rel, dataset.classes),
+        root=_stored_root(dataset.root),
     )
     job = Job(
         model=model,
@@ -202,7 +203,7 @@ def extraction(
     lock = SetLock(store, store_options, group, job.address.name, run_id)
     with lock, current_client(client) as cl:
         fset, fresh = _open_or_create(cl, job, config, dataset, rel, partition_size, run_id)
-        plan = _plan(fset, dataset, rel, config, fresh)
+        plan = _plan(fset, dataset, rel, config, fresh, on_bad_image)
         pending = _submit(cl, job, fset, plan, dataset, rel, progress, shuffle_seed, run_id)
         try:
             yield pending
@@ -233,7 +234,6 @@ def _open_or_create(
     provenance = Provenance(
         **asdict(config),
         model=job.model,
-        root=_stored_root(dataset.root),
         class_names=tuple(dataset.class_names),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         n_images=len(rel),
@@ -268,16 +268,23 @@ def _probe(client: Any, job: Job, run_id: str) -> tuple[int, str]:
 
 
 def _plan(
-    fset: FeatureSet, dataset: Dataset, rel: list[str], config: FeatureConfig, fresh: bool
+    fset: FeatureSet,
+    dataset: Dataset,
+    rel: list[str],
+    config: FeatureConfig,
+    fresh: bool,
+    on_bad_image: OnBadImage,
 ) -> Plan:
     """Match the images to stored rows: this set's first, then other image lists' sets. A set
-    created by this run (``fresh``) holds no rows yet: its columns are not read back."""
-    stored = [_empty_rows(fset.name, rel) if fresh else _stored_rows(fset)]
+    created by this run (``fresh``) holds no rows yet: its columns are not read back. Under
+    ``on_bad_image="error"`` a bad image a skipping run recorded is read again (and raises)."""
+    skip = on_bad_image == "skip"
+    stored = [_empty_rows(fset.name, rel) if fresh else _stored_rows(fset, skip)]
     fps, shas = dataset.fingerprints, dataset.content_sha256
     matches = match_rows(rel, fps, shas, stored)
     if (matches[0] < 0).any():
         siblings = FeatureSet.siblings(fset.zgroup.store, fset.group, config)
-        stored += [_stored_rows(s) for s in siblings]
+        stored += [_stored_rows(s, skip) for s in siblings]
         matches = match_rows(rel, fps, shas, stored, first=1, matches=matches)
     prov = fset.provenance
     finished = set() if fresh else fset.finished_partitions()
@@ -330,13 +337,14 @@ def _submit(
     return PendingExtraction(client, job, fset, plan, work, futures, progress)
 
 
-def _stored_rows(fset: FeatureSet) -> StoredRows:
-    return StoredRows(
-        name=fset.name,
-        paths=fset.read_column("paths").astype(object),
-        fingerprints=fset.read_column("fingerprints").astype(object),
-        content_sha256=fset.read_column("content_sha256").astype(object),
-    )
+def _stored_rows(fset: FeatureSet, bad_reused: bool) -> StoredRows:
+    """The set's rows; without ``bad_reused`` its bad images' rows match no file."""
+    fingerprints = fset.read_column("fingerprints").astype(object)
+    content = fset.read_column("content_sha256").astype(object)
+    if not bad_reused:
+        bad = fset.read_column("errors") != ""
+        fingerprints[bad], content[bad] = "", ""
+    return StoredRows(fset.name, fset.read_column("paths").astype(object), fingerprints, content)
 
 
 def _empty_rows(name: str, rel: list[str]) -> StoredRows:

@@ -47,6 +47,9 @@ class FeatureConfig:
     num_channels: int
     volumes: bool
     paths_sha256: str
+    #: The dataset root (absolute path or URL): ``CLASS/file`` under another root is another
+    #: image, whose file may share a size and a modification time (archives, copies with -p).
+    root: str
     preprocessing_version: int = PREPROCESSING_VERSION
     package_version: str = PACKAGE_VERSION
 
@@ -78,7 +81,6 @@ class Provenance(FeatureConfig):
     """
 
     model: str
-    root: str
     class_names: tuple[str, ...]
     created: str
     n_images: int

@@ -174,11 +174,24 @@ def cached_extractor(
     the model is loaded by the first task of a worker and later tasks (and threads) get the
     same object.
     """
-    key = json.dumps([name, weights, dict(storage_options or {}), device], default=str)
+    key = _cache_key(name, weights, storage_options, device)
     with _CACHE_LOCK:
         if key not in _CACHE:
             _CACHE[key] = create_extractor(name, weights, storage_options).to(device)
         return _CACHE[key]
+
+
+def forget_extractor(
+    name: str, weights: str | None, storage_options: Mapping[str, Any] | None, device: str
+) -> None:
+    """Drop the extractor :func:`cached_extractor` holds for these arguments (its weights file
+    has changed since: the next call loads it again)."""
+    with _CACHE_LOCK:
+        _CACHE.pop(_cache_key(name, weights, storage_options, device), None)
+
+
+def _cache_key(name, weights, storage_options, device) -> str:
+    return json.dumps([name, weights, dict(storage_options or {}), device], default=str)
 
 
 def _exists(path: str, storage_options: Mapping[str, Any] | None) -> bool:

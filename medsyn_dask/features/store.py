@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import zarr
 
+from ..errors import InputError
 from .feature_set import (
     ATTRS_KEY,
     BadImage,
@@ -101,12 +102,32 @@ def load_features(
     rel = fset.read_column("paths").astype(object)
     classes = fset.read_column("classes").astype(object)
     valid = fset.read_column("valid").astype(bool)
+    _check_intact(f"{group}/{chosen}", rel, classes, valid, fset.read_column("errors"))
     root = prov.root.rstrip("/")
     paths = np.asarray([f"{root}/{p}" if root else p for p in rel], dtype=object)
     if not include_bad and not valid.all():
         keep = np.flatnonzero(valid)
         features, paths, classes = features[keep], paths[keep], classes[keep]
     return LoadedFeatures(features, paths, classes, prov, prov.bad_images, group, chosen)
+
+
+def _check_intact(name: str, rel, classes, valid: np.ndarray, errors: np.ndarray) -> None:
+    """InputError where a column holds its fill value (a chunk removed or lost): an empty path
+    or class, or a row whose valid flag disagrees with its error (a bad image has one, and
+    only it) would silently drop images or blank the tables."""
+    damaged = {
+        "empty paths": np.flatnonzero(rel == ""),
+        "empty classes": np.flatnonzero(classes == ""),
+        "valid flags that disagree with the recorded errors": np.flatnonzero(
+            valid == (errors != "")
+        ),
+    }
+    found = [f"{what} (rows {rows[:3].tolist()}...)" for what, rows in damaged.items() if len(rows)]
+    if found:
+        raise InputError(
+            f"feature set {name} is damaged: {'; '.join(found)}; remove it (or the store) "
+            "and extract again"
+        )
 
 
 def _choose(

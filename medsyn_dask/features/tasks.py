@@ -20,7 +20,7 @@ from ..cluster import relax_malloc_trim
 from ..errors import InputError, MedsynError
 from ..sources import BadImageError, preprocess, read_image
 from .feature_set import SetAddress
-from .registry import cached_extractor
+from .registry import cached_extractor, forget_extractor
 from .reuse import PartitionWork
 
 if TYPE_CHECKING:
@@ -175,7 +175,11 @@ def _problem(exc: Exception, path: str) -> str:
 
 def _worker_extractor(job: Job) -> Extractor:
     relax_malloc_trim()
-    extractor = cached_extractor(job.model, job.weights, job.storage_options, "auto")
+    args = (job.model, job.weights, job.storage_options, "auto")
+    extractor = cached_extractor(*args)
+    if extractor.weights_sha256 != job.weights_sha256:  # replaced since this worker loaded it
+        forget_extractor(*args)
+        extractor = cached_extractor(*args)
     if extractor.weights_sha256 != job.weights_sha256:
         raise ValueError(
             f"the weights file {job.weights} changed during the run (sha256 "

@@ -27,11 +27,16 @@ METRICS_FILE = "metrics.json"
 #: run starts, so a folder never pairs a new run's tables with an old run's report.
 REPORT_FILE, SUMMARY_FILE = "report.html", "summary.txt"
 RENDERED_FILES = (REPORT_FILE, SUMMARY_FILE)
+#: The tables and images a run writes (:func:`write_outputs`): an earlier run's are removed
+#: when a run starts, so a rerun with fewer groups or classes, or without patient mode, leaves
+#: no table beside the new ``metrics.json`` that looks current.
+TABLE_FILES = ("per_real.csv", "per_image/*.csv", "per_patient/*.csv", "mean_images/*/*")
 _VERSIONED = ("medsyn-dask", "dask", "distributed", "numpy", "torch", "zarr", "pillow")
 
 
 def prepare_output(output: str, storage_options: dict | None = None) -> None:
-    """Create ``output``, check it is writable and remove a stale ``metrics.json``.
+    """Create ``output``, check it is writable and remove an earlier run's ``metrics.json``,
+    report and tables (:data:`TABLE_FILES`; other files are left alone).
 
     Raises ``PermissionError``/``OSError`` naming the folder before any work is done.
     """
@@ -47,6 +52,10 @@ def prepare_output(output: str, storage_options: dict | None = None) -> None:
     for name in (METRICS_FILE, *RENDERED_FILES):
         if fs.exists(f"{root}/{name}"):
             fs.rm(f"{root}/{name}")
+    for pattern in TABLE_FILES:
+        for path in fs.glob(f"{root}/{pattern}"):
+            if fs.isfile(path):
+                fs.rm(path)
 
 
 def metrics_dict(result: AnalysisResult) -> dict[str, Any]:
