@@ -212,7 +212,10 @@ def test_another_root_with_the_same_layout_sizes_and_mtimes_is_not_reused(tmp_pa
     extract_features(str(roots[0]), store, "real", **kw)
     second = extract_features(str(roots[1]), store, "real", **kw)
     assert (second.n_reused, second.n_reextracted) == (0, 6)
-    loaded = load_features(store, "real", name=second.name)
+    loaded = load_features(store, "real", root=str(roots[1]))  # two sets: the root chooses
+    assert loaded.name == second.name and load_features(store, "real", root=str(roots[0])).name
+    with pytest.raises(ValueError, match="or root= to choose one"):
+        load_features(store, "real")
     assert all(p.startswith(str(roots[1])) for p in loaded.paths)
     np.testing.assert_allclose(loaded.features.compute(), _direct(loaded.paths), atol=1e-6)
 

@@ -6,6 +6,7 @@ written by :func:`~medsyn_dask.features.extract_features`.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -69,14 +70,16 @@ def load_features(
     model: str | None = None,
     resolution: int | None = None,
     num_channels: int | None = None,
+    root: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     include_bad: bool = False,
 ) -> LoadedFeatures:
     """The features of a completed extraction in ``group`` of ``store``, as a Dask array with
     the row-aligned image paths and classes.
 
-    ``name`` picks a feature set; otherwise ``model``/``resolution``/``num_channels`` filter the
-    completed sets and exactly one must remain. Bad images (skipped during extraction) are left
+    ``name`` picks a feature set; otherwise ``model``/``resolution``/``num_channels``/``root``
+    (the dataset folder or URL the set was extracted from) filter the completed sets and
+    exactly one must remain. Bad images (skipped during extraction) are left
     out unless ``include_bad`` (their rows are NaN, or -1 for codes). Raises
     ``FileNotFoundError`` for a missing store or group and ``ValueError`` for an incomplete or
     ambiguous choice.
@@ -89,7 +92,8 @@ def load_features(
             raise ValueError(f"no feature set {name!r} in group {group!r}; found {sorted(sets)}")
         chosen = name
     else:
-        chosen = _choose(sets, group, model, resolution, num_channels)
+        where = None if root is None else root if "://" in root else os.path.abspath(root)
+        chosen = _choose(sets, group, model, resolution, num_channels, where)
     prov = sets[chosen]
     if not prov.complete:
         raise ValueError(
@@ -136,12 +140,14 @@ def _choose(
     model: str | None,
     resolution: int | None,
     num_channels: int | None,
+    root: str | None,
 ) -> str:
     def matches(p: Provenance) -> bool:
         return (
             (model is None or model in (p.extractor, p.model))
             and (resolution is None or p.resolution == resolution)
             and (num_channels is None or p.num_channels == num_channels)
+            and (root is None or p.root.rstrip("/") == root.rstrip("/"))
         )
 
     found = [n for n, p in sets.items() if matches(p)]
@@ -154,5 +160,5 @@ def _choose(
         return found[0]  # reported as incomplete by the caller
     raise ValueError(
         f"group {group!r} holds {len(complete)} completed feature sets ({sorted(complete)}); "
-        "pass name=, model=, resolution= or num_channels= to choose one"
+        "pass name=, model=, resolution=, num_channels= or root= to choose one"
     )

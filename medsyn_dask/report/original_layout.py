@@ -93,6 +93,7 @@ def write_original_layout(
             model=model,
             resolution=resolution,
             num_channels=num_channels,
+            root=folder.given,
             storage_options=options,
         )
         prefix = loaded.provenance.root.rstrip("/")
