@@ -91,7 +91,7 @@ def analyze(
         )
         for pair in pairs
     }
-    features, patients = split_reference(settings, features, real_set, progress=progress)
+    features, patients = split_reference(settings, features, progress=progress)
     first = features[pairs[0]]
     scores = score_groups(
         settings, first[REAL], scored_groups(settings, first), patients=patients, progress=progress

@@ -16,7 +16,6 @@ from .features.store import LoadedFeatures
 from .metrics.baseline import HOLDOUT, holdout_split
 from .progress import stage
 from .settings import REAL, AnalyzeSettings
-from .sources import Dataset
 from .sources.patients import real_patients
 
 
@@ -31,7 +30,6 @@ def take_rows(loaded: LoadedFeatures, keep: np.ndarray) -> LoadedFeatures:
 def split_reference(
     settings: AnalyzeSettings,
     features: dict[tuple[str, int], dict[str, LoadedFeatures]],
-    real_set: Dataset,
     *,
     progress: bool = True,
 ) -> tuple[dict[tuple[str, int], dict[str, LoadedFeatures]], np.ndarray | None]:
@@ -42,8 +40,10 @@ def split_reference(
     if settings.patients is not None:
         source = "DICOM PatientID (salted hash)" if settings.patients == "dicom" else "CSV"
         stage(f"patients: reading the patient of each real image ({source})", enabled=progress)
+        # The root the paths were joined to (absolute), not the one typed (maybe relative).
+        root = first.provenance.root
         patients = real_patients(
-            settings.patients, first.paths, real_set.root, dict(settings.storage_options)
+            settings.patients, first.paths, root, dict(settings.storage_options)
         )
     if settings.holdout_fraction is None:
         return features, patients

@@ -188,3 +188,23 @@ def test_anonymize_paths_refuses_a_gallery(tmp_path, capsys):
     assert main(args) == 2
     assert "anonymize_paths" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_patient_mode_with_a_relative_root_and_anonymised_paths(tmp_path, address, monkeypatch):
+    """Two bugs of patient mode: a relative --real root stopped the run ("not under the
+    dataset root": the stored paths are absolute), and per_patient/GROUP.csv kept the raw path
+    of each patient's nearest synthetic image under --anonymize-paths."""
+    data = write_demo_dataset(tmp_path / "data", n_real=8, n_synthetic=4, size=32)
+    real = sorted(p.relative_to(data.real) for p in data.real.rglob("*.png"))
+    rows = [f"{p.as_posix()},P{i // 2}" for i, p in enumerate(real)]
+    (tmp_path / "patients.csv").write_text("path,patient\n" + "\n".join(rows) + "\n")
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    relative = data.real.relative_to(tmp_path)
+    args = ["analyze", "--real", str(relative), "--output", str(out), "--resolution", "16"]
+    args += ["--synthetic", f"memorizer={data.synthetic['memorizer']}"]
+    args += ["--patients", "patients.csv", "--anonymize-paths", "--scheduler-address", address]
+    assert main(args) == 0
+    table = pd.read_csv(out / "per_patient" / "memorizer.csv")
+    assert len(table) == len(real) // 2
+    assert table["nearest_synthetic"].str.fullmatch(r"(normal|lesion)/[0-9a-f]{16}\.png").all()

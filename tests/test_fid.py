@@ -214,3 +214,24 @@ def test_feature_statistics_names_the_row_with_nan():
     synth[11, 0] = np.nan
     with pytest.raises(SettingsError, match=r"synthetic: features contain NaN or Inf .*row 11"):
         feature_statistics(real, synth, block_size=8)
+
+
+def test_fid_of_a_set_against_itself_is_never_negative():
+    """Ill-conditioned covariances: rounding in the square roots of tiny eigenvalues gave
+    -5e-9 (D = 16) and -6e-8 (rotated, D = 64); a squared distance is reported as 0 there."""
+    rng = np.random.default_rng(0)
+    flat = rng.normal(size=(60, 16)) * np.logspace(0, -7, 16)
+    rotation = special_ortho_group.rvs(64, random_state=1)
+    rotated = (rng.normal(size=(200, 64)) * np.logspace(0, -7, 64)) @ rotation.T
+    for features in (flat, rotated):
+        assert 0.0 <= feature_statistics(features, features.copy())["fid"] < 1e-6
+
+
+def test_fid_max_dim_holds_with_cached_real_statistics():
+    """The cap was checked only without cached statistics: None without, 5.5 with them."""
+    rng = np.random.default_rng(3)
+    real, synth = rng.normal(size=(60, 16)), rng.normal(size=(50, 16)) + 0.5
+    cached = real_fid_statistics(real)
+    for statistics in (None, cached):
+        out = feature_statistics(real, synth, fid_max_dim=15, real_statistics=statistics)
+        assert out["fid"] is None and "fid_max_dim=15" in out["fid_reason"]

@@ -81,3 +81,21 @@ def test_memoriser_is_far_below_holdout_with_a_tiny_p_value(digits_run):
     diff = versus_holdout(digits_run["memo"], digits_run["holdout"])
     assert diff["privacy_vs_holdout"] < -0.3
     assert diff["copy_test_p_value"] < 1e-10
+
+
+def test_split_by_patient_does_not_depend_on_the_labels_spelling():
+    """DICOM labels are hashes salted anew by each run: patients were drawn in label order,
+    so the same seed held out other patients every run. Now in order of their first image."""
+    rng = np.random.default_rng(4)
+    classes = np.repeat(["a", "b"], 30)
+    patients = np.array([f"P{i // 3}" for i in range(60)], dtype=object)
+    renamed = {p: f"{rng.integers(1 << 60):x}" for p in set(patients)}  # another salt
+    held = holdout_split(classes, 0.3, seed=5, patients=patients)
+    again = holdout_split(classes, 0.3, seed=5, patients=[renamed[p] for p in patients])
+    np.testing.assert_array_equal(held, again)
+    assert holdout_split(classes, 0.3, seed=5, patients=[1.0 * (i // 3) for i in range(60)]).any()
+
+
+def test_a_split_no_fraction_can_make_says_so():
+    with pytest.raises(SettingsError, match="each class has one patient, so no fraction"):
+        holdout_split(["a", "a", "b"], 0.5, seed=0, patients=["P1", "P1", "P2"])

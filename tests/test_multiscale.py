@@ -91,3 +91,12 @@ def test_bad_keys_and_empty_input():
         multiscale_score({"a": 1.0})
     with pytest.raises(ValueError, match="outside"):
         multiscale_score({("a", 128): 1.0, ("b", 128): 1.0}, models=["a"])
+
+
+def test_rounding_level_row_stays_unscaled_like_sklearn():
+    """scikit-learn leaves rows of norm below 10 eps unscaled (every FID of a model at
+    rounding level: synthetic equal to real); they were scaled to norm 1."""
+    matrix = np.array([[1e-16, 2e-16], [3.0, 4.0]])
+    np.testing.assert_array_equal(l2_normalise_rows(matrix), normalize(matrix))
+    scores = {(m, r): matrix[i, j] for i, m in enumerate("ab") for j, r in enumerate((1, 2))}
+    assert multiscale_score(scores).mean == pytest.approx(_reference(matrix)[0], rel=1e-14)

@@ -95,3 +95,19 @@ def test_to_dict_has_patient_scores():
     out = evaluate_features(real, synth, patients=np.arange(60) // 2).to_dict()
     assert {"patients", "patients_copied", "patient_privacy", "patient_copy_share"} <= set(out)
     assert out["patients"] == 30
+
+
+def test_patient_labels_read_as_a_patients_csv_reads_them():
+    """pd.NA raised a bare TypeError, blank text was a patient, 1 and 1.0 were two patients;
+    a message naming the only patient printed a patient identifier."""
+    import pandas as pd
+
+    from medsyn_dask.metrics.patients import encode_patients
+
+    codes, names = encode_patients([1, 1.0, " 2 ", 2, np.int64(3)], 5)
+    assert list(names) == ["1", "2", "3"] and codes.tolist() == [0, 0, 1, 1, 2]
+    for missing in (pd.NA, "   ", None, float("nan")):
+        with pytest.raises(SettingsError, match="real image 1 has no patient label"):
+            encode_patients(["P1", missing, "P2"], 3)
+    with pytest.raises(SettingsError, match="at least two patients, got 1$"):
+        encode_patients(["SECRET-ID"] * 3, 3)

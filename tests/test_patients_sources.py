@@ -32,6 +32,7 @@ def test_csv_labels_follow_the_real_paths(tmp_path):
         ("file,patient\na,P\n", "missing path"),
         ("path,patient\na.png,\n", "row 2 has an empty value"),
         ("path,patient\na.png,P1\na.png,P2\n", "a.png is given two patients"),
+        ("", "cannot be read as CSV"),  # was pandas' EmptyDataError and a traceback
     ],
 )
 def test_bad_csv_is_an_input_error_naming_the_file(tmp_path, text, message):

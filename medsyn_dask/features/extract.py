@@ -174,7 +174,7 @@ def extraction(
     extractor, weights_path = resolve_name(model, weights, storage_options)
     if dataset is None or verify_content:  # content hashes are made by a listing of their own
         dataset = list_images(root, class_names, storage_options, verify_content=verify_content)
-    rel = [relative_path(root, p) for p in dataset.paths]
+    rel = [relative_path(dataset.root, p) for p in dataset.paths]
     store_options = dict(store_options if store_options is not None else storage_options or {})
     config = FeatureConfig(
         extractor=extractor,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SettingsError
+from .patients import patient_label
 
 #: The role name of the held-out real images in the feature store, tables and metrics.json.
 HOLDOUT = "holdout"
@@ -28,13 +29,18 @@ def holdout_split(classes: Any, fraction: float, seed: int, patients: Any = None
     whole patients are drawn, each stratified by its most frequent class (ties: the first
     in sorted order), so that no patient is on both sides. Per stratum of n units,
     ``round(fraction * n)`` are held out, at most n - 1. SettingsError if none is held out.
+    Units are drawn in the order of their first image, not of their labels: DICOM labels are
+    hashes salted anew by each run, and the same seed must draw the same patients.
     """
     classes = np.asarray(classes).astype(str)
-    units = np.arange(len(classes)) if patients is None else np.asarray(patients).astype(str)
-    names, unit_of = np.unique(units, return_inverse=True)
-    strata = np.array([_main_class(classes[unit_of == u]) for u in range(len(names))])
+    units = np.arange(len(classes)) if patients is None else _labels(patients)
+    _, first, unit_of = np.unique(units, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    unit_of = rank[unit_of]  # unit k: the k-th to appear
+    strata = np.array([_main_class(classes[unit_of == u]) for u in range(len(first))])
     rng = np.random.default_rng(seed)
-    held = np.zeros(len(names), dtype=bool)
+    held = np.zeros(len(first), dtype=bool)
     for stratum in np.unique(strata):
         members = np.flatnonzero(strata == stratum)
         n = min(int(round(fraction * len(members))), len(members) - 1)
@@ -42,11 +48,22 @@ def holdout_split(classes: Any, fraction: float, seed: int, patients: Any = None
     mask = held[unit_of]
     if not mask.any():
         what = "image" if patients is None else "patient"
+        single = all((strata == s).sum() == 1 for s in np.unique(strata))
+        hint = (
+            f"each class has one {what}, so no fraction holds one out: give --holdout ROOT"
+            if single
+            else "raise it or give --holdout ROOT"
+        )
         raise SettingsError(
             f"holdout_fraction={fraction} holds out no {what} of the {len(classes)} real "
-            "images; raise it or give --holdout ROOT"
+            f"images; {hint}"
         )
     return mask
+
+
+def _labels(patients: Any) -> np.ndarray:
+    """The labels as patient mode reads them (:func:`.patients.patient_label`)."""
+    return np.asarray([str(patient_label(p)) for p in patients], dtype=str)
 
 
 def _main_class(classes: np.ndarray) -> str:

@@ -83,14 +83,19 @@ class FIDPlan:
     real: RealFID | None = None
 
     def finish(self, computed: tuple) -> float | None:
-        """FID from the computed ``lazy`` part (plain NumPy); None for route ``none``."""
+        """FID from the computed ``lazy`` part (plain NumPy); None for route ``none``.
+
+        A squared distance: where rounding leaves it below 0 (a set against itself, with
+        ill-conditioned covariances: -5e-8 seen, as pytorch-fid's ``sqrtm`` gives), 0."""
         if self.route == "none":
             return None
         if self.route == "gram":
             (sum_r, sq_r, n_r, shift_r), (sum_s, sq_s, n_s, shift_s), gram = computed
-            return gram_distance(shift_r, sum_r, sq_r, n_r, shift_s, sum_s, sq_s, n_s, gram)
-        real = self.real if self.real is not None else self._real(computed[0])
-        return real.distance(gaussian_fit(*computed[-1]))
+            fid = gram_distance(shift_r, sum_r, sq_r, n_r, shift_s, sum_s, sq_s, n_s, gram)
+        else:
+            real = self.real if self.real is not None else self._real(computed[0])
+            fid = real.distance(gaussian_fit(*computed[-1]))
+        return max(0.0, float(fid))
 
     def finish_real(self, computed: tuple) -> RealFID | None:
         """The real side of a plan from :func:`real_fid_plan`, ready to reuse; None if none."""
@@ -136,6 +141,9 @@ def plan_fid(
     if reason is not None:
         return FIDPlan("none", reason=reason)
     if real_fid is not None:
+        too_wide = _too_wide(dim, fid_max_dim)  # the cap holds for cached statistics too
+        if too_wide is not None:
+            return FIDPlan("none", reason=too_wide)
         return FIDPlan("covariance", (moments(synthetic),), real=real_fid)
     if min(n_r, n_s) < dim and n_r * n_s <= GRAM_MAX_PAIRS:
         side_r, side_s = _row_sums(real), _row_sums(synthetic)

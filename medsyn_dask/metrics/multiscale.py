@@ -54,8 +54,9 @@ def l2_normalise_rows(matrix: np.ndarray) -> np.ndarray:
     if m.ndim != 2:
         raise ValueError(f"expected a 2D matrix, got shape {m.shape}")
     norms = np.sqrt(np.einsum("ij,ij->i", m, m))
-    # scikit-learn divides zero rows by 1 instead of 0, leaving them at zero.
-    norms[norms == 0.0] = 1.0
+    # scikit-learn leaves rows of norm below 10 eps unscaled (it divides them by 1): zero rows,
+    # and rounding-level ones (every FID of a model about 1e-16: synthetic equal to real).
+    norms[norms < 10 * np.finfo(np.float64).eps] = 1.0
     return m / norms[:, None]
 
 

@@ -30,16 +30,30 @@ def encode_patients(patients: Any, n_real: int) -> tuple[np.ndarray, np.ndarray]
         raise SettingsError(
             f"patients: one label per real image is needed ({n_real}), got shape {labels.shape}"
         )
-    missing = [i for i, p in enumerate(labels) if p is None or p != p or str(p) == ""]
+    text = [patient_label(p) for p in labels]
+    missing = [i for i, t in enumerate(text) if t is None]
     if missing:
         raise SettingsError(f"patients: real image {missing[0]} has no patient label")
-    names, codes = np.unique(labels.astype(str), return_inverse=True)
-    if len(names) < 2:
-        raise SettingsError(
-            f"patients: patient mode needs at least two patients, got {len(names)} "
-            f"({names[0] if len(names) else 'none'!s})"
-        )
+    names, codes = np.unique(np.asarray(text, dtype=str), return_inverse=True)
+    if len(names) < 2:  # no label in the message: it identifies a patient
+        raise SettingsError(f"patients: patient mode needs at least two patients, got {len(names)}")
     return codes.astype(np.int64), names.astype(object)
+
+
+def patient_label(label: Any) -> str | None:
+    """A patient label as text, as a patients CSV gives it: stripped, an integral float as
+    its integer (1.0 and 1 are one patient); None where there is none (None, NaN, pd.NA,
+    empty or blank text)."""
+    if (
+        label is None
+        or label is pd.NA
+        or (isinstance(label, float | np.floating) and label != label)
+    ):
+        return None
+    if isinstance(label, float | np.floating) and float(label).is_integer():
+        label = int(label)
+    text = str(label).strip()
+    return text or None
 
 
 @dataclass

@@ -191,7 +191,7 @@ def per_patient_table(result: AnalysisResult, group: str) -> pd.DataFrame:
     score = _scored(result)[group]
     table = score.patients.per_patient.copy()
     paths = _scored_features(result)[group].paths
-    table["nearest_synthetic"] = paths[table["nearest_synthetic"].to_numpy()]
+    table["nearest_synthetic"] = _shown(result, paths[table["nearest_synthetic"].to_numpy()])
     return table
 
 

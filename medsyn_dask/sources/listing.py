@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,6 +81,8 @@ def list_images(
     Raises ``FileNotFoundError`` for a missing root or class and ``ValueError`` for a root with
     no images or one that mixes 2D images and 3D volumes.
     """
+    if "://" not in root:  # workers (maybe on other hosts, other folders) get absolute paths
+        root = os.path.abspath(root)
     fs, base, present = _open_root(root, storage_options)
     if class_names:
         missing = [c for c in class_names if c not in present]

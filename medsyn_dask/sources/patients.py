@@ -41,7 +41,7 @@ def read_patient_table(
     try:
         with fsspec.open(source, "rb", **dict(storage_options or {})) as f:
             table = pd.read_csv(f, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InputError(f"patients file {source}: cannot be read as CSV ({exc})") from exc
     missing = [c for c in ("path", "patient") if c not in table.columns]
     if missing:
