@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, get_args
 
-from .errors import SettingsError
+from .errors import InputError, SettingsError
 
 #: Smallest and largest image side for extraction (pixels): below 8 no extractor has anything
 #: to see; above 8192 one 3D volume alone would not fit in a worker.
@@ -18,6 +18,9 @@ DEFAULT_BLOCK_SIZE = 2048
 #: Image side for extraction when none is given. 256 keeps the pixel and VQ-VAE defaults
 #: cheap; the compat CLI keeps the original's 512.
 DEFAULT_RESOLUTION = 256
+#: The file name of a set's mean image over all classes (``mean_images/SET/all_classes.png``):
+#: no class folder may take it.
+ALL_CLASSES = "all_classes"
 #: Names of groups in a run and in a feature store: used as folder and file names.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 ON_BAD_IMAGE = ("error", "skip")
@@ -64,3 +67,14 @@ def check_choice(value: Any, option: str, choices: tuple[Any, ...]) -> Any:
     if value not in choices:
         raise SettingsError(f"{option} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_bucket(fs: Any, path: str, url: str, what: str) -> None:
+    """InputError where ``url`` (``path`` in its file system ``fs``) is on an object store
+    whose bucket does not exist: making a folder there creates the bucket (s3fs), so a typo
+    would write into a new bucket, or into someone else's."""
+    if "://" not in url or url.startswith("file://"):
+        return
+    bucket = path.split("/", 1)[0]
+    if bucket and not fs.exists(bucket):
+        raise InputError(f"{what} {url}: bucket {bucket!r} does not exist; create it first")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import checks
-from .checks import DEFAULT_BLOCK_SIZE, DEFAULT_RESOLUTION
+from .checks import ALL_CLASSES, DEFAULT_BLOCK_SIZE, DEFAULT_RESOLUTION
 from .errors import InputError, SettingsError
 from .sources import Dataset, list_images
 from .sources.anonymise import check_anonymize_paths, hidden_settings
@@ -225,4 +225,9 @@ def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Datase
             raise SettingsError(f"{who}: class folder {dataset.root}/{empty[0]} holds no images")
     if any(d.volumes != real.volumes for d in synthetic.values()):
         raise SettingsError("real and synthetic sets mix 2D images and 3D volumes")
+    if ALL_CLASSES in real.class_names:  # its mean image would be overwritten by the overall one
+        raise SettingsError(
+            f"class folder {real.root}/{ALL_CLASSES}: the name of the all-classes mean image; "
+            "rename the folder"
+        )
     return real, synthetic

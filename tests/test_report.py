@@ -263,3 +263,12 @@ def test_a_run_starts_by_removing_an_earlier_runs_tables(tmp_path):
     prepare_output(str(tmp_path))
     assert [n for n in earlier if (tmp_path / n).exists()] == []
     assert all((tmp_path / n).exists() for n in mine)
+
+
+@pytest.mark.parametrize("text", ['{"groups": {', "[]"])
+def test_a_damaged_metrics_json_is_named_not_a_traceback(tmp_path, text):
+    from medsyn_dask.errors import InputError
+
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(InputError, match="metrics.json is not"):
+        write_report(str(tmp_path))

@@ -105,3 +105,23 @@ def test_an_empty_synthetic_root_names_its_group(phantoms, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "synthetic group 'gan'" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_class_folder_named_all_classes_is_refused(tmp_path):
+    """Its mean image was overwritten by the all-classes one (mean_images/SET/all_classes.png)."""
+    from medsyn_dask.settings import check_settings
+
+    data = write_demo_dataset(tmp_path / "d", n_real=4, n_synthetic=2, size=32)
+    for root in (data.real, *data.synthetic.values()):
+        (root / data.classes[0]).rename(root / "all_classes")
+    settings = AnalyzeSettings(
+        real=str(data.real), synthetic={"poor": str(data.synthetic["poor"])}, output=str(tmp_path)
+    )
+    with pytest.raises(SettingsError, match="all_classes: the name of the all-classes mean"):
+        check_settings(settings)
+
+
+@pytest.mark.parametrize("args", [["--n-real", "-3"], ["--size", "8"], ["--seed", "-1"]])
+def test_demo_options_out_of_range_are_one_line_errors(tmp_path, capsys, args):
+    assert main(["demo", "--output", str(tmp_path / "out"), *args]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -272,3 +272,32 @@ def test_a_damaged_column_is_named_not_read_as_data(tmp_path, extract_client, co
         chunk.unlink()
     with pytest.raises(InputError, match=rf"real/{done.name} is damaged"):
         load_features(str(store), "real")
+
+
+def test_object_store_root_with_a_trailing_slash_is_the_same_set(
+    tmp_path, extract_client, s3_server, s3_bucket
+):
+    """``s3://b/images/`` entered the set's configuration as typed: a new set and every image
+    extracted again (local roots were made absolute, URLs kept as given)."""
+    fs, opts = s3_server.filesystem(), s3_server.storage_options
+    upload(png_dataset(tmp_path / "data", per_class=2), fs, f"{s3_bucket}/images")
+    store = f"{s3_bucket}/f.zarr"
+    kw = dict(resolution=RES, storage_options=opts, client=extract_client)
+    first = extract_features(f"{s3_bucket}/images", store, "real", **kw)
+    again = extract_features(f"{s3_bucket}/images/", store, "real", **kw)
+    assert again.name == first.name and again.n_reextracted == 0
+
+
+def test_a_missing_bucket_is_an_error_not_a_new_bucket(tmp_path, s3_server, s3_bucket):
+    """s3fs creates a bucket to make a folder in it: a typo in --output or --features-store
+    wrote into a new bucket (or someone else's) and the run succeeded."""
+    from medsyn_dask.report.tables import prepare_output
+
+    fs, opts = s3_server.filesystem(), s3_server.storage_options
+    before = set(fs.ls(""))
+    with pytest.raises(InputError, match="bucket 'no-such-bucket-x' does not exist"):
+        prepare_output("s3://no-such-bucket-x/out", opts)
+    with pytest.raises(InputError, match="features store s3://no-such-bucket-y/f.zarr: bucket"):
+        SetLock("s3://no-such-bucket-y/f.zarr", opts, "real", "set", "run")
+    prepare_output(f"{s3_bucket}/out", opts)  # an existing bucket: fine
+    assert set(fs.ls("", refresh=True)) == before

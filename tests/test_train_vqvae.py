@@ -301,3 +301,16 @@ def test_volumes_train_on_their_central_slices_and_divergence_stops(tmp_path):
                 steps=50,
                 **{**RUN, "resolution": 16, "lr": 1e12},
             )
+
+
+def test_a_checkpoint_path_under_a_file_is_refused_before_training(tmp_path):
+    """It was found when the first checkpoint was saved, after the training (a traceback)."""
+    from medsyn_dask.features.vqvae.train import TrainSettings
+
+    (tmp_path / "afile").write_text("x")
+    for output, message in [
+        (tmp_path / "afile" / "v.pt", "afile is a file, not a folder"),
+        (tmp_path, "is a folder: give the checkpoint's file name"),
+    ]:
+        with pytest.raises(SettingsError, match=message):
+            TrainSettings(real=str(tmp_path), output=str(output))

@@ -362,8 +362,9 @@ def _resources(client: Any) -> dict[str, float] | None:
 
 
 def _stored_root(root: str) -> str:
-    """The root as provenance records it: absolute for a local path, the URL otherwise."""
-    return root if "://" in root else os.path.abspath(root)
+    """The root as provenance records it: absolute for a local path, the URL otherwise (no
+    trailing slash: ``s3://b/real/`` is the folder of ``s3://b/real``)."""
+    return root.rstrip("/") if "://" in root else os.path.abspath(root)
 
 
 def _check_options(resolution, num_channels, batch_size, on_bad_image, partition_size) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 import fsspec
 
+from ..checks import check_bucket
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class SetLock:
         run_id: str,
     ) -> None:
         self.fs, root = fsspec.core.url_to_fs(store, **dict(storage_options or {}))
+        check_bucket(self.fs, root, store, "features store")
         self.folder = f"{root.rstrip('/')}/{group}/lock-{name}"
         self.path = f"{self.folder}/zarr.json"
         self.label = f"{group}/{name}"
@@ -73,7 +75,7 @@ class SetLock:
 
     def _create(self) -> bool:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": {LOCK_KEY: self.holder}}
-        self.fs.makedirs(self.folder, exist_ok=True)  # a no-op on object stores
+        self.fs.makedirs(self.folder, exist_ok=True)  # its bucket exists (checked above)
         try:
             with self.fs.open(self.path, "xb") as f:
                 f.write(json.dumps(doc).encode())

@@ -162,14 +162,16 @@ def _load_one(job: Job, path: str) -> Loaded | Exception:
         arr = read_image(path, job.storage_options)
         pre = preprocess(arr, job.resolution, job.num_channels, volume=job.volumes)
         return pre, None if job.mean_image is None else job.mean_image.convert(arr)
-    except (BadImageError, FileNotFoundError) as exc:
-        return exc
+    except (BadImageError, FileNotFoundError, PermissionError) as exc:
+        return exc  # an object store's 403 says only "Forbidden": the file is named by callers
 
 
 def _problem(exc: Exception, path: str) -> str:
     """The error message without the file name (callers add it)."""
     if isinstance(exc, FileNotFoundError):
         return "file not found"
+    if isinstance(exc, PermissionError):
+        return f"not readable (permission denied: {exc})"
     return str(exc).removeprefix(f"{path}: ")
 
 

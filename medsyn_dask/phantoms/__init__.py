@@ -36,6 +36,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
+from ..errors import SettingsError
 from .anatomy import make_grid, random_anatomy, real_like, synthetic_like
 
 #: The synthetic groups, each a generator with one known flaw (see the module docstring).
@@ -49,7 +50,6 @@ _TEMPLATE = 1_000_000  # stream index of the collapsed group's single anatomy
 
 #: NIfTI voxel size in mm (X, Y, Z).
 VOXEL_MM = (1.5, 1.5, 2.0)
-
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def write_demo_dataset(
     Phantom files (``phantom_*``) already in the class folders written are replaced; nothing
     else there is touched. Returns a :class:`DemoDataset`.
     """
-    size = _check_args(n_real, n_synthetic, size, dims, classes)
+    size = _check_args(n_real, n_synthetic, size, dims, classes, seed)
     root = Path(root)
     suffix = ".png" if dims == 2 else ".nii.gz"
     grid = make_grid(size, dims)
@@ -137,23 +137,28 @@ def write_demo_dataset(
 
 
 def _check_args(
-    n_real: int, n_synthetic: int, size: int | None, dims: int, classes: Sequence[str]
+    n_real: int, n_synthetic: int, size: int | None, dims: int, classes: Sequence[str], seed: int
 ) -> int:
+    """The checked size (SettingsError naming the first bad argument: one line in the CLI)."""
+    if not isinstance(seed, int | np.integer) or seed < 0:
+        raise SettingsError(f"seed must be a whole number >= 0, got {seed!r}")
     if dims not in (2, 3):
-        raise ValueError(f"dims must be 2 or 3, got {dims!r}")
+        raise SettingsError(f"dims must be 2 or 3, got {dims!r}")
     if n_real < 2:
-        raise ValueError(f"n_real must be at least 2 (a copy needs a nearest other), got {n_real}")
+        raise SettingsError(
+            f"n_real must be at least 2 (a copy needs a nearest other), got {n_real}"
+        )
     if n_synthetic < 1:
-        raise ValueError(f"n_synthetic must be at least 1, got {n_synthetic}")
+        raise SettingsError(f"n_synthetic must be at least 1, got {n_synthetic}")
     size = (128 if dims == 2 else 48) if size is None else size
     lo, hi = (16, 1024) if dims == 2 else (8, 128)
     if not lo <= size <= hi:
-        raise ValueError(f"size must be in {lo}..{hi} for {dims}D phantoms, got {size}")
+        raise SettingsError(f"size must be in {lo}..{hi} for {dims}D phantoms, got {size}")
     if isinstance(classes, str) or len(classes) < 1 or len(set(classes)) != len(classes):
-        raise ValueError(f"classes must be distinct folder names, got {classes!r}")
+        raise SettingsError(f"classes must be distinct folder names, got {classes!r}")
     for c in classes:
         if not c or c in (".", "..") or "/" in c or "\\" in c:
-            raise ValueError(f"class name {c!r} is not a plain folder name")
+            raise SettingsError(f"class name {c!r} is not a plain folder name")
     return size
 
 
@@ -216,4 +221,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"synthetic {group}: {path}")
     print("expected lowest: " + ", ".join(f"{m} = {g}" for m, g in demo.truth.items()))
     return 0
-

@@ -13,11 +13,10 @@ from typing import Any
 import fsspec
 import pandas as pd
 
+from ..checks import ALL_CLASSES
 from ..errors import InputError
 from .tables import METRICS_FILE
 
-#: The file name (without ending) of the mean image over all classes.
-ALL_CLASSES = "all_classes"
 _MEAN_ENDINGS = (".png", ".nii.gz")
 
 
@@ -53,8 +52,14 @@ def read_metrics(output: str, storage_options: dict | None = None) -> dict[str, 
             f"{output} holds no {METRICS_FILE}: not an output folder of medsyn-dask analyze, "
             "or the run did not finish"
         )
-    with fs.open(path, "r") as f:
-        return json.load(f)
+    try:
+        with fs.open(path, "r") as f:
+            metrics = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{output}: {METRICS_FILE} is not valid JSON ({exc})") from exc
+    if not isinstance(metrics, dict) or "groups" not in metrics:
+        raise InputError(f"{output}: {METRICS_FILE} is not the metrics of a medsyn-dask run")
+    return metrics
 
 
 def read_outputs(output: str, storage_options: dict | None = None) -> RunOutputs:

@@ -14,8 +14,8 @@ from typing import Any
 
 import jinja2
 
-from ..checks import check_int
-from .folder import ALL_CLASSES, RunOutputs, read_outputs
+from ..checks import ALL_CLASSES, check_int
+from .folder import RunOutputs, read_outputs
 from .gallery import VIEW_TITLES, closest_pairs, data_uri, gallery_entries, mean_image_views
 from .legend import COLUMNS, MULTISCALE_READING, SCORES
 from .summary import holdout_lines, patient_lines, summary_table

@@ -29,12 +29,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..checks import ALL_CLASSES
 from ..features import load_features
 from ..metrics.variety import encode_lossless
 
 FEATURES_DIR, AVGS_DIR = "Features", "Avgs"
-#: The mean-image folder of a run (:mod:`.tables`) and the name of a group's all-classes mean.
-MEAN_IMAGES_DIR, ALL_CLASSES = "mean_images", "all_classes"
+#: The mean-image folder of a run (:mod:`.tables`); a group's all-classes mean is ALL_CLASSES.
+MEAN_IMAGES_DIR = "mean_images"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from ..checks import check_bucket
 from ..job import AnalysisResult
 from ..metrics.baseline import HOLDOUT, versus_holdout
 from ..metrics.scores import COPY, NON_REAL, REAL
@@ -41,6 +42,7 @@ def prepare_output(output: str, storage_options: dict | None = None) -> None:
     Raises ``PermissionError``/``OSError`` naming the folder before any work is done.
     """
     fs, root = fsspec.core.url_to_fs(output, **(storage_options or {}))
+    check_bucket(fs, root, output, "output")
     try:
         fs.makedirs(root, exist_ok=True)
         probe = f"{root}/.medsyn-write-test"

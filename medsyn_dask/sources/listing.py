@@ -201,8 +201,13 @@ def _open_root(root: str, storage_options: Mapping[str, Any] | None) -> tuple[An
         if not fs.isdir(base):
             raise FileNotFoundError(f"dataset root not found or not a directory: {root}")
         entries = _followed(fs, fs.ls(base, detail=True))
-    except (FileNotFoundError, PermissionError):
+    except FileNotFoundError:
         raise
+    except PermissionError as exc:  # an object store's 403 names no root: this does
+        from .anonymise import scrub
+
+        text = f"cannot list the dataset root {root} (permission denied: {exc})"
+        raise InputError(scrub(text, root)) from exc
     except Exception as exc:  # backends raise their own types (botocore, aiohttp, ...)
         from .anonymise import scrub  # (anonymise imports this module)
 

@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ... import checks
@@ -95,6 +96,7 @@ class TrainSettings:
         checks.check_number(self.restart_below, "restart_below")
         if checks.check_number(self.min_usage, "min_usage") > 1:
             raise SettingsError(f"min_usage is a share of codes in [0, 1], got {self.min_usage}")
+        _check_local_output(self.output)
 
     @property
     def stride(self) -> int:
@@ -193,3 +195,18 @@ def _train_task(config: TrainSettings, dataset: Dataset, topic: str) -> TrainRes
         return run_training(config, dataset, lambda message: worker.log_event(topic, message))
     finally:
         torch.set_num_threads(threads)
+
+
+def _check_local_output(output: str) -> None:
+    """SettingsError before any training where a local checkpoint path cannot be written: a
+    folder itself, or under a file (found only when the first checkpoint was saved)."""
+    if "://" in output:
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise SettingsError(f"output {output} is a folder: give the checkpoint's file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SettingsError(f"output {output}: {parent} is a file, not a folder")

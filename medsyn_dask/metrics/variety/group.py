@@ -9,6 +9,7 @@ from typing import Any
 import dask
 import numpy as np
 
+from ...checks import ALL_CLASSES
 from ...errors import SettingsError
 from ...sources.readers import read_image
 from .codecs import Codec, check_codec, codec_version, lossless_size
@@ -62,9 +63,9 @@ class GroupVariety:
         out = {}
         if self.reference_means is not None:
             ref = dict(self.reference_means)
-            out[reference_name] = {**ref, "all_classes": all_classes_mean(ref)}
+            out[reference_name] = {**ref, ALL_CLASSES: all_classes_mean(ref)}
         for group, means in self.class_means.items():
-            out[group] = {**means, "all_classes": self.all_classes[group]}
+            out[group] = {**means, ALL_CLASSES: self.all_classes[group]}
         return out
 
     def to_dict(self) -> dict:
