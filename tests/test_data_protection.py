@@ -208,3 +208,5 @@ def test_patient_mode_with_a_relative_root_and_anonymised_paths(tmp_path, addres
     table = pd.read_csv(out / "per_patient" / "memorizer.csv")
     assert len(table) == len(real) // 2
     assert table["nearest_synthetic"].str.fullmatch(r"(normal|lesion)/[0-9a-f]{16}\.png").all()
+    # the report of that run re-rendered with a gallery: refused as analyze refuses it
+    assert main(["report", str(out), "--gallery", "2"]) == 2

@@ -125,3 +125,22 @@ def test_a_class_folder_named_all_classes_is_refused(tmp_path):
 def test_demo_options_out_of_range_are_one_line_errors(tmp_path, capsys, args):
     assert main(["demo", "--output", str(tmp_path / "out"), *args]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_what_the_real_listing_decides_is_checked_before_any_extraction(tmp_path):
+    """nearest_k above the real set and a missing or incomplete patients CSV were found only
+    after every feature set had been extracted."""
+    from medsyn_dask.errors import InputError
+    from medsyn_dask.settings import check_settings
+
+    data = write_demo_dataset(tmp_path / "d", n_real=4, n_synthetic=2, size=32)
+    base = dict(real=str(data.real), synthetic={"poor": str(data.synthetic["poor"])})
+    n_real = len(list(data.real.rglob("*.png")))
+    with pytest.raises(SettingsError, match=f"smaller than the number of real images {n_real}"):
+        check_settings(AnalyzeSettings(**base, output=str(tmp_path / "o"), nearest_k=n_real))
+    missing = AnalyzeSettings(**base, output=str(tmp_path / "o"), patients=str(tmp_path / "p.csv"))
+    with pytest.raises(InputError, match="p.csv"):
+        check_settings(missing)
+    (tmp_path / "p.csv").write_text("path,patient\nnormal/nothing.png,P1\n")
+    with pytest.raises(InputError, match="have no row in the patients file"):
+        check_settings(missing)

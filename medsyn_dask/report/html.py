@@ -15,6 +15,7 @@ from typing import Any
 import jinja2
 
 from ..checks import ALL_CLASSES, check_int
+from ..sources.anonymise import check_anonymize_paths
 from .folder import RunOutputs, read_outputs
 from .gallery import VIEW_TITLES, closest_pairs, data_uri, gallery_entries, mean_image_views
 from .legend import COLUMNS, MULTISCALE_READING, SCORES
@@ -35,6 +36,8 @@ def write_report(
     if gallery is None:
         gallery = outputs.metrics.get("settings", {}).get("gallery") or 0
     gallery = check_int(gallery, "gallery", minimum=0)
+    # A run with hidden paths has none the gallery could read its images from.
+    check_anonymize_paths(bool(outputs.metrics.get("settings", {}).get("anonymize_paths")), gallery)
     page = render_report(outputs, gallery=gallery, storage_options=storage_options)
     return write_atomic(output, REPORT_FILE, page, storage_options)
 
