@@ -176,3 +176,20 @@ def test_help_names_the_original_defaults():
     assert "default 512" in text and "vqvae_bottom (default)" in text
     for flag in ("-d DATA_DIR", "-r REF_DIR", "-o OUTPUT_DIR", "--codec"):
         assert flag in text
+
+
+def test_group_folders_with_any_name_as_the_original_took_them(phantoms, tmp_path, address):
+    """Sub-folders named 'my synth' or 'poor+v2' were refused ("synthetic group name must
+    be letters..."): they became group names, which are plain names. Now made plain."""
+    data_dir = tmp_path / "synthetic images"
+    for name, folder in (("memorizer", "my synth"), ("poor", "poor+v2")):
+        shutil.copytree(phantoms.synthetic[name], data_dir / folder)
+    out = tmp_path / "results"
+    argv = ["--data_dir", data_dir, "--ref_dir", phantoms.real, "--output_dir", out]
+    assert _run(address, [*argv, "--resolution", 32, "--select_model", "pixels"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["groups"]) == {"my_synth", "poor_v2"}
+    assert metrics["groups"]["my_synth"]["privacy"] == 0.0
+    assert {p.name for p in (out / "Features").iterdir()} == {
+        "real_pixels.csv", "my synth_pixels.csv", "poor+v2_pixels.csv",
+    }  # fmt: skip

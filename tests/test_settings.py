@@ -144,3 +144,12 @@ def test_what_the_real_listing_decides_is_checked_before_any_extraction(tmp_path
     (tmp_path / "p.csv").write_text("path,patient\nnormal/nothing.png,P1\n")
     with pytest.raises(InputError, match="have no row in the patients file"):
         check_settings(missing)
+
+
+def test_a_config_key_given_twice_is_refused(tmp_path, capsys):
+    """YAML keeps the last of two equal keys silently: a second synthetic group of the same
+    name replaced the first, where the command line refuses --synthetic a=... twice."""
+    config = tmp_path / "run.yaml"
+    config.write_text("real: /r\nsynthetic:\n  a: /x\n  a: /y\noutput: /o\n")
+    assert main(["analyze", "--config", str(config)]) == 2
+    assert "key 'a' given twice" in capsys.readouterr().err

@@ -156,7 +156,7 @@ def _read_config(path: Path) -> dict[str, Any]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_unique_keys_loader(yaml)) or {}
     except FileNotFoundError:
         raise SettingsError(f"--config file not found: {path}") from None
     except yaml.YAMLError as exc:
@@ -164,6 +164,24 @@ def _read_config(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SettingsError(f"--config {path} must hold a mapping of settings")
     return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def _unique_keys_loader(yaml: Any) -> type:
+    """yaml's SafeLoader refusing a key given twice in one mapping (it keeps the last
+    silently: a second ``synthetic:`` group of the same name would replace the first, where
+    the command line refuses ``--synthetic a=...`` twice)."""
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(k, deep=deep) for k, _ in node.value]
+            twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+            if twice:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {twice[0]!r} given twice", node.start_mark
+                )
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeys
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:

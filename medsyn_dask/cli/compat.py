@@ -165,8 +165,22 @@ def synthetic_groups(data_dir: str, real_classes: tuple[str, ...]) -> dict[str, 
         raise FileNotFoundError(f"--data_dir not found: {data_dir}")
     subdirs = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root) if fs.isdir(p))
     if set(real_classes) <= set(subdirs):
-        return {folder_label(data_dir) or "synthetic": data_dir}
-    return {name: f"{data_dir.rstrip('/')}/{name}" for name in subdirs}
+        return {_group_name(folder_label(data_dir) or "synthetic", set()): data_dir}
+    groups: dict[str, str] = {}
+    for name in subdirs:
+        groups[_group_name(name, set(groups))] = f"{data_dir.rstrip('/')}/{name}"
+    return groups
+
+
+def _group_name(folder: str, taken: set[str]) -> str:
+    """A group name (a plain name: it names output files and store groups) for a folder the
+    original took whatever its name: ``my synth`` -> ``my_synth``, made unique."""
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder).strip("._") or "synthetic"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def _run(args: argparse.Namespace) -> int:
