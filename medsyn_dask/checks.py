@@ -23,6 +23,8 @@ DEFAULT_RESOLUTION = 256
 ALL_CLASSES = "all_classes"
 #: Names of groups in a run and in a feature store: used as folder and file names.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+#: What a plain name may not hold (:func:`plain_name`).
+NOT_PLAIN = re.compile(r"[^A-Za-z0-9_.-]+")
 ON_BAD_IMAGE = ("error", "skip")
 #: Lossless codecs of the mean images (:mod:`medsyn_dask.metrics.variety.codecs`), default first.
 Codec = Literal["png", "png-opencv", "jpeg2000", "webp", "jpeg-ls", "jpeg-lossless"]
@@ -35,6 +37,12 @@ def check_plain_name(value: Any, option: str) -> str:
     if not isinstance(value, str) or not PLAIN_NAME.fullmatch(value) or value in (".", ".."):
         raise SettingsError(f"{option} must be letters, digits, '_', '.', '-': got {value!r}")
     return value
+
+
+def plain_name(text: str, fallback: str) -> str:
+    """``text`` made a plain name: each run of other characters an ``_`` (``my synth`` ->
+    ``my_synth``), no leading or trailing dot or ``_``; ``fallback`` if nothing is left."""
+    return NOT_PLAIN.sub("_", text).strip("._") or fallback
 
 
 def check_int(value: Any, option: str, *, minimum: int = 1, maximum: int | None = None) -> int:

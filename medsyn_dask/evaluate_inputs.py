@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import dask
 import dask.array as da
 import numpy as np
 
@@ -23,6 +22,7 @@ from .errors import SettingsError
 from .metrics.fid_linalg import RealFID
 from .neighbours import get_metric
 from .neighbours.backend import check_backend
+from .neighbours.registry import max_row_norm
 
 
 def array_like(features: Any) -> Any:
@@ -178,7 +178,7 @@ def finite_flag(array: da.Array) -> Any:
 def usable_flag(array: da.Array, metric: str) -> Any:
     """Lazy "fit for ``metric``'s engine": :func:`finite_flag`, and where the metric has a
     ``MAX_ROW_NORM`` (Euclidean), every row's norm at most that."""
-    limit = getattr(get_metric(metric), "MAX_ROW_NORM", None)
+    limit = max_row_norm(metric)
     if limit is None:
         return finite_flag(array)
     return da.logical_and(finite_flag(array), _square_norms(array).max() <= limit * limit)
@@ -196,15 +196,16 @@ def check_finite(arrays: dict[str, da.Array], flags: list[bool], metric: str | N
     for (name, array), ok in zip(arrays.items(), flags, strict=True):
         if ok:
             continue
-        finite = da.isfinite(array).all(axis=1) if array.dtype.kind == "f" else None
-        if finite is not None and not bool(finite.all().compute()):
-            row = int(dask.compute(da.argmin(finite))[0])
-            raise SettingsError(f"{name}: features contain NaN or Inf (first at row {row})")
-        limit = getattr(get_metric(metric), "MAX_ROW_NORM", None) if metric else None
+        if array.dtype.kind == "f":
+            finite = np.asarray(da.isfinite(array).all(axis=1))  # (N,): computed once
+            if not finite.all():
+                row = int(np.argmin(finite))
+                raise SettingsError(f"{name}: features contain NaN or Inf (first at row {row})")
+        limit = max_row_norm(metric) if metric else None
         if limit is not None:
-            norms = _square_norms(array)
-            row = int(dask.compute(da.argmax(norms > limit * limit))[0])
-            norm = float(np.sqrt(norms[row].compute()))
+            norms = np.asarray(_square_norms(array))
+            row = int(np.argmax(norms > limit * limit))
+            norm = float(np.sqrt(norms[row]))
             raise SettingsError(
                 f"{name}: row {row} has norm {norm:.3g}, above the {limit:.3g} that the "
                 f"{metric} engine holds (its first pass squares distances in float32); "

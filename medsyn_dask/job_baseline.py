@@ -40,7 +40,7 @@ def split_reference(
     if settings.patients is not None:
         source = "DICOM PatientID (salted hash)" if settings.patients == "dicom" else "CSV"
         stage(f"patients: reading the patient of each real image ({source})", enabled=progress)
-        # The root the paths were joined to (absolute), not the one typed (maybe relative).
+        # The root the loaded paths were joined to, as the feature set records it.
         root = first.provenance.root
         patients = real_patients(
             settings.patients, first.paths, root, dict(settings.storage_options)

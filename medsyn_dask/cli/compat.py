@@ -21,6 +21,7 @@ from typing import Any
 
 import fsspec
 
+from ..checks import plain_name
 from ..errors import SettingsError
 from ..metrics.variety import CODECS
 from ..report.original_layout import OriginalFolder, folder_label, write_original_layout
@@ -175,7 +176,7 @@ def synthetic_groups(data_dir: str, real_classes: tuple[str, ...]) -> dict[str, 
 def _group_name(folder: str, taken: set[str]) -> str:
     """A group name (a plain name: it names output files and store groups) for a folder the
     original took whatever its name: ``my synth`` -> ``my_synth``, made unique."""
-    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", folder).strip("._") or "synthetic"
+    base = plain_name(folder, "synthetic")
     name, n = base, 1
     while name in taken:
         n += 1

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +27,7 @@ from .. import checks
 from ..checks import DEFAULT_RESOLUTION
 from ..cluster import GPU_RESOURCE, current_client
 from ..progress import stage
-from ..sources import Dataset, list_images, relative_path
+from ..sources import Dataset, dataset_root, list_images, relative_path
 from .feature_set import (
     FeatureConfig,
     FeatureSet,
@@ -183,7 +182,7 @@ def extraction(
         num_channels=int(num_channels),
         volumes=dataset.volumes,
         paths_sha256=paths_digest(rel, dataset.classes),
-        root=_stored_root(dataset.root),
+        root=dataset_root(dataset.root),
     )
     job = Job(
         model=model,
@@ -359,12 +358,6 @@ def _resources(client: Any) -> dict[str, float] | None:
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     has_gpu = any(w.get("resources", {}).get(GPU_RESOURCE) for w in workers)
     return {GPU_RESOURCE: 1} if has_gpu else None
-
-
-def _stored_root(root: str) -> str:
-    """The root as provenance records it: absolute for a local path, the URL otherwise (no
-    trailing slash: ``s3://b/real/`` is the folder of ``s3://b/real``)."""
-    return root.rstrip("/") if "://" in root else os.path.abspath(root)
 
 
 def _check_options(resolution, num_channels, batch_size, on_bad_image, partition_size) -> None:

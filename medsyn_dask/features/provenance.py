@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NamedTuple
+
+from ..checks import NOT_PLAIN
 
 #: Version of the METHOD.md preprocessing (sources/preprocess.py); bump it when a change there
 #: alters the preprocessed pixels, so that stored features are not reused.
@@ -59,7 +60,7 @@ class FeatureConfig:
 
     def set_name(self) -> str:
         """The feature set's name inside its group, e.g. ``pixels-512px-1ch-3f2a...``."""
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.extractor)
+        slug = NOT_PLAIN.sub("_", self.extractor)
         return f"{slug}-{self.resolution}px-{self.num_channels}ch-{self.digest()[:16]}"
 
     def differences(self, other: FeatureConfig, *, ignore: Sequence[str] = ()) -> list[str]:

@@ -6,7 +6,6 @@ written by :func:`~medsyn_dask.features.extract_features`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -14,6 +13,7 @@ import numpy as np
 import zarr
 
 from ..errors import InputError
+from ..sources import dataset_root
 from .feature_set import (
     ATTRS_KEY,
     BadImage,
@@ -92,7 +92,7 @@ def load_features(
             raise ValueError(f"no feature set {name!r} in group {group!r}; found {sorted(sets)}")
         chosen = name
     else:
-        where = None if root is None else root if "://" in root else os.path.abspath(root)
+        where = None if root is None else dataset_root(root)
         chosen = _choose(sets, group, model, resolution, num_channels, where)
     prov = sets[chosen]
     if not prov.complete:
@@ -147,7 +147,7 @@ def _choose(
             (model is None or model in (p.extractor, p.model))
             and (resolution is None or p.resolution == resolution)
             and (num_channels is None or p.num_channels == num_channels)
-            and (root is None or p.root.rstrip("/") == root.rstrip("/"))
+            and (root is None or p.root.rstrip("/") == root)  # sets recorded with a "/"
         )
 
     found = [n for n, p in sets.items() if matches(p)]

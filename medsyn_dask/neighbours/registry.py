@@ -27,3 +27,8 @@ METRICS: dict[str, ModuleType] = {"euclidean": euclidean, "hamming": hamming}
 def get_metric(name: str) -> ModuleType:
     """The metric module registered under ``name``; SettingsError naming the choices otherwise."""
     return METRICS[check_choice(name, "metric", tuple(sorted(METRICS)))]
+
+
+def max_row_norm(name: str) -> float | None:
+    """The metric's ``MAX_ROW_NORM`` (the input checks refuse longer rows), None without one."""
+    return getattr(get_metric(name), "MAX_ROW_NORM", None)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .backend import compiled
-from .registry import get_metric
+from .registry import max_row_norm
 
 #: Columns per task of the NumPy way (its float64 temporaries stay in cache).
 SUMMARY_COLUMNS = 64
@@ -33,7 +33,7 @@ def summary(
     where the metric has a ``MAX_ROW_NORM``, every row's norm at most that."""
     kernels = _kernels()
     plain = [a.flags.c_contiguous and _compiled_dtype(a.dtype) for a in (real, synthetic)]
-    limit = getattr(get_metric(metric), "MAX_ROW_NORM", np.inf)
+    limit = max_row_norm(metric) or np.inf
     if kernels is None or not all(plain):
         return _numpy_summary(real, synthetic, metric, map_, limit)
     ok_real, centre = _usable_and_mean(real, kernels, map_, limit)

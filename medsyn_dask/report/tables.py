@@ -51,10 +51,7 @@ def prepare_output(output: str, storage_options: dict | None = None) -> None:
         fs.rm(probe)
     except OSError as exc:
         raise PermissionError(f"output {output} is not writable: {exc}") from exc
-    for name in (METRICS_FILE, *RENDERED_FILES):
-        if fs.exists(f"{root}/{name}"):
-            fs.rm(f"{root}/{name}")
-    for pattern in TABLE_FILES:
+    for pattern in (METRICS_FILE, *RENDERED_FILES, *TABLE_FILES):  # metrics.json first
         for path in fs.glob(f"{root}/{pattern}"):
             if fs.isfile(path):
                 fs.rm(path)

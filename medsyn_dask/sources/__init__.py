@@ -8,13 +8,14 @@
   hash); :mod:`.anonymise`: stable hashes for paths in outputs (``--anonymize-paths``).
 """
 
-from .listing import Dataset, is_volume_path, list_images, relative_path
+from .listing import Dataset, dataset_root, is_volume_path, list_images, relative_path
 from .preprocess import preprocess, preprocess_image, preprocess_volume
 from .readers import BadImageError, MissingReaderError, decode_image, read_image
 
 __all__ = [
     "BadImageError",
     "Dataset",
+    "dataset_root",
     "decode_image",
     "is_volume_path",
     "MissingReaderError",

@@ -81,8 +81,7 @@ def list_images(
     Raises ``FileNotFoundError`` for a missing root or class and ``ValueError`` for a root with
     no images or one that mixes 2D images and 3D volumes.
     """
-    if "://" not in root:  # workers (maybe on other hosts, other folders) get absolute paths
-        root = os.path.abspath(root)
+    root = dataset_root(root)
     fs, base, present = _open_root(root, storage_options)
     if class_names:
         missing = [c for c in class_names if c not in present]
@@ -172,6 +171,13 @@ def content_digests(
         return tuple(pool.map(digest, paths))
 
 
+def dataset_root(root: str) -> str:
+    """A dataset root as the tool holds and records it: absolute for a local path (workers, on
+    other hosts or in other folders, get absolute paths), a URL without its trailing slash
+    (``s3://b/real/`` is the folder ``s3://b/real``, one feature set)."""
+    return root.rstrip("/") if "://" in root else os.path.abspath(root)
+
+
 def relative_path(root: str, path: str) -> str:
     """``path`` relative to ``root`` (``CLASS/file``), as stored in the feature store."""
     prefix = root.rstrip("/") + "/"
@@ -203,12 +209,7 @@ def _open_root(root: str, storage_options: Mapping[str, Any] | None) -> tuple[An
         entries = _followed(fs, fs.ls(base, detail=True))
     except FileNotFoundError:
         raise
-    except PermissionError as exc:  # an object store's 403 names no root: this does
-        from .anonymise import scrub
-
-        text = f"cannot list the dataset root {root} (permission denied: {exc})"
-        raise InputError(scrub(text, root)) from exc
-    except Exception as exc:  # backends raise their own types (botocore, aiohttp, ...)
+    except Exception as exc:  # backends' own types (botocore, aiohttp); a 403 names no root
         from .anonymise import scrub  # (anonymise imports this module)
 
         text = f"cannot list the dataset root {root} ({type(exc).__name__}: {exc})"
