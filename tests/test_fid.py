@@ -23,6 +23,7 @@ from medsyn_dask.metrics.fid_linalg import (
     frechet_distance_sqrtm,
     gram_distance,
     sqrt_factor,
+    trace_sqrt_product,
 )
 
 
@@ -71,6 +72,22 @@ def test_sqrt_factor_reproduces_the_covariance_and_drops_its_null_space():
     factor = sqrt_factor(real.cov)
     assert factor.shape == (96, 39)
     np.testing.assert_allclose(factor @ factor.T, real.cov, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_torch_route_equals_the_lapack_route(kind):
+    """The route a GPU takes (torch's float64 eigh and GEMMs: cuSOLVER on a CUDA machine, where
+    ``backend="auto"`` picks it; torch's CPU kernels here) gives LAPACK's value."""
+    pytest.importorskip("torch")
+    real, synth = _covariances(kind)
+    values = {}
+    for backend in ("numpy", "torch"):
+        factor = sqrt_factor(real.cov, backend=backend)
+        np.testing.assert_allclose(factor @ factor.T, real.cov, atol=1e-12)
+        values[backend] = trace_sqrt_product(factor, synth.cov, backend=backend)
+    # Rank-deficient products: the square roots of their rounding-level eigenvalues (~1e-15,
+    # either solver's noise) add up to ~1e-9 of the trace.
+    assert values["torch"] == pytest.approx(values["numpy"], rel=1e-8, abs=0)
 
 
 def test_real_statistics_decomposed_once_and_reused():
