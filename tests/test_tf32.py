@@ -16,7 +16,7 @@ from scipy.spatial.distance import cdist
 torch = pytest.importorskip("torch")
 
 from medsyn_dask.neighbours import euclidean  # noqa: E402
-from medsyn_dask.neighbours.backend import full_float32_matmul  # noqa: E402
+from medsyn_dask.neighbours.backend import full_float32_matmul, torch_device  # noqa: E402
 
 
 @contextmanager
@@ -127,15 +127,22 @@ def cpu_bf16_matmuls():
     cuda.allow_tf32, cpu.fp32_precision = saved
 
 
-def test_torch_backend_on_the_cpu_ignores_a_bfloat16_matmul_setting(cpu_bf16_matmuls):
-    """The float32 bounds of backend="torch" hold although the user asked torch for bfloat16
-    float32 matmuls, and the user's setting is back afterwards, still readable (setting one
-    backend's flag beside the generic setting makes torch raise when it is read)."""
+def test_torch_backend_ignores_a_reduced_precision_matmul_setting(cpu_bf16_matmuls):
+    """The float32 bounds of backend="torch" hold although the user asked torch for fast
+    float32 matmuls (oneDNN's bfloat16 on the CPU, TF32 on a CUDA GPU), and the user's setting
+    is back afterwards, still readable (setting one backend's flag beside the generic setting
+    makes torch raise when it is read)."""
     rng = np.random.default_rng(51)
     x, y = rng.standard_normal((80, 512)), rng.standard_normal((60, 512))
     centre = x.mean(axis=0)
-    loose = torch.from_numpy(x.astype(np.float32)) @ torch.from_numpy(y.astype(np.float32)).T
-    assert np.abs(loose.double().numpy() - x @ y.T).max() > 1e-2  # the setting is in force
+    device = torch_device("torch")
+    loose = (
+        torch.from_numpy(x.astype(np.float32)).to(device)
+        @ torch.from_numpy(y.astype(np.float32)).to(device).T
+    )
+    if np.abs(loose.double().cpu().numpy() - x @ y.T).max() <= 1e-2:
+        # Seen with torch 2.11 on an H100 machine's CPU: oneDNN kept float32 there.
+        pytest.skip(f"float32 matmuls on {device} stay float32 under 'medium': nothing to guard")
     block = euclidean.block_bounds(x, y, centre, backend="torch")
     exact = cdist(x, y)
     idx = np.arange(block.shape[0])[:, None]

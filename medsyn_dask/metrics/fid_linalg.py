@@ -50,7 +50,7 @@ def sqrt_factor(cov: np.ndarray, *, backend: str = "auto") -> np.ndarray:
     dropped, which also makes the later products r x r. ``backend``: where the decomposition
     runs ("auto": the GPU where this process has one, else SciPy; "numpy"; "torch").
     """
-    values, vectors = _eigh(cov, backend, vectors=True)
+    values, vectors = _eigh(cov, backend)
     keep = values > len(values) * np.finfo(np.float64).eps * max(values[-1], 0.0)
     return vectors[:, keep] * np.sqrt(values[keep])
 
@@ -58,36 +58,47 @@ def sqrt_factor(cov: np.ndarray, *, backend: str = "auto") -> np.ndarray:
 def trace_sqrt_product(factor: np.ndarray, cov: np.ndarray, *, backend: str = "auto") -> float:
     """``Tr sqrt(C_r C_s)`` from ``factor`` (D, r), ``L L^T = C_r``, and ``cov`` = C_s (D, D).
 
-    The eigenvalues of ``L^T C_s L`` (r x r, symmetric PSD) are those of ``C_r C_s``; tiny
-    negative ones are rounding noise and count as zero. ``backend`` as :func:`sqrt_factor`.
+    On the CPU: the eigenvalues of ``L^T C_s L`` (r x r, symmetric PSD) are those of
+    ``C_r C_s``; tiny negative ones are rounding noise and count as zero. With torch
+    (``backend`` as :func:`sqrt_factor`, the GPU's route): the singular values of ``L_s^T L``,
+    ``L_s L_s^T = C_s``, whose squares are those eigenvalues, computed to within rounding of
+    the largest singular value instead of its square. Where one direction dominates both
+    covariances the eigenvalue route's small eigenvalues lose digits: at D = 2 048 (features
+    with a common component, benchmarks/bench_gpu.py) LAPACK's three eigensolvers gave FIDs
+    3e-7 apart and 1e-7 to 4e-7 off the singular-value route, which all of them and both SVD
+    drivers reproduce to 1e-13; an H100's cuSOLVER eigenvalues were 1.2e-6 off. The second
+    decomposition and the SVD cost a GPU a fraction of a second, a CPU three times the
+    eigenvalue route (a D x D SVD): the CPU keeps the eigenvalue route, within 1e-6 of
+    pytorch-fid's ``sqrtm`` (itself 1.5e-7 off there).
     """
     device = torch_device(backend)
     if device is None:
         inner = factor.T @ (cov @ factor)
-    else:
-        import torch
-
-        on = torch.from_numpy(np.ascontiguousarray(factor)).to(device)
-        inner = (on.T @ (torch.from_numpy(np.ascontiguousarray(cov)).to(device) @ on)).cpu()
-        inner = inner.numpy()
-    inner = (inner + inner.T) / 2
-    values = _eigh(inner, backend, vectors=False)
-    return float(np.sqrt(np.clip(values, 0.0, None)).sum())
-
-
-def _eigh(matrix: np.ndarray, backend: str, *, vectors: bool):
-    """Ascending eigenvalues of a symmetric float64 ``matrix`` (and its eigenvectors, as
-    columns, with ``vectors``): torch on ``backend``'s device, or SciPy's LAPACK."""
-    device = torch_device(backend)
-    if device is None:
-        return linalg.eigh(matrix, eigvals_only=not vectors, driver=EIGH_DRIVER, check_finite=False)
+        inner = (inner + inner.T) / 2
+        values = linalg.eigh(inner, eigvals_only=True, driver=EIGH_DRIVER, check_finite=False)
+        return float(np.sqrt(np.clip(values, 0.0, None)).sum())
     import torch
 
-    on = torch.from_numpy(np.ascontiguousarray(matrix, dtype=np.float64)).to(device)
-    if not vectors:
-        return torch.linalg.eigvalsh(on).cpu().numpy()
-    values, vecs = torch.linalg.eigh(on)
-    return values.cpu().numpy(), vecs.cpu().numpy()
+    cov_factor = sqrt_factor(cov, backend=backend)
+    product = _on(torch, cov_factor, device).T @ _on(torch, factor, device)
+    return float(torch.linalg.svdvals(product).sum())
+
+
+def _on(torch, array: np.ndarray, device):
+    """``array`` (float64) as a tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64)).to(device)
+
+
+def _eigh(matrix: np.ndarray, backend: str) -> tuple[np.ndarray, np.ndarray]:
+    """Ascending eigenvalues of a symmetric float64 ``matrix`` and its eigenvectors (columns):
+    torch on ``backend``'s device, or SciPy's LAPACK."""
+    device = torch_device(backend)
+    if device is None:
+        return linalg.eigh(matrix, driver=EIGH_DRIVER, check_finite=False)
+    import torch
+
+    values, vectors = torch.linalg.eigh(_on(torch, matrix, device))
+    return values.cpu().numpy(), vectors.cpu().numpy()
 
 
 @dataclass(frozen=True, eq=False)
