@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal, get_args
 
-from .errors import InputError, SettingsError
+from .errors import InputError, SettingsError, unreachable_errors
 
 #: Smallest and largest image side for extraction (pixels): below 8 no extractor has anything
 #: to see; above 8192 one 3D volume alone would not fit in a worker.
@@ -84,5 +84,15 @@ def check_bucket(fs: Any, path: str, url: str, what: str) -> None:
     if "://" not in url or url.startswith("file://"):
         return
     bucket = path.split("/", 1)[0]
-    if bucket and not fs.exists(bucket):
-        raise InputError(f"{what} {url}: bucket {bucket!r} does not exist; create it first")
+    if not bucket:
+        return
+    try:  # not fs.exists: s3fs answers False for a bucket it could not reach
+        fs.info(bucket)
+    except FileNotFoundError:
+        raise InputError(
+            f"{what} {url}: bucket {bucket!r} does not exist; create it first"
+        ) from None
+    except PermissionError:
+        pass  # a bucket one may write into but not look at: the write probe decides
+    except unreachable_errors() as exc:  # often the first request to this store: say which
+        raise ConnectionError(f"{what} {url}: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -301,3 +302,24 @@ def test_a_missing_bucket_is_an_error_not_a_new_bucket(tmp_path, s3_server, s3_b
         SetLock("s3://no-such-bucket-y/f.zarr", opts, "real", "set", "run")
     prepare_output(f"{s3_bucket}/out", opts)  # an existing bucket: fine
     assert set(fs.ls("", refresh=True)) == before
+
+
+def test_an_unreachable_output_or_store_names_its_option():
+    """An endpoint that refuses connections for --output or --features-store: the error said
+    the bucket does not exist (s3fs's exists() answers False for a bucket it cannot reach), a
+    wrong diagnosis; it is now a connection error naming the option and its URL."""
+    from medsyn_dask.report.tables import prepare_output
+
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    opts = {
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "key": "k",
+        "secret": "s",
+        "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1},
+    }
+    with pytest.raises(ConnectionError, match="^output s3://b/out: "):
+        prepare_output("s3://b/out", opts)
+    with pytest.raises(ConnectionError, match="^features store s3://b/f.zarr: "):
+        SetLock("s3://b/f.zarr", opts, "real", "set", "run")

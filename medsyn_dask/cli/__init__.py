@@ -15,6 +15,8 @@ import logging
 import sys
 from collections.abc import Callable
 
+from ..errors import unreachable_errors
+
 #: Sub-command modules under ``medsyn_dask.cli``, in the order ``--help`` lists them.
 COMMANDS = ("demo", "extract", "analyze", "report", "train_vqvae")
 #: Exit status of storage that cannot be reached, of a user error (bad setting, bad input)
@@ -51,19 +53,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..errors import MedsynError
 
     return (MedsynError, FileNotFoundError, NotADirectoryError, PermissionError)
-
-
-def unreachable_errors() -> tuple[type[BaseException], ...]:
-    """Storage (an object store, a remote file system) that stopped answering, once the
-    client library's own retries are spent: one line, not a traceback."""
-    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    botocore = sys.modules.get("botocore.exceptions")  # s3fs; imported only if it was used
-    if botocore is not None:
-        found += [botocore.ConnectionError, botocore.HTTPClientError]
-    aiohttp = sys.modules.get("aiohttp")  # s3fs, gcsfs, HTTP
-    if aiohttp is not None:
-        found.append(aiohttp.ClientConnectionError)
-    return tuple(found)
 
 
 def run_command(prog: str, func: Callable[[], int], *, debug: bool = False) -> int:
