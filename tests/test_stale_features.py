@@ -191,8 +191,10 @@ def test_object_store_etags_and_lock(tmp_path, extract_client, s3_server, s3_buc
     loaded = load_features(store, "real", storage_options=opts)
     np.testing.assert_allclose(loaded.features.compute(), _direct(loaded.paths, opts), atol=1e-6)
     with SetLock(store, opts, "real", first.name, "run-s3"):
-        with pytest.raises(FeatureSetBusy, match="being written by run run-s3"):
+        with pytest.raises(FeatureSetBusy, match="being written by run run-s3") as info:
             extract_features(root, store, "real", **kw)
+    # The folder to remove as the store was named (its path alone dropped the s3:// scheme).
+    assert f"remove {store}/real/lock-{first.name} if" in str(info.value)
 
 
 def test_another_root_with_the_same_layout_sizes_and_mtimes_is_not_reused(tmp_path, extract_client):

@@ -48,6 +48,7 @@ class SetLock:
         self.folder = f"{root.rstrip('/')}/{group}/lock-{name}"
         self.path = f"{self.folder}/zarr.json"
         self.label = f"{group}/{name}"
+        self.shown = f"{store.rstrip('/')}/{group}/lock-{name}"  # as the user named the store
         self.holder = {
             "run": run_id,
             "host": socket.gethostname(),
@@ -62,7 +63,7 @@ class SetLock:
                 raise FeatureSetBusy(
                     f"feature set {self.label} is being written by run {other.get('run', '?')} "
                     f"on host {other.get('host', '?')} since {other.get('since', '?')}; "
-                    f"wait or remove {self.folder} if that run is dead"
+                    f"wait or remove {self.shown} if that run is dead"
                 )
             log.warning("taking over the lock of %s left by dead process %s", self.label, other)
             self._remove()
