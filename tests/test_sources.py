@@ -172,6 +172,30 @@ def test_s3_listing_and_reading_match_disk(tmp_path, s3_server, s3_bucket):
         list_images(f"{s3_bucket}/nothing", storage_options=opts)
 
 
+def test_an_s3_key_with_a_version_mark_is_a_bad_image_naming_it(tmp_path, s3_server, s3_bucket):
+    """s3fs reads ``?versionId=`` in a key as a version id: such an object failed with a bare
+    "Bad Request" (OSError, a traceback); it is now a bad image naming the file."""
+    boto3 = pytest.importorskip("boto3")
+    opts = s3_server.storage_options
+    client = boto3.client(
+        "s3",
+        endpoint_url=opts["endpoint_url"],
+        aws_access_key_id=opts["key"],
+        aws_secret_access_key=opts["secret"],
+        **opts["client_kwargs"],
+    )
+    png = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(png)
+    bucket = s3_bucket.removeprefix("s3://")
+    for key in ("ds/a/scan?versionId=7.png", "ds/a/plain.png"):
+        client.put_object(Bucket=bucket, Key=key, Body=png.read_bytes())
+    paths = list_images(f"{s3_bucket}/ds", storage_options=opts).paths
+    assert paths == (f"{s3_bucket}/ds/a/plain.png", f"{s3_bucket}/ds/a/scan?versionId=7.png")
+    assert read_image(paths[0], storage_options=opts).shape == (8, 8)
+    with pytest.raises(BadImageError, match=r"scan\?versionId=7.png: cannot be read through"):
+        read_image(paths[1], storage_options=opts)
+
+
 def test_read_dicom_applies_rescale(tmp_path):
     pydicom = pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset

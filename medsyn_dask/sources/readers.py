@@ -40,6 +40,8 @@ from .listing import DICOM_SUFFIXES, IMAGE_SUFFIXES, VOLUME_SUFFIXES
 
 #: Smallest side of an image or volume, pixels (voxels); a smaller file is a bad image.
 MIN_SIDE = 2
+#: What s3fs reads in a path as an object version (``key?versionId=ID``), whatever the key.
+VERSION_MARK = "?versionId="
 
 
 class BadImageError(InputError):
@@ -55,6 +57,11 @@ def read_bytes(path: str, storage_options: Mapping[str, Any] | None = None) -> b
     if "://" not in path:  # local: straight from the OS (fsspec's open costs ~0.1 ms a file)
         with open(path, "rb") as f:
             return f.read()
+    if VERSION_MARK in path and path.startswith(("s3://", "s3a://")):
+        raise BadImageError(
+            f"{path}: cannot be read through s3fs, which takes {VERSION_MARK!r} in an object "
+            "key for a version id; rename the object"
+        )
     with fsspec.open(path, "rb", **dict(storage_options or {})) as f:
         return f.read()
 
