@@ -20,7 +20,10 @@ Every cell runs ``--repeats`` times after one untimed run; the table shows media
 Without a GPU the engine's torch path and the extraction run on torch's CPU kernels: the
 benchmark then only checks that it runs (``--quick``).
 
-Run:  python benchmarks/bench_gpu.py [--quick] [--parts engine,fid,extract] [--json PATH]
+4. ``layout`` (not in the default parts): the in-process runner's block layout against a block
+   per thread (its earlier layout), on the CPU and the GPU, beside faiss-cpu, in one process.
+
+Run:  python benchmarks/bench_gpu.py [--quick] [--parts engine,fid,extract,layout] [--json PATH]
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from bench_extract import SmallCNN, write_images  # noqa: E402
 import medsyn_dask  # noqa: E402
 from medsyn_dask.cluster import default_worker_count  # noqa: E402
 from medsyn_dask.metrics import fid_linalg  # noqa: E402
+from medsyn_dask.neighbours import layout, local  # noqa: E402
 
 NEAREST_K = 5
 SEED = 20260101
@@ -96,6 +100,51 @@ def engine_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
             f"{cpu_s.format('.3f')} s, faiss-cpu {faiss_s.format('.3f')} s; faiss/GPU "
             f"{faiss_s.median / gpu_s.median:.2f}x, CPU/GPU {cpu_s.median / gpu_s.median:.2f}x; "
             f"GPU answer identical to the CPU engine's: {row['identical']}",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def one_block_per_thread(n: int, block_size: int, n_threads: int) -> list[int]:
+    """The runner's earlier layout (a block per thread), the baseline of ``layout_rows``."""
+    rows = min(block_size, layout.LOCAL_BLOCK, max(layout.MIN_LOCAL_BLOCK, -(-n // n_threads)))
+    return layout._equal_starts(n, rows, lambda count: count % n_threads == 0)
+
+
+def layout_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
+    """Seconds of the engine (CPU and GPU) with the runner's layout and with a block per
+    thread, in this process, and of faiss-cpu; every answer compared with the first."""
+    backends = ["numpy", "auto"] if torch.cuda.is_available() else ["numpy", "torch"]
+    rows = []
+    for n, dim in grid:
+        cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": "gaussian"}
+        real, synth = feature_pair("gaussian", cfg, SEED, as_dask=False)
+        _, faiss_s = repeat(_faiss_search, repeats, real, synth, NEAREST_K, 0.05, warmup=True)
+        row, answers = {"n": n, "dim": dim, "faiss": faiss_s.to_dict()}, []
+        for name, starts in (("per-thread", one_block_per_thread), ("pairs", local.block_starts)):
+            saved, local.block_starts = local.block_starts, starts
+            try:
+                for backend in backends:
+                    result, spread = repeat(
+                        medsyn_dask.evaluate_features,
+                        repeats,
+                        real,
+                        synth,
+                        nearest_k=NEAREST_K,
+                        compute_fid=False,
+                        backend=backend,
+                        warmup=True,
+                    )
+                    row[f"{name}-{backend}"] = spread.to_dict()
+                    answers.append(result)
+            finally:
+                local.block_starts = saved
+        row["identical"] = all(same_answer(a, answers[0]) for a in answers)
+        print(
+            f"layout N = M = {n}, D = {dim} on {local.threads()} threads: "
+            + ", ".join(f"{k} {v['median']:.3f} s" for k, v in row.items() if isinstance(v, dict))
+            + f"; identical answers: {row['identical']}",
             flush=True,
         )
         rows.append(row)
@@ -278,6 +327,11 @@ def main() -> None:
     out: dict = {"device": device_line()}
     if "engine" in parts:
         out["engine"] = engine_rows(grid, 1 if args.quick else args.repeats)
+    if "layout" in parts:
+        small = (
+            [(1000, 128)] if args.quick else [(2000, 512), (5000, 512), (5000, 2048), (20000, 512)]
+        )
+        out["layout"] = layout_rows(small, 1 if args.quick else args.repeats)
     if "fid" in parts:
         out["fid"] = fid_row(256 if args.quick else 2048, 600 if args.quick else 5000, args.repeats)
     if "extract" in parts:

@@ -12,19 +12,34 @@ import numpy as np
 LOCAL_BLOCK = 2048
 #: Smaller blocks cost more in Python and in GEMM efficiency than they give in parallelism.
 MIN_LOCAL_BLOCK = 256
+#: Real-pass block pairs per thread that balance the threads without one block per thread.
+PAIRS_PER_THREAD = 2
 
 
 def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
-    """First row of each block of an n-row array, plus n: a block per thread at least, equal
-    blocks within block_size and LOCAL_BLOCK.
+    """First row of each block of an n-row array, plus n: equal blocks within block_size and
+    LOCAL_BLOCK, as many as the threads need.
 
-    One block per thread suffices: the real pass scores each diagonal block with half a GEMM
-    (:func:`.euclidean.symmetric_candidates`), so its B (B + 1) / 2 pairs of B blocks weigh
-    B^2 / 2 off-diagonal pairs and balance on the threads; fewer, larger pairs cost less in
-    Python and in GEMM efficiency.
+    The real pass scores each diagonal block with half a GEMM
+    (:func:`.euclidean.symmetric_candidates`), so B blocks make B (B + 1) / 2 pairs that
+    balance on the threads; fewer, larger pairs cost less in Python and in GEMM efficiency.
+    On a few threads that is a block per thread. On many, :func:`pair_blocks` blocks: a block
+    per thread made many small pairs whose Python (under the GIL, one thread at a time)
+    outweighed their GEMMs.
     """
-    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(n / n_threads)))
-    return _equal_starts(n, rows, lambda count: count % n_threads == 0)
+    enough = pair_blocks(n_threads)
+    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(n / enough)))
+    few = enough < n_threads  # fewer blocks than threads give the threads enough pairs
+    return _equal_starts(n, rows, lambda count: count % n_threads == 0 or few and count >= enough)
+
+
+def pair_blocks(n_threads: int) -> int:
+    """Blocks for ``n_threads``: one per thread, or fewer where their real-pass pairs (B (B +
+    1) / 2) give every thread PAIRS_PER_THREAD."""
+    blocks = 1
+    while blocks * (blocks + 1) // 2 < PAIRS_PER_THREAD * n_threads and blocks < n_threads:
+        blocks += 1
+    return blocks
 
 
 def _equal_starts(n: int, rows: int, balanced: Callable[[int], bool]) -> list[int]:
