@@ -80,7 +80,8 @@ def check_choice(value: Any, option: str, choices: tuple[Any, ...]) -> Any:
 def check_bucket(fs: Any, path: str, url: str, what: str) -> None:
     """InputError where ``url`` (``path`` in its file system ``fs``) is on an object store
     whose bucket does not exist: making a folder there creates the bucket (s3fs), so a typo
-    would write into a new bucket, or into someone else's."""
+    would write into a new bucket, or into someone else's. ConnectionError naming ``what``
+    where the store does not answer."""
     if "://" not in url or url.startswith("file://"):
         return
     bucket = path.split("/", 1)[0]

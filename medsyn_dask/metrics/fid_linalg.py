@@ -7,8 +7,9 @@
 positive semi-definite ``L^T C_s L``, so the trace is the sum of the square roots of that
 matrix's eigenvalues. The real side (``L``) is decomposed once per run (:class:`RealFID`) and
 reused for every synthetic group; each group then costs two GEMMs and one ``eigvalsh``.
-Where this process sees a CUDA GPU (``backend="auto"``, as the engine), both decompositions and
-the GEMMs run there in float64 (cuSOLVER, cuBLAS); else in LAPACK through SciPy.
+Where this process sees a CUDA GPU (``backend="auto"``, as the engine), the decompositions and
+products run there in float64 (cuSOLVER, cuBLAS), the group's trace as singular values
+(:func:`trace_sqrt_product`); else in LAPACK through SciPy.
 """
 
 from __future__ import annotations
