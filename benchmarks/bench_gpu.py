@@ -40,7 +40,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Spread, jsonable, local_cluster, quick_note, repeat, timed  # noqa: E402
+from _common import (  # noqa: E402
+    QUICK_NOTE,
+    Spread,
+    jsonable,
+    local_cluster,
+    quick_note,
+    repeat,
+    timed,
+)
 from _features import feature_pair  # noqa: E402
 from baselines import _faiss_search  # noqa: E402
 from bench_extract import SmallCNN, write_images  # noqa: E402
@@ -69,21 +77,8 @@ def engine_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     gpu_backend = "auto" if torch.cuda.is_available() else "torch"
     rows = []
     for n, dim in grid:
-        cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": "gaussian"}
-        real, synth = feature_pair("gaussian", cfg, SEED, as_dask=False)
-        run = {
-            backend: repeat(
-                medsyn_dask.evaluate_features,
-                repeats,
-                real,
-                synth,
-                nearest_k=NEAREST_K,
-                compute_fid=False,
-                backend=backend,
-                warmup=True,
-            )
-            for backend in (gpu_backend, "numpy")
-        }
+        real, synth = gaussian_features(n, dim)
+        run = {b: timed_engine(real, synth, b, repeats) for b in (gpu_backend, "numpy")}
         (gpu, gpu_s), (cpu, cpu_s) = run[gpu_backend], run["numpy"]
         _, faiss_s = repeat(_faiss_search, repeats, real, synth, NEAREST_K, 0.05, warmup=True)
         row = {
@@ -106,6 +101,26 @@ def engine_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     return rows
 
 
+def gaussian_features(n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """(real, synthetic) isotropic Gaussian features, N = M = n, float32."""
+    cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": "gaussian"}
+    return feature_pair("gaussian", cfg, SEED, as_dask=False)
+
+
+def timed_engine(real: np.ndarray, synth: np.ndarray, backend: str, repeats: int):
+    """(last result, Spread of seconds) of the engine without FID, after one untimed call."""
+    return repeat(
+        medsyn_dask.evaluate_features,
+        repeats,
+        real,
+        synth,
+        nearest_k=NEAREST_K,
+        compute_fid=False,
+        backend=backend,
+        warmup=True,
+    )
+
+
 def one_block_per_thread(n: int, block_size: int, n_threads: int) -> list[int]:
     """The runner's earlier layout (a block per thread), the baseline of ``layout_rows``."""
     rows = min(block_size, layout.LOCAL_BLOCK, max(layout.MIN_LOCAL_BLOCK, -(-n // n_threads)))
@@ -118,24 +133,14 @@ def layout_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     backends = ["numpy", "auto"] if torch.cuda.is_available() else ["numpy", "torch"]
     rows = []
     for n, dim in grid:
-        cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": "gaussian"}
-        real, synth = feature_pair("gaussian", cfg, SEED, as_dask=False)
+        real, synth = gaussian_features(n, dim)
         _, faiss_s = repeat(_faiss_search, repeats, real, synth, NEAREST_K, 0.05, warmup=True)
         row, answers = {"n": n, "dim": dim, "faiss": faiss_s.to_dict()}, []
         for name, starts in (("per-thread", one_block_per_thread), ("pairs", local.block_starts)):
             saved, local.block_starts = local.block_starts, starts
             try:
                 for backend in backends:
-                    result, spread = repeat(
-                        medsyn_dask.evaluate_features,
-                        repeats,
-                        real,
-                        synth,
-                        nearest_k=NEAREST_K,
-                        compute_fid=False,
-                        backend=backend,
-                        warmup=True,
-                    )
+                    result, spread = timed_engine(real, synth, backend, repeats)
                     row[f"{name}-{backend}"] = spread.to_dict()
                     answers.append(result)
             finally:
@@ -338,6 +343,8 @@ def main() -> None:
         out["extract"] = extract_row(200 if args.quick else 4000, 1 if args.quick else args.repeats)
     if args.json:
         args.json.write_text(json.dumps(jsonable(out), indent=1))
+    if args.quick:
+        print(QUICK_NOTE)
 
 
 if __name__ == "__main__":
