@@ -90,6 +90,27 @@ def test_torch_route_equals_the_lapack_route(kind):
     assert values["torch"] == pytest.approx(values["numpy"], rel=1e-8, abs=0)
 
 
+def test_a_full_gpu_leaves_fid_to_the_cpu(monkeypatch, caplog):
+    """Out of GPU memory (the workers' models beside it), FID's linear algebra runs on the CPU
+    with a warning, the same value, instead of stopping the run."""
+    torch = pytest.importorskip("torch")
+    real, synth = _covariances("well-conditioned")
+    expected = trace_sqrt_product(
+        sqrt_factor(real.cov, backend="numpy"), synth.cov, backend="numpy"
+    )
+
+    def full(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (raised by the test)")
+
+    monkeypatch.setattr(torch.linalg, "eigh", full)
+    monkeypatch.setattr(torch.linalg, "svdvals", full)
+    with caplog.at_level("WARNING", logger="medsyn_dask.metrics.fid_linalg"):
+        factor = sqrt_factor(real.cov, backend="torch")
+        value = trace_sqrt_product(factor, synth.cov, backend="torch")
+    assert value == pytest.approx(expected, rel=1e-12)
+    assert "on the CPU: no room on the GPU" in caplog.text
+
+
 def test_real_statistics_decomposed_once_and_reused():
     real, synth = _covariances("well-conditioned")
     cached = RealFID(real, n_images=400)
