@@ -27,8 +27,13 @@ from .neighbours.registry import max_row_norm
 
 def array_like(features: Any) -> Any:
     """``features`` as given where it has a dtype (NumPy, Dask, Zarr...), else as NumPy: lists,
-    pandas DataFrames (which have one dtype per column)."""
-    return features if hasattr(features, "dtype") else np.asarray(features)
+    pandas DataFrames (which have one dtype per column); in the machine's byte order (the
+    compiled kernels take no other: big-endian codes stopped the Hamming pass)."""
+    features = features if hasattr(features, "dtype") else np.asarray(features)
+    dtype = np.dtype(features.dtype)
+    if not dtype.isnative and hasattr(features, "astype"):
+        return features.astype(dtype.newbyteorder("="))
+    return features
 
 
 @contextmanager

@@ -101,6 +101,22 @@ def test_pandas_dataframes_are_features():
     assert_matches(evaluate_features(*frames, compute_fid=False), brute_force(real, synth))
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "hamming"])
+def test_big_endian_features(metric):
+    """Features saved on or for a big-endian machine (``>i8``, ``>f4``): the compiled Hamming
+    pass took no such codes (numba TypingError); now the same answer as in native order."""
+    rng = np.random.default_rng(75)
+    if metric == "hamming":
+        real = rng.integers(0, 9, size=(40, 6))
+        synth = np.concatenate([real[:5], rng.integers(0, 9, size=(20, 6))])
+        swapped = ">i8"
+    else:
+        real, synth = rng.normal(size=(40, 6)), rng.normal(size=(20, 6))
+        swapped = ">f8"
+    expected = brute_force(real, synth, metric=metric)
+    both_paths(real.astype(swapped), synth.astype(swapped), expected, metric=metric)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_hamming_codes_beyond_int32(backend):
     """The torch path compared codes cast to int32: codes a multiple of 2^32 apart were
