@@ -21,10 +21,12 @@ DEFAULT_RESOLUTION = 256
 #: The file name of a set's mean image over all classes (``mean_images/SET/all_classes.png``):
 #: no class folder may take it.
 ALL_CLASSES = "all_classes"
-#: Names of groups in a run and in a feature store: used as folder and file names.
-PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+#: The characters of a plain name: names of groups in a run and in a feature store, used as
+#: folder and file names.
+_PLAIN = "A-Za-z0-9_.-"
+PLAIN_NAME = re.compile(f"[{_PLAIN}]+")
 #: What a plain name may not hold (:func:`plain_name`).
-NOT_PLAIN = re.compile(r"[^A-Za-z0-9_.-]+")
+NOT_PLAIN = re.compile(f"[^{_PLAIN}]+")
 ON_BAD_IMAGE = ("error", "skip")
 #: Lossless codecs of the mean images (:mod:`medsyn_dask.metrics.variety.codecs`), default first.
 Codec = Literal["png", "png-opencv", "jpeg2000", "webp", "jpeg-ls", "jpeg-lossless"]
