@@ -73,6 +73,15 @@ def check_resolution(value: Any, option: str = "resolution") -> int:
     return check_int(value, option, minimum=MIN_RESOLUTION, maximum=MAX_RESOLUTION)
 
 
+def check_nearest_k_below(nearest_k: int, n_real: int) -> None:
+    """SettingsError unless ``nearest_k`` is below the number of real images (each real
+    image's k-th neighbour is another real image)."""
+    if nearest_k >= n_real:
+        raise SettingsError(
+            f"nearest_k={nearest_k} must be smaller than the number of real images {n_real}"
+        )
+
+
 def check_choice(value: Any, option: str, choices: tuple[Any, ...]) -> Any:
     if value not in choices:
         raise SettingsError(f"{option} must be one of {list(choices)}, got {value!r}")

@@ -17,7 +17,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 
-from .checks import check_int, check_number
+from .checks import check_int, check_nearest_k_below, check_number
 from .errors import SettingsError
 from .metrics.fid_linalg import RealFID
 from .neighbours import get_metric
@@ -130,10 +130,8 @@ def check_features(
     n = real.shape[0]
     if n < 2:
         raise SettingsError(f"real: at least 2 real images are needed, got {n}")
-    if nearest_k is not None and nearest_k >= n:
-        raise SettingsError(
-            f"nearest_k={nearest_k} must be smaller than the number of real images {n}"
-        )
+    if nearest_k is not None:
+        check_nearest_k_below(nearest_k, n)
     if synthetic is None:
         return
     kind.validate("synthetic", synthetic)

@@ -237,11 +237,7 @@ def check_settings(settings: AnalyzeSettings) -> tuple[Dataset, dict[str, Datase
 def _check_against_real(settings: AnalyzeSettings, real: Dataset, storage_options) -> None:
     """What the real listing decides, before any extraction: nearest_k below the number of
     real images, and a patients CSV that is readable and names every real image."""
-    if settings.nearest_k >= len(real.paths):
-        raise SettingsError(
-            f"nearest_k={settings.nearest_k} must be smaller than the number of real images "
-            f"{len(real.paths)}"
-        )
+    checks.check_nearest_k_below(settings.nearest_k, len(real.paths))
     if settings.patients is not None and settings.patients != "dicom":
         from .sources.patients import patients_from_table, read_patient_table
 
