@@ -279,7 +279,7 @@ def _neighbourhoods_here(
     """Radii (one array in a list), per-real and per-synthetic partials of in-memory features,
     computed now in this process (:mod:`.neighbours.local`)."""
     with run:
-        smallest = run.radii(real, nearest_k) if reference is None else reference.smallest
+        smallest = reference.smallest if reference else run.radii(real, nearest_k, synthetic)
         per_real, per_synth = run.compare(real, synthetic, smallest, margin, nearest_k)
     return [smallest], per_real, per_synth
 

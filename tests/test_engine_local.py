@@ -141,6 +141,34 @@ def test_runner_radii_and_compare_directly():
     np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
 
 
+def test_comparison_scored_ahead_during_the_radii_pass():
+    """With the synthetic array, the radii pass queues the comparison's largest pairs (one per
+    thread) behind its own; the comparison takes those scores, and the answer is the same as
+    scoring every pair in the comparison. An error in between frees the queued scores."""
+    real, synth = many_duplicates(np.random.default_rng(46), n=300, m=261, d=20)
+    expected = brute_force(real, synth, nearest_k=3)
+    centre = real.astype(np.float64).mean(axis=0)
+    with local.Runner("euclidean", centre, "numpy", block_size=70) as run:
+        smallest = run.radii(real, 3, synth)
+        assert len(run._ahead) == local.AHEAD_PER_THREAD * run.n_threads
+        first = run._comparison(real, synth)[-1][: len(run._ahead)]
+        assert sorted(run._ahead) == sorted(first)  # the largest pairs
+        per_real, per_synth = run.compare(real, synth, smallest, expected["margin"], 3)
+        assert run._ahead == {}
+    np.testing.assert_array_equal(smallest[:, 3], expected["radius_k"])
+    for name in ("is_real", "is_copy", "copy_ratio"):
+        got = np.concatenate([getattr(p, name) for p in per_synth])
+        np.testing.assert_array_equal(got, expected[name])
+    got = np.concatenate([p.nearest_distance for p in per_synth])
+    np.testing.assert_array_equal(got, expected["distance"])
+    np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
+    with pytest.raises(RuntimeError), local.Runner("euclidean", centre, "numpy") as run:
+        run.radii(real, 3, synth)
+        assert run._ahead
+        raise RuntimeError("stopped between the passes")
+    assert run._ahead == {}
+
+
 def test_block_starts_give_every_thread_work():
     assert local.block_starts(2000, 2048, 2) == [0, 1000, 2000]
     assert local.block_starts(5000, 2048, 2) == [0, 1250, 2500, 3750, 5000]  # even, <= 2048

@@ -24,6 +24,7 @@ from medsyn_dask.neighbours import (
     local,
     scan_kernels,
     scans,
+    threads,
 )
 from medsyn_dask.neighbours.bounds import Envelope, ScoreBlock
 from medsyn_dask.neighbours.candidates import Candidates
@@ -227,10 +228,10 @@ def test_runner_restores_the_switch_interval():
     before = sys.getswitchinterval()
     with local.Runner("euclidean", np.zeros(3), "numpy") as run:
         if run.n_threads > 1:
-            assert sys.getswitchinterval() == pytest.approx(min(local.SWITCH_INTERVAL, before))
-            with local._short_switch_interval():  # nested: the outer one restores
+            assert sys.getswitchinterval() == pytest.approx(min(threads.SWITCH_INTERVAL, before))
+            with threads.short_switch_interval():  # nested: the outer one restores
                 pass
-            assert sys.getswitchinterval() == pytest.approx(min(local.SWITCH_INTERVAL, before))
+            assert sys.getswitchinterval() == pytest.approx(min(threads.SWITCH_INTERVAL, before))
     assert sys.getswitchinterval() == before
 
 

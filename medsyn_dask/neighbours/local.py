@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import sys
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -52,10 +49,17 @@ from .reductions import (
 )
 from .registry import get_metric
 from .summary import summary as feature_summary
+from .threads import counted, one_blas_thread, pool, short_switch_interval, threads
 
 #: With a distributed Client active, in-memory inputs of at most this many blocks of
 #: ``block_size`` rows (real and synthetic each) still run here: shipping them costs more.
 LOCAL_BLOCKS = 4
+
+
+#: Comparison block pairs per thread scored while the radii pass ends (:meth:`Runner.radii`):
+#: enough to fill the threads it leaves idle; each holds a block of scores until the radii are
+#: known (at most LOCAL_BLOCK^2 float32, 16 MiB).
+AHEAD_PER_THREAD = 1
 
 
 #: Lazy inputs (Dask, Zarr) of at most LOCAL_BLOCKS blocks and this many bytes each are read
@@ -119,14 +123,6 @@ def runs_here(arrays: Sequence[Any], block_size: int) -> bool:
     return False
 
 
-def threads() -> int:
-    """Threads of the pool: the cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 class Runner:
     """One thread per core (BLAS held to one thread each) for the passes of one evaluation;
     each array's blocks are prepared once and shared by both passes.
@@ -147,16 +143,20 @@ class Runner:
         self.block_size, self.progress = block_size, progress
         self.n_threads = threads()
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
+        self._ahead: dict[tuple[int, int], Future] = {}
 
     def __enter__(self) -> Runner:
         self._stack = ExitStack()
         if self.n_threads > 1:
-            self._stack.enter_context(_one_blas_thread())
-            self._stack.enter_context(_short_switch_interval())
-        self._pool = _pool(self.n_threads)
+            self._stack.enter_context(one_blas_thread())
+            self._stack.enter_context(short_switch_interval())
+        self._pool = pool(self.n_threads)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for scored in self._ahead.values():  # an error stopped the comparison: free its scores
+            scored.cancel()
+        self._ahead.clear()
         self._prepared.clear()
         self._stack.close()
 
@@ -204,12 +204,17 @@ class Runner:
     def _scored(self, x, y):
         return self.kind.block_bounds(x, y, self.centre, backend=self.backend)
 
-    def radii(self, real: np.ndarray, nearest_k: int) -> np.ndarray:
+    def radii(
+        self, real: np.ndarray, nearest_k: int, synthetic: np.ndarray | None = None
+    ) -> np.ndarray:
         """(N, nearest_k + 1) float64: the nearest_k + 1 smallest distances of each real image
         to all real images, self included, ascending (as :func:`.graph.radii_graph`).
 
         Only block pairs I <= J are scored; pair (I, J) serves the rows of I and, through its
-        transpose, the rows of J.
+        transpose, the rows of J. With ``synthetic``, the first block pairs of its comparison
+        (:meth:`compare`) are scored once the pairs of this pass are under way
+        (:meth:`_score_ahead`): their scores need no radii, and they keep the threads busy
+        while the last pairs of this pass finish and its candidates are merged.
         """
         spans, prepared = self.blocks(real, forms="radii")
         nb, n = len(spans), nearest_k + 1
@@ -228,7 +233,8 @@ class Runner:
             oi += first
             return rows.shifted(rows=oi, cols=oj), None if cols is None else cols.shifted(oj, oi)
 
-        done = self._run_pairs("real radii", candidates, tasks)
+        ahead = None if synthetic is None else functools.partial(self._score_ahead, real, synthetic)
+        done = self._run_pairs("real radii", candidates, tasks, then=ahead)
         found: dict[tuple[int, int], list] = {}
         for (i, j, _, _), pair in done.items():
             found.setdefault((i, j), []).append(pair)
@@ -270,22 +276,23 @@ class Runner:
         :func:`.graph.compare_graph` computes them; ``smallest`` is the (N, nearest_k + 1) array
         of :meth:`radii` (column ``nearest_k`` is radius_k, column 1 radius_1)."""
         copy_threshold = smallest[:, 1] + margin
-        real_spans, real_blocks = self.blocks(real)
-        wide = column_starts(len(synthetic), len(real_spans), self.block_size, self.n_threads)
-        synth_spans, synth_blocks = self.blocks(synthetic, wide, forms="right")
-        pairs = [(i, j) for i in range(len(real_spans)) for j in range(len(synth_spans))]
+        real_spans, real_blocks, synth_spans, synth_blocks, pairs = self._comparison(
+            real, synthetic
+        )
+        ahead, self._ahead = self._ahead, {}
 
         def reduce(pair: tuple[int, int]) -> tuple[RealPartial, Any]:
             i, j = pair
-            block = self._scored(real_blocks[i], synth_blocks[j])
+            scored = ahead.pop(pair, None)
+            block = (
+                self._scored(real_blocks[i], synth_blocks[j]) if scored is None else scored.result()
+            )
             rows = slice(*real_spans[i])
             return compare_block(
                 block, smallest[rows, nearest_k], copy_threshold[rows], real_spans[i][0]
             )
 
-        found = self._run_pairs(
-            "real x synthetic", reduce, sorted(pairs, key=larger_first(real_spans, synth_spans))
-        )
+        found = self._run_pairs("real x synthetic", reduce, pairs)
 
         def per_synthetic(piece: tuple[int, int, int]) -> SyntheticPartial:
             j, first, last = piece  # columns first:last of synthetic block j
@@ -325,71 +332,33 @@ class Runner:
             out += [(j, a, b) for a, b in equal_cuts(stop - start, split) if b > a]
         return out
 
-    def _run_pairs(self, label: str, fn: Callable, pairs: list) -> dict:
+    def _comparison(self, real: np.ndarray, synthetic: np.ndarray) -> tuple:
+        """(real spans, real blocks, synthetic spans, synthetic blocks, block pairs largest
+        first) of the comparison of ``synthetic`` with ``real``, the blocks prepared."""
+        real_spans, real_blocks = self.blocks(real)
+        wide = column_starts(len(synthetic), len(real_spans), self.block_size, self.n_threads)
+        synth_spans, synth_blocks = self.blocks(synthetic, wide, forms="right")
+        pairs = [(i, j) for i in range(len(real_spans)) for j in range(len(synth_spans))]
+        pairs.sort(key=larger_first(real_spans, synth_spans))
+        return real_spans, real_blocks, synth_spans, synth_blocks, pairs
+
+    def _score_ahead(self, real: np.ndarray, synthetic: np.ndarray) -> None:
+        """Queue the scores of the comparison's first AHEAD_PER_THREAD pairs per thread (the
+        largest) behind the pool's tasks, for :meth:`compare` to take."""
+        _, real_blocks, _, synth_blocks, pairs = self._comparison(real, synthetic)
+        for i, j in pairs[: AHEAD_PER_THREAD * self.n_threads]:
+            self._ahead[(i, j)] = self._pool.submit(self._scored, real_blocks[i], synth_blocks[j])
+
+    def _run_pairs(
+        self, label: str, fn: Callable, pairs: list, then: Callable[[], None] | None = None
+    ) -> dict:
+        """{pair: fn(pair)} computed on the pool; ``then()`` is called in this thread once
+        every pair is queued (it may queue more work behind them)."""
         with Counter(label, len(pairs), "block pairs", enabled=self.progress) as counter:
-            return dict(zip(pairs, self.map(_counted(fn, counter), pairs), strict=True))
-
-
-@functools.cache
-def _pool(n_threads: int) -> ThreadPoolExecutor:
-    """The process's pool of ``n_threads`` threads, started once: starting threads costs
-    milliseconds per call, as much as a small problem's whole computation. Its tasks never
-    submit tasks to it, so callers in several threads share it without deadlock."""
-    return ThreadPoolExecutor(n_threads, thread_name_prefix="medsyn-neighbours")
-
-
-@functools.cache
-def _blas_controller() -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-def _one_blas_thread() -> AbstractContextManager:
-    """BLAS held to one thread (the pool has one thread per core) while the context lasts."""
-    try:
-        return _blas_controller().limit(limits=1, user_api="blas")
-    except ImportError:  # BLAS keeps its threads: oversubscribed, still correct
-        return nullcontext()
-
-
-#: The interpreter's switch interval while a runner is active: a thread back from a compiled
-#: pass or a GEMM (no GIL held) waits for the GIL at most this long while the other thread runs
-#: NumPy steps, instead of the default 5 ms (seen: N = M = 5000, D = 512, 171 -> 166 ms).
-SWITCH_INTERVAL = 2e-4
-_switch = {"active": 0, "saved": 0.0}
-_switch_lock = threading.Lock()
-
-
-@contextmanager
-def _short_switch_interval() -> Iterator[None]:
-    """SWITCH_INTERVAL while the context lasts (in any thread: the first to enter sets it, the
-    last to leave restores the interpreter's value)."""
-    with _switch_lock:
-        if _switch["active"] == 0:
-            _switch["saved"] = sys.getswitchinterval()
-            sys.setswitchinterval(min(SWITCH_INTERVAL, _switch["saved"]))
-        _switch["active"] += 1
-    try:
-        yield
-    finally:
-        with _switch_lock:
-            _switch["active"] -= 1
-            if _switch["active"] == 0:
-                sys.setswitchinterval(_switch["saved"])
-
-
-def _counted(fn: Callable, counter: Counter) -> Callable:
-    """``fn`` that steps ``counter`` once per call (from any thread)."""
-    lock = threading.Lock()
-
-    def step(item):
-        out = fn(item)
-        with lock:
-            counter.step()
-        return out
-
-    return step
+            results = self._pool.map(counted(fn, counter), pairs)  # queued now
+            if then is not None:
+                then()
+            return dict(zip(pairs, results, strict=True))
 
 
 def summary(
@@ -397,4 +366,4 @@ def summary(
 ) -> tuple[bool, bool, float, np.ndarray | None]:
     """(real finite, synthetic finite, synthetic feature std, centre) of in-memory features
     (:func:`.summary.summary`), on one thread per core."""
-    return feature_summary(real, synthetic, metric, _pool(threads()).map)
+    return feature_summary(real, synthetic, metric, pool(threads()).map)
