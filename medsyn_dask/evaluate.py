@@ -118,7 +118,8 @@ def real_neighbourhood(
         )
         check_finite({"real": real}, [ok], metric)
         if here:
-            options = {"block_size": block_size, "progress": progress}
+            shape = (*features.shape[:1], 0, features.shape[1])
+            options = {"block_size": block_size, "progress": progress, "shape": shape}
             with local.Runner(metric, centre, backend, **options) as run:
                 smallest = [run.radii(features, nearest_k)]
         else:
@@ -223,7 +224,9 @@ def evaluate_features(
         margin = scores.copy_margin(float(std), mode_collapse_threshold)
         settings = {"nearest_k": nearest_k, "metric": metric, "centre": centre, "backend": backend}
         if here:
-            run = local.Runner(metric, centre, backend, block_size=block_size, progress=progress)
+            shape = (len(inputs["real"]), *inputs["synthetic"].shape)
+            options = {"block_size": block_size, "progress": progress, "shape": shape}
+            run = local.Runner(metric, centre, backend, **options)
             smallest, per_real, per_synth = _neighbourhoods_here(
                 run, *inputs.values(), reference, margin, nearest_k
             )

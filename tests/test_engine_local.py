@@ -12,7 +12,7 @@ from brute_force import assert_matches, brute_force
 from scipy.spatial.distance import cdist
 
 from medsyn_dask import evaluate_features, real_neighbourhood
-from medsyn_dask.neighbours import euclidean, layout, local
+from medsyn_dask.neighbours import euclidean, layout, local, threads
 
 
 def gaussian(rng, n=420, m=380, d=96):
@@ -167,6 +167,40 @@ def test_comparison_scored_ahead_during_the_radii_pass():
         assert run._ahead
         raise RuntimeError("stopped between the passes")
     assert run._ahead == {}
+
+
+def test_small_problems_take_fewer_threads_than_cores():
+    """16 threads made N = M = 2 000, D = 512 3.5x slower than 3 on a 16-core machine (their
+    blocks' Python, one thread at a time): threads grow as the square root of the work, from
+    two (where there are two cores) to every core."""
+    work = layout.pass_work
+    assert work(2000, 2000, 512) == 512 * (2000 * 2001 / 2 + 2000 * 2000)
+    assert work(2000, 0, 512) == 512 * 2000 * 2001 / 2  # the radii pass alone
+    assert layout.useful_threads(work(2000, 2000, 512), 16) == 3
+    assert layout.useful_threads(work(5000, 5000, 512), 16) == 6
+    assert layout.useful_threads(work(20_000, 20_000, 512), 16) == 16
+    assert layout.useful_threads(work(100, 100, 8), 16) == 2
+    assert layout.useful_threads(work(100, 100, 8), 1) == 1
+    assert layout.useful_threads(work(20_000, 20_000, 2048), 2) == 2
+    counts = [layout.useful_threads(work(n, n, 512), 64) for n in range(500, 80_000, 500)]
+    assert counts == sorted(counts) and counts[-1] == 64
+    run = local.Runner("euclidean", np.zeros(8), "numpy", shape=(100, 100, 8))
+    assert run.n_threads == min(2, threads.threads())
+    assert local.Runner("euclidean", np.zeros(8), "numpy").n_threads == threads.threads()
+
+
+def test_hyperthreads_of_one_core_count_once(tmp_path):
+    """Two GEMMs on one core's two hyperthreads take as long as one after the other: the
+    runner takes a thread per physical core (Linux topology files; without them, per CPU)."""
+    for cpu, (package, core) in enumerate([(0, 0), (0, 1), (0, 0), (0, 1), (1, 0), (1, 0)]):
+        topology = tmp_path / f"cpu{cpu}" / "topology"
+        topology.mkdir(parents=True)
+        (topology / "physical_package_id").write_text(f"{package}\n")
+        (topology / "core_id").write_text(f"{core}\n")
+    assert threads.physical_cores({0, 1, 2, 3}, str(tmp_path)) == 2
+    assert threads.physical_cores({0, 1, 4, 5}, str(tmp_path)) == 3  # two packages
+    assert threads.physical_cores({0}, str(tmp_path)) == 1
+    assert threads.physical_cores({0, 7}, str(tmp_path)) == 2  # cpu7 unreadable: count CPUs
 
 
 def test_block_starts_give_every_thread_work():

@@ -14,6 +14,28 @@ LOCAL_BLOCK = 2048
 MIN_LOCAL_BLOCK = 256
 #: Real-pass block pairs per thread that balance the threads without one block per thread.
 PAIRS_PER_THREAD = 2
+#: Threads of a problem of W GEMM multiply-adds: sqrt(W / WORK_SCALE) (:func:`useful_threads`).
+WORK_SCALE = 7e8
+
+
+def useful_threads(work: float, n_threads: int) -> int:
+    """Threads for a problem of ``work`` GEMM multiply-adds on ``n_threads`` cores.
+
+    A thread more shares the GEMMs (time W / (T R) at R multiply-adds a second per thread) but
+    adds blocks, whose Python runs one thread at a time (the GIL): about h seconds a thread.
+    W / (T R) + T h is least at T = sqrt(W / (R h)); R h = WORK_SCALE, measured on 16 cores
+    (``benchmarks/bench_threads.py``: N = M = 2 000, D = 512 best on 3 threads, 16 threads 3.5x
+    slower; N = 10 000 best on 8; N = 20 000 on 16). At least two threads where there are two
+    cores (a small problem's time is short either way), at most ``n_threads``.
+    """
+    wanted = math.ceil(math.sqrt(max(work, 0.0) / WORK_SCALE))
+    return max(min(2, n_threads), min(n_threads, wanted))
+
+
+def pass_work(n_real: int, n_synthetic: int, dim: int) -> float:
+    """GEMM multiply-adds of the radii pass (the symmetric half, N (N + 1) / 2 pairs) and the
+    comparison (N M pairs) over ``dim`` features."""
+    return float(dim) * (n_real * (n_real + 1) / 2 + n_real * n_synthetic)
 
 
 def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:

@@ -33,7 +33,9 @@ from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's l
     column_starts,
     equal_cuts,
     larger_first,
+    pass_work,
     radii_tasks,
+    useful_threads,
 )
 from .reductions import (
     Candidates,
@@ -138,10 +140,14 @@ class Runner:
         *,
         block_size: int = LOCAL_BLOCK,
         progress: bool = False,
+        shape: tuple[int, int, int] | None = None,
     ) -> None:
         self.kind, self.centre, self.backend = get_metric(metric), centre, backend
         self.block_size, self.progress = block_size, progress
-        self.n_threads = threads()
+        # shape (N, M, D) of the problem: a small one takes fewer threads than cores.
+        self.n_threads = (
+            threads() if shape is None else useful_threads(pass_work(*shape), threads())
+        )
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
         self._ahead: dict[tuple[int, int], Future] = {}
 

@@ -17,11 +17,28 @@ from ..progress import Counter
 
 
 def threads() -> int:
-    """Threads of the pool: the cores this process may use."""
+    """Threads of the pool: the cores this process may use (hyperthreads of one core count
+    once: two GEMMs on one core's two threads take as long as one after the other)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = os.sched_getaffinity(0)
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+    return physical_cores(cpus)
+
+
+def physical_cores(cpus: set[int], sysfs: str = "/sys/devices/system/cpu") -> int:
+    """Physical cores among the logical CPUs ``cpus`` (Linux topology files), or how many
+    ``cpus`` there are where the topology cannot be read."""
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"{sysfs}/cpu{cpu}/topology/physical_package_id") as f:
+                package = f.read().strip()
+            with open(f"{sysfs}/cpu{cpu}/topology/core_id") as f:
+                cores.add((package, f.read().strip()))
+        except OSError:
+            return len(cpus)
+    return max(1, len(cores))
 
 
 @functools.cache
