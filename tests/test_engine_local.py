@@ -162,6 +162,11 @@ def test_comparison_scored_ahead_during_the_radii_pass():
     got = np.concatenate([p.nearest_distance for p in per_synth])
     np.testing.assert_array_equal(got, expected["distance"])
     np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
+    other = synth[::-1].copy()  # scored ahead for synth, compared with another array
+    with local.Runner("euclidean", centre, "numpy", block_size=70) as run:
+        per_synth = run.compare(real, other, run.radii(real, 3, synth), expected["margin"], 3)[1]
+    got = np.concatenate([p.nearest_distance for p in per_synth])
+    np.testing.assert_array_equal(got, expected["distance"][::-1])
     with pytest.raises(RuntimeError), local.Runner("euclidean", centre, "numpy") as run:
         run.radii(real, 3, synth)
         assert run._ahead

@@ -126,8 +126,8 @@ def runs_here(arrays: Sequence[Any], block_size: int) -> bool:
 
 
 class Runner:
-    """One thread per core (BLAS held to one thread each) for the passes of one evaluation;
-    each array's blocks are prepared once and shared by both passes.
+    """One thread per core, fewer for a small problem (BLAS held to one thread each), for the
+    passes of one evaluation; each array's blocks are prepared once and shared by both passes.
 
     ``with Runner(metric, centre, backend) as run: run.radii(real, k); run.compare(...)``.
     """
@@ -150,6 +150,7 @@ class Runner:
         )
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
         self._ahead: dict[tuple[int, int], Future] = {}
+        self._ahead_of: tuple[int, int] | None = None  # ids of the arrays _ahead scores
 
     def __enter__(self) -> Runner:
         self._stack = ExitStack()
@@ -286,6 +287,8 @@ class Runner:
             real, synthetic
         )
         ahead, self._ahead = self._ahead, {}
+        if self._ahead_of != (id(real), id(synthetic)):  # scored for other arrays: not these
+            ahead = {}
 
         def reduce(pair: tuple[int, int]) -> tuple[RealPartial, Any]:
             i, j = pair
@@ -352,6 +355,7 @@ class Runner:
         """Queue the scores of the comparison's first AHEAD_PER_THREAD pairs per thread (the
         largest) behind the pool's tasks, for :meth:`compare` to take."""
         _, real_blocks, _, synth_blocks, pairs = self._comparison(real, synthetic)
+        self._ahead_of = (id(real), id(synthetic))  # both kept alive by self._prepared
         for i, j in pairs[: AHEAD_PER_THREAD * self.n_threads]:
             self._ahead[(i, j)] = self._pool.submit(self._scored, real_blocks[i], synth_blocks[j])
 
