@@ -183,3 +183,26 @@ def test_interrupted_run_removes_stale_metrics(phantoms_2d, tmp_path, address):
     ]
     assert main(args) == 2
     assert not (out / "metrics.json").exists()
+
+
+def test_ctrl_c_after_the_results_says_they_are_complete(
+    phantoms_2d, tmp_path, address, capsys, monkeypatch
+):
+    """Ctrl-C while the report is rendered: metrics.json and the tables are written and
+    complete, and the one line says so and how to render the report (not "rerun")."""
+    import medsyn_dask.report as report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)
+    out = tmp_path / "out"
+    assert main(_analyze_args(phantoms_2d, out, "--scheduler-address", address)) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "interrupted" in err and f"medsyn-dask report {out}` writes the report" in err, err
+    assert "resumes" not in err
+    assert json.loads((out / "metrics.json").read_text())["complete"] is True
+    assert not (out / "report.html").exists()
+    monkeypatch.undo()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report.html").exists() and (out / "summary.txt").exists()

@@ -67,9 +67,11 @@ def run_command(prog: str, func: Callable[[], int], *, debug: bool = False) -> i
     try:
         with quiet_console(debug=debug):
             return int(func() or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        # A run interrupted after its results were written says so (see cli.analyze.run_job).
+        done = f"; {_one_line(exc)}" if exc.args else f", and {RESUMES}"
         print(
-            f"{prog}: interrupted; nothing incomplete is left marked complete, and {RESUMES}",
+            f"{prog}: interrupted; nothing incomplete is left marked complete{done}",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -241,8 +241,15 @@ def run_job(
         prepare_output(settings.output, options)
         result = analyze(settings, datasets=datasets)
         metrics = write_outputs(result, settings.output, options)
-        report = write_report(settings.output, options, gallery=settings.gallery)
-        print("\n" + write_summary(settings.output, metrics, options))
+        try:
+            report = write_report(settings.output, options, gallery=settings.gallery)
+            summary = write_summary(settings.output, metrics, options)
+        except KeyboardInterrupt:  # the results are written: say so, and how to render them
+            raise KeyboardInterrupt(
+                f"metrics.json and the tables are complete; `medsyn-dask report "
+                f"{settings.output}` writes the report"
+            ) from None
+        print("\n" + summary)
         print(f"\nreport: {report}\noutputs: {settings.output}")
         if keep_open:
             _wait_for_ctrl_c(client)
