@@ -49,17 +49,13 @@ from _common import (  # noqa: E402
     repeat,
     timed,
 )
-from _features import feature_pair  # noqa: E402
+from _engine import NEAREST_K, SEED, gaussian_features, timed_engine  # noqa: E402
 from baselines import _faiss_search  # noqa: E402
 from bench_extract import SmallCNN, write_images  # noqa: E402
 
-import medsyn_dask  # noqa: E402
 from medsyn_dask.cluster import default_worker_count  # noqa: E402
 from medsyn_dask.metrics import fid_linalg  # noqa: E402
 from medsyn_dask.neighbours import layout, local  # noqa: E402
-
-NEAREST_K = 5
-SEED = 20260101
 
 
 def device_line() -> str:
@@ -99,26 +95,6 @@ def engine_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
         )
         rows.append(row)
     return rows
-
-
-def gaussian_features(n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(real, synthetic) isotropic Gaussian features, N = M = n, float32."""
-    cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": "gaussian"}
-    return feature_pair("gaussian", cfg, SEED, as_dask=False)
-
-
-def timed_engine(real: np.ndarray, synth: np.ndarray, backend: str, repeats: int):
-    """(last result, Spread of seconds) of the engine without FID, after one untimed call."""
-    return repeat(
-        medsyn_dask.evaluate_features,
-        repeats,
-        real,
-        synth,
-        nearest_k=NEAREST_K,
-        compute_fid=False,
-        backend=backend,
-        warmup=True,
-    )
 
 
 def one_block_per_thread(n: int, block_size: int, n_threads: int) -> list[int]:

@@ -30,18 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import QUICK_NOTE, jsonable, quick_note, repeat  # noqa: E402
-from _features import feature_pair  # noqa: E402
+from _engine import NEAREST_K, gaussian_features, timed_engine  # noqa: E402
 from baselines import _faiss_search  # noqa: E402
 
-NEAREST_K = 5
-SEED = 20260101
 GRID = [(2000, 512), (2000, 2048), (5000, 512), (5000, 2048), (10000, 512), (20000, 512)]
 QUICK_GRID = [(600, 64), (1500, 128)]
-
-
-def gaussian_features(n: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": "gaussian"}
-    return feature_pair("gaussian", cfg, SEED, as_dask=False)
 
 
 def engine_cell(n: int, dim: int, cores: int | None, choose: bool, backend: str, repeats: int):
@@ -50,7 +43,6 @@ def engine_cell(n: int, dim: int, cores: int | None, choose: bool, backend: str,
     one thread per core whatever the size."""
     if cores is not None:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
-    import medsyn_dask
     from medsyn_dask.neighbours import local
 
     if not choose:  # one thread per logical CPU, whatever the size (the runner's earlier way)
@@ -64,17 +56,7 @@ def engine_cell(n: int, dim: int, cores: int | None, choose: bool, backend: str,
         used.append(self.n_threads)
 
     local.Runner.__init__ = init
-    real, synth = gaussian_features(n, dim)
-    result, seconds = repeat(
-        medsyn_dask.evaluate_features,
-        repeats,
-        real,
-        synth,
-        nearest_k=NEAREST_K,
-        compute_fid=False,
-        backend=backend,
-        warmup=True,
-    )
+    result, seconds = timed_engine(*gaussian_features(n, dim), backend, repeats)
     return seconds.to_dict(), digest(result), used[-1]
 
 
