@@ -37,6 +37,7 @@ from .metrics.fid import DEFAULT_FID_MAX_DIM, RealFID, plan_fid, real_fid_plan
 from .metrics.patients import encode_patients
 from .metrics.std import feature_std
 from .neighbours import graph, local
+from .neighbours.layout import pass_work
 from .progress import bars_wanted
 
 __all__ = [
@@ -118,8 +119,8 @@ def real_neighbourhood(
         )
         check_finite({"real": real}, [ok], metric)
         if here:
-            shape = (*features.shape[:1], 0, features.shape[1])
-            options = {"block_size": block_size, "progress": progress, "shape": shape}
+            work = pass_work(features.shape[0], 0, features.shape[1])
+            options = {"block_size": block_size, "progress": progress, "work": work}
             with local.Runner(metric, centre, backend, **options) as run:
                 smallest = [run.radii(features, nearest_k)]
         else:
@@ -224,8 +225,9 @@ def evaluate_features(
         margin = scores.copy_margin(float(std), mode_collapse_threshold)
         settings = {"nearest_k": nearest_k, "metric": metric, "centre": centre, "backend": backend}
         if here:
-            shape = (len(inputs["real"]), *inputs["synthetic"].shape)
-            options = {"block_size": block_size, "progress": progress, "shape": shape}
+            n_real, (n_synthetic, dim) = len(inputs["real"]), inputs["synthetic"].shape
+            work = pass_work(n_real, n_synthetic, dim, radii=reference is None)
+            options = {"block_size": block_size, "progress": progress, "work": work}
             run = local.Runner(metric, centre, backend, **options)
             smallest, per_real, per_synth = _neighbourhoods_here(
                 run, *inputs.values(), reference, margin, nearest_k
@@ -282,7 +284,10 @@ def _neighbourhoods_here(
     """Radii (one array in a list), per-real and per-synthetic partials of in-memory features,
     computed now in this process (:mod:`.neighbours.local`)."""
     with run:
-        smallest = reference.smallest if reference else run.radii(real, nearest_k, synthetic)
+        if reference is None:
+            smallest = run.radii(real, nearest_k, synthetic)
+        else:
+            smallest = reference.smallest
         per_real, per_synth = run.compare(real, synthetic, smallest, margin, nearest_k)
     return [smallest], per_real, per_synth
 

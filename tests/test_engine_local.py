@@ -189,7 +189,8 @@ def test_small_problems_take_fewer_threads_than_cores():
     assert layout.useful_threads(work(20_000, 20_000, 2048), 2) == 2
     counts = [layout.useful_threads(work(n, n, 512), 64) for n in range(500, 80_000, 500)]
     assert counts == sorted(counts) and counts[-1] == 64
-    run = local.Runner("euclidean", np.zeros(8), "numpy", shape=(100, 100, 8))
+    assert work(2000, 2000, 512, radii=False) == 512 * 2000 * 2000  # radii cached
+    run = local.Runner("euclidean", np.zeros(8), "numpy", work=work(100, 100, 8))
     assert run.n_threads == min(2, threads.threads())
     assert local.Runner("euclidean", np.zeros(8), "numpy").n_threads == threads.threads()
 

@@ -32,10 +32,12 @@ def useful_threads(work: float, n_threads: int) -> int:
     return max(min(2, n_threads), min(n_threads, wanted))
 
 
-def pass_work(n_real: int, n_synthetic: int, dim: int) -> float:
-    """GEMM multiply-adds of the radii pass (the symmetric half, N (N + 1) / 2 pairs) and the
-    comparison (N M pairs) over ``dim`` features."""
-    return float(dim) * (n_real * (n_real + 1) / 2 + n_real * n_synthetic)
+def pass_work(n_real: int, n_synthetic: int, dim: int, *, radii: bool = True) -> float:
+    """GEMM multiply-adds of the radii pass (the symmetric half, N (N + 1) / 2 pairs; without
+    it when ``radii`` is False: cached radii) and the comparison (N M pairs) over ``dim``
+    features (code positions stand in for them with Hamming codes)."""
+    pairs = n_real * (n_real + 1) / 2 if radii else 0.0
+    return float(dim) * (pairs + n_real * n_synthetic)
 
 
 def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:

@@ -33,7 +33,6 @@ from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's l
     column_starts,
     equal_cuts,
     larger_first,
-    pass_work,
     radii_tasks,
     useful_threads,
 )
@@ -140,14 +139,13 @@ class Runner:
         *,
         block_size: int = LOCAL_BLOCK,
         progress: bool = False,
-        shape: tuple[int, int, int] | None = None,
+        work: float | None = None,
     ) -> None:
         self.kind, self.centre, self.backend = get_metric(metric), centre, backend
         self.block_size, self.progress = block_size, progress
-        # shape (N, M, D) of the problem: a small one takes fewer threads than cores.
-        self.n_threads = (
-            threads() if shape is None else useful_threads(pass_work(*shape), threads())
-        )
+        # work: the problem's GEMM multiply-adds (layout.pass_work); a small one takes fewer
+        # threads than cores.
+        self.n_threads = threads() if work is None else useful_threads(work, threads())
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
         self._ahead: dict[tuple[int, int], Future] = {}
         self._ahead_of: tuple[int, int] | None = None  # ids of the arrays _ahead scores
