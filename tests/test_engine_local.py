@@ -3,6 +3,8 @@ the Dask graph, on every input family; when it runs and when the graph keeps the
 
 from __future__ import annotations
 
+import time
+
 import dask
 import dask.array as da
 import numpy as np
@@ -172,6 +174,41 @@ def test_comparison_scored_ahead_during_the_radii_pass():
         assert run._ahead
         raise RuntimeError("stopped between the passes")
     assert run._ahead == {}
+
+
+def test_scores_ahead_of_an_earlier_radii_call_are_not_taken():
+    """radii() for one synthetic array, then for another: the comparison of the second takes
+    none of the scores queued for the first (same block pairs, other columns)."""
+    rng = np.random.default_rng(47)
+    real, first, second = (rng.normal(size=(n, 20)).astype(np.float32) for n in (300, 70, 140))
+    expected = brute_force(real, second, nearest_k=3)
+    centre = real.astype(np.float64).mean(axis=0)
+    with local.Runner("euclidean", centre, "numpy", block_size=70) as run:
+        run.radii(real, 3, first)
+        smallest = run.radii(real, 3, second)
+        per_synth = run.compare(real, second, smallest, expected["margin"], 3)[1]
+    got = np.concatenate([p.nearest_distance for p in per_synth])
+    np.testing.assert_array_equal(got, expected["distance"])
+
+
+def test_an_error_while_pairs_are_queued_cancels_them():
+    """Ctrl-C (or an error) while the radii pass queues the comparison's scores: its block
+    pairs not yet started are cancelled, as Executor.map does, not left to run on the pool
+    that other evaluations share."""
+    started = []
+
+    def slow(pair):
+        started.append(pair)
+        time.sleep(0.01)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with local.Runner("euclidean", np.zeros(3), "numpy") as run:
+        with pytest.raises(KeyboardInterrupt):
+            run._run_pairs("pairs", slow, list(range(200)), then=interrupted)
+        run._pool.submit(lambda: None).result()  # every pair still queued would run first
+    assert len(started) <= 2 * run.n_threads
 
 
 def test_small_problems_take_fewer_threads_than_cores():

@@ -159,9 +159,7 @@ class Runner:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for scored in self._ahead.values():  # an error stopped the comparison: free its scores
-            scored.cancel()
-        self._ahead.clear()
+        self._drop_ahead()  # an error stopped the comparison: free its scores
         self._prepared.clear()
         self._stack.close()
 
@@ -284,9 +282,7 @@ class Runner:
         real_spans, real_blocks, synth_spans, synth_blocks, pairs = self._comparison(
             real, synthetic
         )
-        ahead, self._ahead = self._ahead, {}
-        if self._ahead_of != (id(real), id(synthetic)):  # scored for other arrays: not these
-            ahead = {}
+        ahead = self._take_ahead(real, synthetic)
 
         def reduce(pair: tuple[int, int]) -> tuple[RealPartial, Any]:
             i, j = pair
@@ -351,22 +347,44 @@ class Runner:
 
     def _score_ahead(self, real: np.ndarray, synthetic: np.ndarray) -> None:
         """Queue the scores of the comparison's first AHEAD_PER_THREAD pairs per thread (the
-        largest) behind the pool's tasks, for :meth:`compare` to take."""
+        largest) behind the pool's tasks, for :meth:`compare` to take (replacing any queued
+        for an earlier call)."""
+        self._drop_ahead()
         _, real_blocks, _, synth_blocks, pairs = self._comparison(real, synthetic)
         self._ahead_of = (id(real), id(synthetic))  # both kept alive by self._prepared
         for i, j in pairs[: AHEAD_PER_THREAD * self.n_threads]:
             self._ahead[(i, j)] = self._pool.submit(self._scored, real_blocks[i], synth_blocks[j])
 
+    def _take_ahead(self, real: np.ndarray, synthetic: np.ndarray) -> dict[tuple[int, int], Future]:
+        """The scores queued ahead for the comparison of these arrays (none for others)."""
+        if self._ahead_of != (id(real), id(synthetic)):
+            self._drop_ahead()
+        ahead, self._ahead, self._ahead_of = self._ahead, {}, None
+        return ahead
+
+    def _drop_ahead(self) -> None:
+        """Cancel the scores queued ahead (those running finish) and forget them."""
+        for scored in self._ahead.values():
+            scored.cancel()
+        self._ahead, self._ahead_of = {}, None
+
     def _run_pairs(
         self, label: str, fn: Callable, pairs: list, then: Callable[[], None] | None = None
     ) -> dict:
         """{pair: fn(pair)} computed on the pool; ``then()`` is called in this thread once
-        every pair is queued (it may queue more work behind them)."""
+        every pair is queued (it may queue more work behind them). An error or Ctrl-C here
+        cancels the pairs not started, as ``Executor.map`` does."""
         with Counter(label, len(pairs), "block pairs", enabled=self.progress) as counter:
-            results = self._pool.map(counted(fn, counter), pairs)  # queued now
-            if then is not None:
-                then()
-            return dict(zip(pairs, results, strict=True))
+            step = counted(fn, counter)
+            queued = [self._pool.submit(step, pair) for pair in pairs]
+            try:
+                if then is not None:
+                    then()
+                return {pair: done.result() for pair, done in zip(pairs, queued, strict=True)}
+            except BaseException:
+                for done in queued:
+                    done.cancel()
+                raise
 
 
 def summary(
