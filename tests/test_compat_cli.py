@@ -193,3 +193,25 @@ def test_group_folders_with_any_name_as_the_original_took_them(phantoms, tmp_pat
     assert {p.name for p in (out / "Features").iterdir()} == {
         "real_pixels.csv", "my synth_pixels.csv", "poor+v2_pixels.csv",
     }  # fmt: skip
+
+
+def test_ctrl_c_while_the_report_renders_says_rerun(
+    phantoms, tmp_path, address, capsys, monkeypatch
+):
+    """The original's command line writes its Features/ and Avgs/ after the report: Ctrl-C
+    while the report renders says to rerun the command, not `medsyn-dask report OUT` (which
+    would not write them)."""
+    import medsyn_dask.report as report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)
+    data_dir = tmp_path / "synthetic_images"
+    shutil.copytree(phantoms.synthetic["poor"], data_dir / "poor")
+    out = tmp_path / "results"
+    argv = ["--data_dir", data_dir, "--ref_dir", phantoms.real, "--output_dir", out]
+    assert _run(address, [*argv, "--resolution", 32, "--select_model", "pixels"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "interrupted" in err and "resumes" in err and "medsyn-dask report" not in err, err
+    assert not (out / "Features").exists()

@@ -214,15 +214,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_job(
-    settings: AnalyzeSettings, cluster: ClusterSpec, *, keep_open: bool = False
+    settings: AnalyzeSettings,
+    cluster: ClusterSpec,
+    *,
+    keep_open: bool = False,
+    report_hint: bool = True,
 ) -> dict[str, Any]:
     """Check, prepare the output, run on Dask, write the outputs and print the summary.
 
     With ``keep_open``, the cluster (and its dashboard) stays up after the run until Ctrl-C.
-    Returns the content of ``metrics.json``.
+    With ``report_hint``, Ctrl-C while the report renders says that the results are complete
+    and ``medsyn-dask report OUT`` writes it (a caller with more to write after the job, such
+    as the original's command line, passes False). Returns the content of ``metrics.json``.
     """
     from ..cluster import start_cluster
-    from ..sources.anonymise import secrets_hidden_in_logs
+    from ..sources.anonymise import redact, secrets_hidden_in_logs
 
     settings.validate()  # every setting, before a cluster starts or anything is written
     options = dict(settings.storage_options)
@@ -245,9 +251,12 @@ def run_job(
             report = write_report(settings.output, options, gallery=settings.gallery)
             summary = write_summary(settings.output, metrics, options)
         except KeyboardInterrupt:  # the results are written: say so, and how to render them
+            if not report_hint:
+                raise
+            shown = redact(settings.output)  # a URL may carry a password: never in a message
             raise KeyboardInterrupt(
-                f"metrics.json and the tables are complete; `medsyn-dask report "
-                f"{settings.output}` writes the report"
+                f"metrics.json and the tables are complete; `medsyn-dask report {shown}` "
+                "writes the report"
             ) from None
         print("\n" + summary)
         print(f"\nreport: {report}\noutputs: {settings.output}")

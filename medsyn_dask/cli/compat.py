@@ -211,7 +211,8 @@ def _run(args: argparse.Namespace) -> int:
         holdout_fraction=args.holdout_fraction,
         holdout_seed=args.holdout_seed,
     )
-    metrics = run_job(settings, cluster_spec(args, {}))
+    # Ctrl-C while the report renders: rerun this command (the original's files follow).
+    metrics = run_job(settings, cluster_spec(args, {}), report_hint=False)
     folders = [OriginalFolder(REAL, args.ref_dir, synthetic=False)]
     folders += [OriginalFolder(name, root, synthetic=True) for name, root in groups.items()]
     written = write_original_layout(
