@@ -212,21 +212,25 @@ def test_an_error_while_pairs_are_queued_cancels_them():
 
 
 def test_small_problems_take_fewer_threads_than_cores():
-    """16 threads made N = M = 2 000, D = 512 3.5x slower than 3 on a 16-core machine (their
-    blocks' Python, one thread at a time): threads grow as the square root of the work, from
-    two (where there are two cores) to every core."""
+    """16 threads made N = M = 2 000, D = 512 2.4-3.9x slower than 2 on a 16-core machine
+    (their blocks' Python, one thread at a time): threads grow as the square root of the work,
+    in powers of two, from two (where there are two cores) to every core."""
     work = layout.pass_work
     assert work(2000, 2000, 512) == 512 * (2000 * 2001 / 2 + 2000 * 2000)
     assert work(2000, 0, 512) == 512 * 2000 * 2001 / 2  # the radii pass alone
-    assert layout.useful_threads(work(2000, 2000, 512), 16) == 3
-    assert layout.useful_threads(work(5000, 5000, 512), 16) == 6
+    assert work(2000, 2000, 512, radii=False) == 512 * 2000 * 2000  # radii cached
+    expected = {(2000, 512): 2, (2000, 2048): 4, (5000, 512): 4, (10_000, 512): 8}
+    for (n, dim), count in expected.items():
+        assert layout.useful_threads(work(n, n, dim), 16) == count, (n, dim)
     assert layout.useful_threads(work(20_000, 20_000, 512), 16) == 16
     assert layout.useful_threads(work(100, 100, 8), 16) == 2
     assert layout.useful_threads(work(100, 100, 8), 1) == 1
     assert layout.useful_threads(work(20_000, 20_000, 2048), 2) == 2
+    assert layout.useful_threads(work(20_000, 20_000, 2048), 12) == 12  # all: not rounded
+    assert layout.useful_threads(float("inf"), 16) == layout.useful_threads(float("nan"), 16) == 16
     counts = [layout.useful_threads(work(n, n, 512), 64) for n in range(500, 80_000, 500)]
     assert counts == sorted(counts) and counts[-1] == 64
-    assert work(2000, 2000, 512, radii=False) == 512 * 2000 * 2000  # radii cached
+    assert set(counts) == {2, 4, 8, 16, 32, 64}  # a pool per count: few of them
     run = local.Runner("euclidean", np.zeros(8), "numpy", work=work(100, 100, 8))
     assert run.n_threads == min(2, threads.threads())
     assert local.Runner("euclidean", np.zeros(8), "numpy").n_threads == threads.threads()
@@ -235,15 +239,16 @@ def test_small_problems_take_fewer_threads_than_cores():
 def test_hyperthreads_of_one_core_count_once(tmp_path):
     """Two GEMMs on one core's two hyperthreads take as long as one after the other: the
     runner takes a thread per physical core (Linux topology files; without them, per CPU)."""
-    for cpu, (package, core) in enumerate([(0, 0), (0, 1), (0, 0), (0, 1), (1, 0), (1, 0)]):
+    siblings = ["0,2", "1,3", "0,2", "1,3", "4-5", "4-5"]  # CPUs 0-3: two cores; 4-5: one
+    for cpu, listed in enumerate(siblings):
         topology = tmp_path / f"cpu{cpu}" / "topology"
         topology.mkdir(parents=True)
-        (topology / "physical_package_id").write_text(f"{package}\n")
-        (topology / "core_id").write_text(f"{core}\n")
-    assert threads.physical_cores({0, 1, 2, 3}, str(tmp_path)) == 2
-    assert threads.physical_cores({0, 1, 4, 5}, str(tmp_path)) == 3  # two packages
-    assert threads.physical_cores({0}, str(tmp_path)) == 1
-    assert threads.physical_cores({0, 7}, str(tmp_path)) == 2  # cpu7 unreadable: count CPUs
+        (topology / "thread_siblings_list").write_text(f"{listed}\n")
+    sysfs = str(tmp_path)
+    assert threads.physical_cores(frozenset({0, 1, 2, 3}), sysfs) == 2
+    assert threads.physical_cores(frozenset({0, 1, 4, 5}), sysfs) == 3
+    assert threads.physical_cores(frozenset({0}), sysfs) == 1
+    assert threads.physical_cores(frozenset({0, 7}), sysfs) == 2  # cpu7 unreadable: count CPUs
 
 
 def test_block_starts_give_every_thread_work():

@@ -24,12 +24,18 @@ def useful_threads(work: float, n_threads: int) -> int:
     A thread more shares the GEMMs (time W / (T R) at R multiply-adds a second per thread) but
     adds blocks, whose Python runs one thread at a time (the GIL): about h seconds a thread.
     W / (T R) + T h is least at T = sqrt(W / (R h)); R h = WORK_SCALE, measured on 16 cores
-    (``benchmarks/bench_threads.py``: N = M = 2 000, D = 512 best on 3 threads, 16 threads 3.5x
-    slower; N = 10 000 best on 8; N = 20 000 on 16). At least two threads where there are two
-    cores (a small problem's time is short either way), at most ``n_threads``.
+    (``benchmarks/bench_threads.py``: N = M = 2 000, D = 512 on 2 or 3 threads 2.4-3.9x faster
+    than on 16; N = 10 000 best on 8; N = 20 000 on 16). That count rounded down to a power of
+    two (the process keeps a pool per thread count: :func:`.threads.pool`), at least two where
+    there are two cores (a small problem's time is short either way), at most ``n_threads``
+    (also for a work that is not finite).
     """
+    if not math.isfinite(work):
+        return n_threads
     wanted = math.ceil(math.sqrt(max(work, 0.0) / WORK_SCALE))
-    return max(min(2, n_threads), min(n_threads, wanted))
+    if wanted >= n_threads:
+        return n_threads
+    return max(min(2, n_threads), 1 << max(wanted.bit_length() - 1, 0))
 
 
 def pass_work(n_real: int, n_synthetic: int, dim: int, *, radii: bool = True) -> float:

@@ -23,19 +23,19 @@ def threads() -> int:
         cpus = os.sched_getaffinity(0)
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-    return physical_cores(cpus)
+    return physical_cores(frozenset(cpus))
 
 
-def physical_cores(cpus: set[int], sysfs: str = "/sys/devices/system/cpu") -> int:
-    """Physical cores among the logical CPUs ``cpus`` (Linux topology files), or how many
-    ``cpus`` there are where the topology cannot be read."""
+@functools.cache
+def physical_cores(cpus: frozenset[int], sysfs: str = "/sys/devices/system/cpu") -> int:
+    """Physical cores among the logical CPUs ``cpus``: the distinct sets of hyperthreads
+    (Linux's ``thread_siblings_list``) they belong to, or how many ``cpus`` there are where
+    the topology cannot be read."""
     cores = set()
     for cpu in cpus:
         try:
-            with open(f"{sysfs}/cpu{cpu}/topology/physical_package_id") as f:
-                package = f.read().strip()
-            with open(f"{sysfs}/cpu{cpu}/topology/core_id") as f:
-                cores.add((package, f.read().strip()))
+            with open(f"{sysfs}/cpu{cpu}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
         except OSError:
             return len(cpus)
     return max(1, len(cores))
