@@ -1,6 +1,6 @@
-"""The in-process runner's threads (:mod:`.local`): one pool per process, BLAS held to one
-thread while the pool's threads run GEMMs, a short interpreter switch interval, a progress
-step per task."""
+"""The in-process runner's threads (:mod:`.local`): the process's pools (one per thread
+count, started once), BLAS held to one thread while the pool's threads run GEMMs, a short
+interpreter switch interval, a progress step per task."""
 
 from __future__ import annotations
 
