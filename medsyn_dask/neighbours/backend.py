@@ -13,9 +13,12 @@ from typing import Any
 
 from ..checks import check_choice
 
-#: ``"auto"``: torch on a CUDA GPU when the worker has one, else NumPy. ``"numpy"``: always
-#: NumPy. ``"torch"``: always torch (CUDA when available, else its CPU kernels).
-BACKENDS = ("auto", "numpy", "torch")
+#: ``"auto"``: torch on a CUDA GPU when the worker has one; else the int8 scores of
+#: :mod:`.quantized` on a CPU with AMX int8 tiles in a process that has torch loaded
+#: (:func:`int8_scores`); else NumPy. ``"numpy"``: always NumPy. ``"torch"``: always torch
+#: (CUDA when available, else its CPU kernels). ``"int8"``: always the int8 scores (exact on
+#: every CPU, fast on those with AMX).
+BACKENDS = ("auto", "numpy", "torch", "int8")
 
 #: Held by every float32 torch GEMM of the package from clearing the TF32 flag to restoring it.
 #: The flag is process-wide; without the lock, two tasks on one multi-threaded worker interleave
@@ -30,7 +33,7 @@ def check_backend(backend: str) -> str:
 
 def torch_device(backend: str) -> Any | None:
     """The torch device that ``backend`` asks for on this worker, or None for NumPy."""
-    if check_backend(backend) == "numpy":
+    if check_backend(backend) in ("numpy", "int8"):
         return None
     if backend == "auto" and not _may_have_cuda():
         return None
@@ -39,6 +42,39 @@ def torch_device(backend: str) -> Any | None:
     if torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu") if backend == "torch" else None
+
+
+#: Features of fewer dimensions keep the float32 GEMM under "auto": at D = 512 the int8 path
+#: was no faster on an AMX Xeon (its GEMMs twice as fast, but the fixed point, the scores'
+#: assembly and the full square of each diagonal block cost as much); at D = 1 024 it was
+#: 1.16x, at 2 048 1.3-1.8x (``benchmarks/bench_neighbours.py --only int8``).
+INT8_MIN_DIM = 1024
+
+
+def int8_scores(backend: str, dim: int) -> bool:
+    """Whether Euclidean scores of ``dim``-feature rows come from :mod:`.quantized`'s int8
+    GEMMs under ``backend``: always for "int8"; for "auto", where no GPU takes the work, the
+    CPU has AMX int8 tiles (:func:`amx_int8`), ``dim`` is at least INT8_MIN_DIM and torch is
+    already loaded (importing it costs a second or two, more than a small problem's whole
+    GEMM; a job that extracted features with torch has it)."""
+    if backend == "int8":
+        return True
+    if backend != "auto" or dim < INT8_MIN_DIM or "torch" not in sys.modules:
+        return False
+    return amx_int8() and torch_device(backend) is None
+
+
+@functools.cache
+def amx_int8(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AMX int8 tiles (Linux's ``amx_int8`` flag in ``cpuinfo``)."""
+    try:
+        with open(cpuinfo, encoding="ascii", errors="replace") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return "amx_int8" in line.split()
+    except OSError:
+        pass
+    return False
 
 
 @contextmanager

@@ -31,13 +31,25 @@ class Prepared:
     """A block of rows made ready for many :func:`block_bounds` calls (see :func:`prepare`):
     the rows as given (for exact distances), the float64 squared norms of their centred
     float32 values, and their float32 augmented forms: ``left`` for the rows of a block pair,
-    ``right`` for its columns (each made when first needed, if :func:`prepare` did not)."""
+    ``right`` for its columns; or their fixed-point form ``int8`` (:mod:`.quantized`). Each
+    is made when first needed, if :func:`prepare` did not make it."""
 
     def __init__(
-        self, rows: np.ndarray, centre: np.ndarray, split: Split | None = None, forms: str = "both"
+        self,
+        rows: np.ndarray,
+        centre: np.ndarray,
+        split: Split | None = None,
+        forms: str = "both",
+        int8: bool = False,
     ) -> None:
         self.rows, self.centre = rows, centre
-        self._left, self.norms, self._right = _augmented(rows, centre, split, forms)
+        self._left = self._norms = self._right = self._int8 = None
+        if int8:
+            from .quantized import quantize
+
+            self._int8 = quantize(rows, centre, split)
+        else:
+            self._left, self._norms, self._right = _augmented(rows, centre, split, forms)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -45,17 +57,34 @@ class Prepared:
     def __getitem__(self, rows: slice) -> Prepared:
         """The prepared rows ``rows`` (views: nothing is recomputed)."""
         part = Prepared.__new__(Prepared)
-        part.rows, part.centre, part.norms = self.rows[rows], self.centre, self.norms[rows]
-        part._left = None if self._left is None else self._left[rows]
-        part._right = None if self._right is None else self._right[rows]
+        part.rows, part.centre = self.rows[rows], self.centre
+        for name in ("_left", "_norms", "_right", "_int8"):
+            made = getattr(self, name)
+            setattr(part, name, None if made is None else made[rows])
         return part
 
     @property
     def left(self) -> np.ndarray:
         """``[a - c, |a - c|^2, 1]`` in float32."""
         if self._left is None:  # a race computes the same array twice, harmlessly
-            self._left = _augmented(self.rows, self.centre, None, "left")[0]
+            self._left, self._norms, _ = _augmented(self.rows, self.centre, None, "left")
         return self._left
+
+    @property
+    def norms(self) -> np.ndarray:
+        """The float64 squared norms of the centred float32 rows (of :attr:`left`)."""
+        if self._norms is None:
+            self._left, self._norms, _ = _augmented(self.rows, self.centre, None, "left")
+        return self._norms
+
+    @property
+    def int8(self) -> Any:
+        """The rows in fixed point (:class:`.quantized.Quantized`)."""
+        if self._int8 is None:
+            from .quantized import quantize
+
+            self._int8 = quantize(self.rows, self.centre)
+        return self._int8
 
     @property
     def right(self) -> np.ndarray:
@@ -70,7 +99,11 @@ class Prepared:
 
 
 def prepare(
-    rows: np.ndarray, centre: np.ndarray, split: Split | None = None, forms: str = "both"
+    rows: np.ndarray,
+    centre: np.ndarray,
+    split: Split | None = None,
+    forms: str = "both",
+    int8: bool = False,
 ) -> Prepared:
     """``rows`` (n, D) centred on ``centre`` (D,) float64, to reuse in many block pairs.
 
@@ -78,8 +111,9 @@ def prepare(
     ``map(fn, items)`` (a thread pool's), writing one block: a wide block on every core.
     ``forms`` (one of FORMS): the sides of block pairs the rows will be on; the pass writes
     only those forms (each is as large as the rows), the other is made if ever needed.
+    ``int8``: make the fixed-point form of :mod:`.quantized` instead (both sides at once).
     """
-    return Prepared(np.asarray(rows), centre, split, forms)
+    return Prepared(np.asarray(rows), centre, split, forms, int8)
 
 
 def _augmented(

@@ -20,10 +20,11 @@ import numpy as np
 from scipy.spatial.distance import cdist
 
 from ..errors import SettingsError
-from .backend import compiled, full_float32_matmul, kernel_module, torch_device
+from . import centring, quantized
+from .backend import compiled, full_float32_matmul, int8_scores, kernel_module, torch_device
 from .bounds import TINY, Envelope, ScoreBlock
 from .candidates import Candidates
-from .centring import KERNEL_DTYPES, Prepared, prepare
+from .centring import KERNEL_DTYPES, Prepared, Split
 from .reductions import kth_per_group, smallest_candidates
 from .scans import LANES
 
@@ -99,6 +100,23 @@ def _pair_kernel():
     return None if kernels is None else kernels.pair_distances
 
 
+def prepare(
+    rows: np.ndarray,
+    centre: np.ndarray,
+    split: Split | None = None,
+    forms: str = "both",
+    backend: str = "auto",
+) -> Prepared:
+    """:func:`.centring.prepare`'s block, in the form ``backend``'s scores take: float32
+    augmented rows, or fixed point where :func:`.backend.int8_scores` says so."""
+    rows = np.asarray(rows)
+    return centring.prepare(rows, centre, split, forms, int8=int8_scores(backend, _dim(rows)))
+
+
+def _dim(rows: np.ndarray) -> int:
+    return rows.shape[1] if rows.ndim == 2 else 0
+
+
 def block_bounds(
     x: np.ndarray | Prepared,
     y: np.ndarray | Prepared,
@@ -108,15 +126,18 @@ def block_bounds(
 ) -> ScoreBlock:
     """Scores and bounds for a block: x (n_x, D), y (n_y, D) rows or their :func:`prepare`
     forms, centre (D,) float64."""
-    px = x if isinstance(x, Prepared) else prepare(x, centre, forms="left")
-    py = y if isinstance(y, Prepared) else prepare(y, centre, forms="right")
+    px = x if isinstance(x, Prepared) else prepare(x, centre, forms="left", backend=backend)
+    py = y if isinstance(y, Prepared) else prepare(y, centre, forms="right", backend=backend)
+    if int8_scores(backend, _dim(px.rows)):
+        return _bounded(quantized.scores(px.int8, py.int8), px, py, int8=True)
     return _bounded(_gemm_f32(px.left, py.right, backend), px, py)
 
 
-def _bounded(score: np.ndarray, px: Prepared, py: Prepared) -> ScoreBlock:
+def _bounded(score: np.ndarray, px: Prepared, py: Prepared, int8: bool = False) -> ScoreBlock:
     """The ScoreBlock of float32 scores of ``px`` x ``py`` computed as :func:`block_bounds`
-    (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums."""
-    rows, cols = _envelopes(px, py)
+    (or :func:`symmetric_bounds`) does: the bounds hold for any order of the sums; ``int8``:
+    the scores of :mod:`.quantized`."""
+    rows, cols = quantized.envelopes(px.int8, py.int8) if int8 else _envelopes(px, py)
 
     def exact(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return exact_distances(px.rows, py.rows, rows, cols)
@@ -158,17 +179,21 @@ def symmetric_bounds(x: Prepared, centre: np.ndarray, *, backend: str = "auto") 
     """
     if torch_device(backend) is not None:
         return block_bounds(x, x, centre, backend=backend)
-    return _bounded(symmetric_scores(*_gram_lower(x)), x, x)
+    int8 = int8_scores(backend, _dim(x.rows))
+    return _bounded(symmetric_scores(*_gram_lower(x, int8)), x, x, int8)
 
 
-def _gram_lower(x: Prepared) -> tuple[np.ndarray, np.ndarray]:
+def _gram_lower(x: Prepared, int8: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The Gram matrix of the centred float32 rows of ``x`` (C order, symmetric: its lower
-    triangle is what the callers read), and the float32 squared norms.
+    triangle is what the callers read), and the float32 squared norms; ``int8``: the lower
+    triangle of :func:`.quantized.gram` instead.
 
     ``body @ body.T`` of one array is a symmetric rank-k update in NumPy's BLAS (``ssyrk``, the
     other triangle copied): half a GEMM's products. SciPy's ``ssyrk`` (another BLAS library)
     slows a GEMM on the other core by half again as much as it saves.
     """
+    if int8:
+        return quantized.gram(x.int8)
     body = x.left[:, :-2]
     return body @ body.T, np.ascontiguousarray(x.left[:, -2])
 
@@ -189,8 +214,9 @@ def symmetric_candidates(
     if kernels is None or torch_device(backend) is not None or not 0 < n <= LANES or len(x) <= n:
         block = symmetric_bounds(x, centre, backend=backend)
         return smallest_candidates(block, n, columns=False)[0]
-    gram_lower, norms32 = _gram_lower(x)
-    env = _envelopes(x, x)[0]
+    int8 = int8_scores(backend, _dim(x.rows))
+    gram_lower, norms32 = _gram_lower(x, int8)
+    env = (quantized.envelopes(x.int8, x.int8) if int8 else _envelopes(x, x))[0]
     bound = kernels.triangle_bounds(gram_lower, norms32, n)
     wide = env.score_upto(env.upper(bound), np.float32)
     rows, cols, s = kernels.triangle_collect(gram_lower, norms32, wide)

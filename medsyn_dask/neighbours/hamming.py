@@ -94,10 +94,14 @@ class Codes:
 
 
 def prepare(
-    rows: np.ndarray, centre: object = None, split: object = None, forms: str = "both"
+    rows: np.ndarray,
+    centre: object = None,
+    split: object = None,
+    forms: str = "both",
+    backend: str = "auto",
 ) -> Codes:
     """``rows`` (n, D) integer codes as :class:`Codes`, for many :func:`block_bounds` calls
-    (nothing to compute: ``split`` and ``forms`` are not needed)."""
+    (nothing to compute: ``split``, ``forms`` and ``backend`` are not needed)."""
     return Codes(np.asarray(rows))
 
 

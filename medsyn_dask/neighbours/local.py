@@ -50,7 +50,7 @@ from .reductions import (
 )
 from .registry import get_metric
 from .summary import summary as feature_summary
-from .threads import counted, one_blas_thread, pool, short_switch_interval, threads
+from .threads import counted, one_gemm_thread, pool, short_switch_interval, threads
 
 #: With a distributed Client active, in-memory inputs of at most this many blocks of
 #: ``block_size`` rows (real and synthetic each) still run here: shipping them costs more.
@@ -153,7 +153,7 @@ class Runner:
     def __enter__(self) -> Runner:
         self._stack = ExitStack()
         if self.n_threads > 1:
-            self._stack.enter_context(one_blas_thread())
+            self._stack.enter_context(one_gemm_thread())
             self._stack.enter_context(short_switch_interval())
         self._pool = pool(self.n_threads)
         return self
@@ -191,16 +191,17 @@ class Runner:
     def _prepare(self, array: np.ndarray, spans: list[tuple[int, int]], sides: list[str]) -> list:
         """Each block of ``array`` prepared: one block per thread, or, with fewer blocks than
         threads (the wide synthetic blocks of a small comparison), each on every thread."""
+        backend = self.backend
         if len(spans) >= self.n_threads:
 
             def one(k: int) -> Any:
                 (a, b), forms = spans[k], sides[k]
-                return self.kind.prepare(array[a:b], self.centre, forms=forms)
+                return self.kind.prepare(array[a:b], self.centre, forms=forms, backend=backend)
 
             return self.map(one, range(len(spans)))
         split = (self.map, self.n_threads)
         return [
-            self.kind.prepare(array[a:b], self.centre, split, forms=forms)
+            self.kind.prepare(array[a:b], self.centre, split, forms=forms, backend=backend)
             for (a, b), forms in zip(spans, sides, strict=True)
         ]
 
@@ -265,7 +266,8 @@ class Runner:
             return prepared
         if hasattr(prepared, "__getitem__"):
             return prepared[first:last]
-        return self.kind.prepare(array[span[0] + first : span[0] + last], self.centre, forms="left")
+        rows = array[span[0] + first : span[0] + last]
+        return self.kind.prepare(rows, self.centre, forms="left", backend=self.backend)
 
     def compare(
         self,

@@ -1,9 +1,10 @@
 """Distance metrics by name. Each module supplies:
 
 - ``validate(name, array)``: SettingsError unless the features suit the metric;
-- ``prepare(rows, centre, split=None, forms="both")``: a block of rows made ready for many
-  block pairs (``split`` = (map, pieces): a thread pool's map may share the work; ``forms``:
-  "left", "right" or "both", the sides of block pairs the rows will be on);
+- ``prepare(rows, centre, split=None, forms="both", backend="auto")``: a block of rows made
+  ready for many block pairs (``split`` = (map, pieces): a thread pool's map may share the
+  work; ``forms``: "left", "right" or "both", the sides of block pairs the rows will be on;
+  ``backend``: the block_bounds backend they are for);
 - ``block_bounds(x, y, centre, backend=...)``: the :class:`ScoreBlock` of a block of pairs
   (x and y: rows, or what ``prepare`` made of them);
 - ``exact_distances(x, y, rows, cols)``: float64 distances of chosen pairs, as scipy's ``cdist``;

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from ..progress import Counter
@@ -57,12 +57,24 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
-def one_blas_thread() -> AbstractContextManager:
-    """BLAS held to one thread (the pool has one thread per core) while the context lasts."""
+@contextmanager
+def one_gemm_thread() -> Iterator[None]:
+    """BLAS held to one thread (the pool has one thread per core) while the context lasts,
+    and torch's intra-op threads where torch is loaded (the int8 GEMMs of :mod:`.quantized`)."""
     try:
-        return _blas_controller().limit(limits=1, user_api="blas")
+        blas = _blas_controller().limit(limits=1, user_api="blas")
     except ImportError:  # BLAS keeps its threads: oversubscribed, still correct
-        return nullcontext()
+        blas = nullcontext()
+    torch = sys.modules.get("torch")
+    saved = None if torch is None else torch.get_num_threads()
+    with blas:
+        if torch is not None:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(saved)
 
 
 #: The interpreter's switch interval while a runner is active: a thread back from a compiled

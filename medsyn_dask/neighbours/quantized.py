@@ -1,0 +1,236 @@
+"""Euclidean scores from exact int8 GEMMs: the fast path on CPUs with int8 matrix units.
+
+On a CPU with AMX int8 tiles (Intel Xeon since its 4th generation) torch's int8 matmul
+(oneDNN) runs five to ten times the float32 GEMM's rate, and it is exact: int8 products summed
+in int32. Each centred row ``x`` (float64, :mod:`.centring`'s shift) is written as
+``x = step * (128 H + L) + e`` with ``step = max|x_j| / (127 * 128)``, ``H`` in [-127, 127]
+and ``L`` in [-64, 64] (int8 both) and ``e`` what the fixed point leaves (``|e_j| <= step / 2``).
+Two int8 GEMMs give ``P1 = H . H'`` and ``P2 = H . L' + L . H'`` exactly, and
+
+    g = step_x step_y (16384 P1 + 128 P2)  =  x . y - step_x step_y L . L' - e_x . y - x^ . e_y
+
+so ``|x . y - g| <= low_x low_y + err_x |y| + (|x| + err_x) err_y`` with ``low = step |L|`` and
+``err = |e|`` per row (Cauchy-Schwarz), plus the float64 rounding of ``g``. The score is
+``|x|^2 + |y|^2 - 2 g`` in float32, as the float32 GEMM's; its envelope (:func:`envelopes`)
+bounds that error per row and per column, so the reductions decide exactly as with the float32
+GEMM, on about as many exact distances (the bound is of the same size: 2^-14 of a row's largest
+entry per entry, against 2^-24 D of its length per score).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+
+from .backend import compiled
+from .bounds import TINY, Envelope
+from .layout import equal_cuts
+
+#: Fixed-point steps of a row's largest entry: ``128 H + L`` spans [-STEPS, STEPS].
+STEPS = 127 * 128
+U32 = 2.0**-24
+U64 = 2.0**-53
+#: As in :mod:`.euclidean`: every error bound is doubled.
+SAFETY = 2.0
+#: Per row: squared norm |x|^2, step, err (bound of |e|), low (step |L|).
+NORM, STEP, ERR, LOW = range(4)
+
+
+class Quantized:
+    """A block of centred rows in fixed point for :func:`scores` and :func:`gram`.
+
+    ``hl`` = ``[H, L]`` and ``lh`` = ``[L, H]`` (n, 2D) int8 torch tensors; ``stats`` (n, 4)
+    float64: the squared norm of the centred float64 row, its step, the bound of ``|e|`` and
+    ``step |L|`` (the columns NORM, STEP, ERR, LOW)."""
+
+    def __init__(self, hl: Any, lh: Any, stats: np.ndarray) -> None:
+        self.hl, self.lh, self.stats = hl, lh, stats
+
+    def __len__(self) -> int:
+        return len(self.stats)
+
+    def __getitem__(self, rows: slice) -> Quantized:
+        return Quantized(self.hl[rows], self.lh[rows], self.stats[rows])
+
+    @property
+    def dim(self) -> int:
+        return self.hl.shape[1] // 2
+
+
+def quantize(rows: np.ndarray, centre: np.ndarray, split=None) -> Quantized:
+    """``rows`` (n, D) centred on ``centre`` (D,) float64, in fixed point (see the module).
+
+    ``split`` = (map, pieces): the pass runs on ``pieces`` row ranges through ``map`` (a thread
+    pool's), as :func:`.centring.prepare`'s."""
+    import torch
+
+    a = np.ascontiguousarray(rows)
+    if a.dtype.kind not in "fc":
+        a = a.astype(np.float64)
+    n, dim = a.shape
+    hl, lh = np.empty((n, 2 * dim), np.int8), np.empty((n, 2 * dim), np.int8)
+    stats = np.empty((n, 4))
+    shift = np.ascontiguousarray(centre, np.float64)
+    kernel = _quantize_kernel()
+
+    def part(span: tuple[int, int]) -> None:
+        lo, hi = span
+        kernel(a[lo:hi], shift, hl[lo:hi], lh[lo:hi], stats[lo:hi])
+
+    pool_map, pieces = split if split is not None else (map, 1)
+    list(pool_map(part, equal_cuts(n, pieces)))
+    return Quantized(torch.from_numpy(hl), torch.from_numpy(lh), stats)
+
+
+def products(x: Quantized, y: Quantized) -> tuple[np.ndarray, np.ndarray]:
+    """(P1, P2), (n_x, n_y) int32: ``H_x . H_y`` and ``H_x . L_y + L_x . H_y``, exact."""
+    import torch
+
+    dim = x.dim
+    if len(x) == 0 or len(y) == 0 or dim == 0:
+        empty = np.zeros((len(x), len(y)), np.int32)
+        return empty, empty
+    # NumPy's arrays, not torch's: NumPy asks Linux for huge pages for large arrays, and the
+    # first touch of 4 KiB pages (the products are as large as the score block) cost a small
+    # problem half again its GEMM time.
+    high, mixed = (np.empty((len(x), len(y)), np.int32) for _ in range(2))
+    torch._int_mm(x.hl[:, :dim], y.lh[:, dim:].T, out=torch.from_numpy(high))
+    torch._int_mm(x.hl, y.lh.T, out=torch.from_numpy(mixed))
+    return high, mixed
+
+
+def scores(x: Quantized, y: Quantized) -> np.ndarray:
+    """(n_x, n_y) float32 scores ``|x|^2 + |y|^2 - 2 g`` (see the module)."""
+    high, mixed = products(x, y)
+    out = np.empty(high.shape, np.float32)
+    norm_x, step_x = _columns(x.stats)
+    norm_y, step_y = _columns(y.stats)
+    _scores_kernel()(high, mixed, norm_x, step_x, norm_y, step_y, out)
+    return out
+
+
+def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
+    """``(G, norms32)`` of a block with itself for :func:`.euclidean.symmetric_candidates`:
+    ``G`` (n, n) float32 holds ``g`` in its lower triangle (the upper one is not written),
+    ``norms32`` the float32 squared norms; scores are then ``(norms32[i] + norms32[j]) - 2 G``
+    in float32, within :func:`envelopes`' bound."""
+    high, mixed = products(x, x)
+    out = np.empty(high.shape, np.float32)
+    norm, step = _columns(x.stats)
+    _gram_kernel()(high, mixed, step, out)
+    return out, norm.astype(np.float32)
+
+
+def _columns(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The squared norms and steps of ``stats``, contiguous (the kernels' loops vectorise)."""
+    return np.ascontiguousarray(stats[:, NORM]), np.ascontiguousarray(stats[:, STEP])
+
+
+def envelopes(x: Quantized, y: Quantized) -> tuple[Envelope, Envelope]:
+    """The row and the column envelopes of :func:`scores` (and of :func:`gram`'s scores).
+
+    Each squared score is off the squared distance of the centred float64 rows by at most
+    ``2 (low_x low_y + err_x |y| + (|x| + err_x) err_y)`` (the fixed point), plus the roundings
+    of ``g`` (two in float64), of the sums in float64 and float32 (at most four float32
+    roundings of values below ``(|x| + |y|)^2``), and what float32 loses below its normal range;
+    made uniform per row with the other side's largest values. The centring's float64 rounding
+    moves each point by at most ``U64 |x|``; the exact float64 value is within ``(D + 3) U64``
+    of the distance, as in :mod:`.euclidean`."""
+    dim = x.dim
+    gamma = SAFETY * (4 * U32 + (dim + 8) * U64)
+    rel = SAFETY * (dim + 3) * U64
+
+    def envelope(own: np.ndarray, other: np.ndarray) -> Envelope:
+        length, err, low = _lengths(own, dim)
+        o_length, o_err, o_low = (v.max(initial=0.0) for v in _lengths(other, dim))
+        fixed = 2.0 * (low * o_low + err * o_length + (length + err) * o_err)
+        reach = length + o_length
+        sq_err = SAFETY * fixed + gamma * reach**2 + SAFETY * TINY * (1 + reach)
+        return Envelope(sq_err, SAFETY * (2 * U64 * reach + TINY), rel, True)
+
+    return envelope(x.stats, y.stats), envelope(y.stats, x.stats)
+
+
+def _lengths(stats: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(|x|, err, low) per row; |x| raised by the float64 error of its sum of squares and root."""
+    length = np.sqrt(stats[:, NORM]) * (1 + (dim + 2) * U64)
+    return length, stats[:, ERR], stats[:, LOW]
+
+
+@functools.cache
+def _quantize_kernel():
+    steps = float(STEPS)
+
+    def quantize_rows(a, shift, hl, lh, stats):  # pragma: no cover - compiled
+        n, dim = a.shape
+        x, high, low = np.empty(dim), np.empty(dim), np.empty(dim)
+        # max |x_j| as the largest of the bit patterns without their sign (a vectorised
+        # integer maximum; non-negative doubles order as their bits do)
+        bits, top_bits = x.view(np.int64), np.zeros(1, np.int64)
+        root_dim = math.sqrt(dim)
+        for i in range(n):
+            row, hl_row, lh_row = a[i], hl[i], lh[i]
+            norm = 0.0
+            for j in range(dim):  # the sum in any order (reassociated: vectorised)
+                v = np.float64(row[j]) - shift[j]
+                x[j] = v
+                norm += v * v
+            largest = 0
+            for j in range(dim):
+                largest = max(largest, bits[j] & 0x7FFFFFFFFFFFFFFF)
+            top_bits[0] = largest
+            top = top_bits.view(np.float64)[0]
+            step = top / steps
+            scale = steps / top if top > 0 else 0.0
+            err_sq = 0.0
+            low_sq = 0.0
+            for j in range(dim):
+                qj = min(max(np.rint(x[j] * scale), -steps), steps)
+                hj = np.rint(qj * (1.0 / 128.0))
+                lj = qj - 128.0 * hj
+                e = x[j] - step * qj
+                err_sq += e * e
+                low_sq += lj * lj
+                high[j], low[j] = hj, lj
+            for j in range(dim):
+                hl_row[j] = np.int8(high[j])
+                hl_row[dim + j] = np.int8(low[j])
+                lh_row[j] = np.int8(low[j])
+                lh_row[dim + j] = np.int8(high[j])
+            stats[i, 0] = norm
+            stats[i, 1] = step
+            # The computed e_j is off by at most 2 U64 top (the product and the difference).
+            stats[i, 2] = math.sqrt(err_sq) * (1 + (dim + 4) * 1.2e-16) + root_dim * 4.5e-16 * top
+            stats[i, 3] = step * math.sqrt(low_sq) * (1 + 4.5e-16)
+
+    return compiled(quantize_rows, reassociate=True)
+
+
+@functools.cache
+def _scores_kernel():
+    def fill(high, mixed, norm_x, step_x, norm_y, step_y, out):  # pragma: no cover - compiled
+        n, m = high.shape
+        for i in range(n):
+            nx, sx = norm_x[i], step_x[i]
+            h, k, o = high[i], mixed[i], out[i]
+            for j in range(m):
+                g = (16384.0 * h[j] + 128.0 * k[j]) * (sx * step_y[j])
+                o[j] = np.float32(nx + norm_y[j] - 2.0 * g)
+
+    return compiled(fill)
+
+
+@functools.cache
+def _gram_kernel():
+    def fill(high, mixed, step, out):  # pragma: no cover - compiled
+        n = high.shape[0]
+        for i in range(n):
+            si = step[i]
+            h, k, o = high[i], mixed[i], out[i]
+            for j in range(i + 1):
+                o[j] = np.float32((16384.0 * h[j] + 128.0 * k[j]) * (si * step[j]))
+
+    return compiled(fill)

@@ -1,0 +1,129 @@
+"""The int8 scores (neighbours/quantized.py): bounds that enclose cdist, and every number of
+the method identical to the float64 brute force, in the runner and in the graph. torch's int8
+matmul is exact on every CPU (fast where it has AMX), so these run everywhere."""
+
+from __future__ import annotations
+
+import dask.array as da
+import numpy as np
+import pytest
+import scenarios
+from brute_force import assert_matches, brute_force
+from scipy.spatial.distance import cdist
+from test_engine_local import FAMILIES, no_default_client  # noqa: F401 (a fixture)
+
+from medsyn_dask import evaluate_features
+from medsyn_dask.neighbours import backend, euclidean, quantized
+from medsyn_dask.neighbours.centring import prepare
+from medsyn_dask.neighbours.reductions import row_candidates
+
+pytest.importorskip("torch")
+
+
+def _enclosed(block, exact) -> None:
+    rows, cols = np.arange(block.shape[0])[:, None], np.arange(block.shape[1])[None, :]
+    assert (block.rows.lower(block.score, rows) <= exact).all()
+    assert (exact <= block.rows.upper(block.score, rows)).all()
+    assert (block.cols.lower(block.score, cols) <= exact).all()
+    assert (exact <= block.cols.upper(block.score, cols)).all()
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
+def test_int8_bounds_enclose_cdist(name):
+    real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(1))
+    centre = real.astype(np.float64).mean(axis=0)
+    block = euclidean.block_bounds(real, synth, centre, backend="int8")
+    exact = cdist(real.astype(np.float64), synth.astype(np.float64))
+    _enclosed(block, exact)
+    width = (block.rows.upper(block.score, np.arange(len(real))[:, None]) - exact) / exact.max()
+    assert np.median(width) < 1e-2  # and are useful
+
+
+@pytest.mark.parametrize("scale", [1e-40, 1e-20, 1.0, 1e13])
+@pytest.mark.parametrize("dim", [3, 200, 1100])
+def test_int8_bounds_hold_at_every_scale(scale, dim):
+    """Tiny features (their squares below float32's normal range), huge ones (within the
+    largest norm the engine takes, MAX_ROW_NORM), a row with one large entry (a coarse step
+    for the others), zero rows (step 0) and exact duplicates."""
+    rng = np.random.default_rng(dim)
+    x = scale * rng.standard_normal((50, dim))
+    y = scale * rng.standard_normal((40, dim))
+    x[0, 0] *= 1e3
+    x[1] = 0.0
+    y[:3] = x[:3]
+    centre = np.zeros(dim)
+    block = euclidean.block_bounds(x, y, centre, backend="int8")
+    _enclosed(block, cdist(x, y))
+
+
+def test_fixed_point_digits_and_residual():
+    """H in [-127, 127], L in [-64, 64], and the residual within its bound per row."""
+    rng = np.random.default_rng(5)
+    rows = rng.standard_normal((30, 77)) * rng.uniform(1e-3, 1e3, (30, 1))
+    fixed = quantized.quantize(rows, np.zeros(77))
+    dim = fixed.dim
+    high, low = fixed.hl[:, :dim].numpy().astype(np.int64), fixed.hl[:, dim:].numpy()
+    assert np.abs(high).max() <= 127 and np.abs(low).max() <= 64
+    np.testing.assert_array_equal(fixed.lh[:, :dim].numpy(), low)  # [L, H] mirrors [H, L]
+    step = fixed.stats[:, quantized.STEP][:, None]
+    residual = rows - step * (128 * high + low)
+    assert (np.linalg.norm(residual, axis=1) <= fixed.stats[:, quantized.ERR]).all()
+    assert (np.abs(residual) <= 0.5 * step * (1 + 1e-9)).all()
+
+
+def test_int8_symmetric_candidates_hold_the_smallest():
+    """The diagonal blocks of the radii pass: the candidates of each row hold its n smallest
+    distances, as those of the float32 path do."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((300, 1100)).astype(np.float32)
+    centre = x.mean(axis=0).astype(np.float64)
+    block = prepare(x, centre, int8=True)
+    found = euclidean.symmetric_candidates(block, centre, 6, backend="int8")
+    exact = cdist(x.astype(np.float64), x.astype(np.float64))
+    kept = np.zeros_like(exact, dtype=bool)
+    kept[found.row, found.col] = True
+    smallest = np.argsort(exact, axis=1, kind="stable")[:, :6]
+    assert kept[np.arange(300)[:, None], smallest].all()
+    full = row_candidates(euclidean.symmetric_bounds(block, centre, backend="int8"), 6)
+    pairs = {(r, c) for r, c in zip(found.row, found.col, strict=True)}
+    assert pairs == {(r, c) for r, c in zip(full.row, full.col, strict=True)}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_int8_families_equal_brute_force_here_and_in_the_graph(name, no_default_client):  # noqa: F811
+    real, synth = FAMILIES[name](np.random.default_rng(41), d=1100)
+    expected = brute_force(real, synth)
+    here = evaluate_features(real, synth, backend="int8", compute_fid=False)
+    assert_matches(here, expected)
+    graph = evaluate_features(
+        da.from_array(real, chunks=(100, -1)),
+        da.from_array(synth, chunks=(100, -1)),
+        block_size=128,
+        backend="int8",
+        compute_fid=False,
+    )
+    assert_matches(graph, expected)
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
+def test_int8_scenarios_equal_brute_force(name, no_default_client):  # noqa: F811
+    real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(2))
+    result = evaluate_features(real, synth, backend="int8", block_size=64, compute_fid=False)
+    assert_matches(result, brute_force(real, synth))
+
+
+def test_auto_takes_int8_only_for_wide_features_with_amx_and_torch(tmp_path, monkeypatch):
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor: 0\nflags\t\t: fpu sse avx512f amx_tile amx_int8 amx_bf16\n")
+    assert backend.amx_int8(str(flags))
+    flags.write_text("processor: 0\nflags\t\t: fpu sse avx512f\n")
+    backend.amx_int8.cache_clear()
+    assert not backend.amx_int8(str(flags))
+    backend.amx_int8.cache_clear()
+    monkeypatch.setattr(backend, "amx_int8", lambda: True)
+    monkeypatch.setattr(backend, "torch_device", lambda name: None)
+    wide, narrow = backend.INT8_MIN_DIM, backend.INT8_MIN_DIM - 1
+    assert backend.int8_scores("auto", wide) and not backend.int8_scores("auto", narrow)
+    assert backend.int8_scores("int8", 3) and not backend.int8_scores("numpy", wide)
+    monkeypatch.setattr(backend, "amx_int8", lambda: False)
+    assert not backend.int8_scores("auto", wide)
