@@ -14,10 +14,10 @@ from typing import Any
 from ..checks import check_choice
 
 #: ``"auto"``: torch on a CUDA GPU when the worker has one; else the int8 scores of
-#: :mod:`.quantized` on a CPU with AMX int8 tiles in a process that has torch loaded
-#: (:func:`int8_scores`); else NumPy. ``"numpy"``: always NumPy. ``"torch"``: always torch
-#: (CUDA when available, else its CPU kernels). ``"int8"``: always the int8 scores (exact on
-#: every CPU, fast on those with AMX).
+#: :mod:`.quantized` for wide features on a CPU with AMX int8 tiles in a process that has
+#: torch loaded (:func:`int8_scores`); else NumPy. ``"numpy"``: always NumPy. ``"torch"``:
+#: always torch (CUDA when available, else its CPU kernels). ``"int8"``: always the int8
+#: scores (exact on every CPU, fast on those with AMX).
 BACKENDS = ("auto", "numpy", "torch", "int8")
 
 #: Held by every float32 torch GEMM of the package from clearing the TF32 flag to restoring it.
@@ -47,7 +47,7 @@ def torch_device(backend: str) -> Any | None:
 #: Features of fewer dimensions keep the float32 GEMM under "auto": at D = 512 the int8 path
 #: was no faster on an AMX Xeon (its GEMMs twice as fast, but the fixed point, the scores'
 #: assembly and the full square of each diagonal block cost as much); at D = 1 024 it was
-#: 1.16x, at 2 048 1.3-1.8x (``benchmarks/bench_neighbours.py --only int8``).
+#: 1.16x, at 2 048 1.3-1.8x (``benchmarks/bench_int8.py``).
 INT8_MIN_DIM = 1024
 
 

@@ -1,0 +1,121 @@
+"""The exact engine's two Euclidean score paths against each other and against faiss-cpu, in
+one run: the float32 GEMM (``backend="numpy"``) and the int8 GEMMs of
+``neighbours/quantized.py`` (``backend="int8"``, torch's int8 matmul: AMX tiles on recent
+Xeons), ``evaluate_features(compute_fid=False)`` on NumPy features in this process (the
+in-process runner), and faiss-cpu ``IndexFlatL2`` (k+1-NN of reals + 1-NN of synthetics) in
+its own process on the same arrays.
+
+Per (family, N = M, D): one untimed round, then ``--repeats`` rounds of float32, int8, faiss
+one after the other (a burst of other work on the shared machine lands on all three). Prints
+median [min-max] seconds, float32/int8 and faiss/int8, and checks that both paths give the
+same answer on every image. Whether ``backend="auto"`` takes int8 here (AMX, torch loaded,
+D >= INT8_MIN_DIM) is printed per row.
+
+    .venv/bin/python benchmarks/bench_int8.py --sizes 2000,5000 --dims 512,1024,2048
+    .venv/bin/python benchmarks/bench_int8.py --quick      # a smoke test, under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import multiprocessing as mp
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import OtherLoad, Spread, timed  # noqa: E402
+from _features import FAMILIES, feature_pair  # noqa: E402
+from baselines import faiss_server  # noqa: E402
+
+SEED, NEAREST_K, THRESHOLD = 20260101, 5, 0.05
+PATHS = ("numpy", "int8")
+
+
+def cell(cfg: dict, repeats: int) -> dict:
+    """Seconds of both paths and of faiss on one (family, N, D); whether the answers agree."""
+    import torch  # the int8 path's GEMMs; "auto" takes it only where torch is loaded
+
+    import medsyn_dask
+    from medsyn_dask.neighbours.backend import int8_scores
+
+    del torch
+    real, synth = feature_pair("euclidean", cfg, SEED, as_dask=False)
+    options = {"nearest_k": NEAREST_K, "mode_collapse_threshold": THRESHOLD, "compute_fid": False}
+    ctx = mp.get_context("spawn")
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=faiss_server, args=(child, cfg, SEED, NEAREST_K, THRESHOLD))
+    proc.start()
+    seconds: dict[str, list[float]] = {name: [] for name in (*PATHS, "faiss")}
+    results = {}
+    try:
+        conn.recv()  # features built
+        with OtherLoad() as load:
+            for round_ in range(repeats + 1):  # round 0: untimed warm-up
+                for name in PATHS:
+                    results[name], took = timed(
+                        medsyn_dask.evaluate_features, real, synth, backend=name, **options
+                    )
+                    if round_:
+                        seconds[name].append(took)
+                conn.send("run")
+                took = conn.recv()
+                if round_:
+                    seconds["faiss"].append(took)
+        conn.send("stop")
+    finally:
+        proc.join(timeout=60)
+        if proc.is_alive():
+            proc.terminate()
+    spreads = {name: Spread(tuple(v)) for name, v in seconds.items()}
+    same = _same(results["numpy"], results["int8"])
+    return {"spreads": spreads, "same": same, "auto": int8_scores("auto", cfg["dim"]), "load": load}
+
+
+def _same(a, b) -> bool:
+    """Both paths' answers equal on every image, distances to the last bit."""
+    import numpy as np
+
+    return (
+        a.per_synthetic.equals(b.per_synthetic)
+        and a.per_real.equals(b.per_real)
+        and np.array_equal(a.radius_k, b.radius_k)
+        and np.array_equal(a.radius_1, b.radius_1)
+    )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="N = M = 1 000, D = 1 024, 2 rounds")
+    parser.add_argument("--sizes", default="2000,5000", help="N = M, e.g. 2000,5000")
+    parser.add_argument("--dims", default="512,1024,2048", help="D, e.g. 512,2048")
+    parser.add_argument("--families", default="gaussian", help=f"of {','.join(FAMILIES)}")
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds per cell")
+    args = parser.parse_args(argv)
+    sizes, dims = (1000,), (1024,)
+    if not args.quick:
+        sizes = tuple(int(v) for v in args.sizes.split(","))
+        dims = tuple(int(v) for v in args.dims.split(","))
+    repeats = 2 if args.quick else args.repeats
+    disagree = 0
+    for family, n, dim in itertools.product(args.families.split(","), sizes, dims):
+        cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": family}
+        found = cell(cfg, repeats)
+        s = found["spreads"]
+        disagree += not found["same"]
+        print(
+            f"{family:>10} N=M={n:>6} D={dim:>5}: float32 {s['numpy'].format('.3f')} s, "
+            f"int8 {s['int8'].format('.3f')} s, faiss {s['faiss'].format('.3f')} s; "
+            f"float32/int8 {s['numpy'].median / s['int8'].median:.2f}x, "
+            f"faiss/int8 {s['faiss'].median / s['int8'].median:.2f}x, "
+            f"faiss/float32 {s['faiss'].median / s['numpy'].median:.2f}x; "
+            f"same answer: {found['same']}; auto takes int8 here: {found['auto']}; "
+            f"other load {found['load'].cores:.1f} cores",
+            flush=True,
+        )
+    print(f"both paths agree on every cell: {'yes' if not disagree else f'NO ({disagree})'}")
+
+
+if __name__ == "__main__":
+    main()
