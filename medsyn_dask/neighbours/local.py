@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..progress import Counter
+from .backend import int8_scores
 from .exact_pairs import exact_once, exact_unordered
 from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's layout)
     LOCAL_BLOCK,
@@ -56,12 +57,10 @@ from .threads import counted, one_gemm_thread, pool, short_switch_interval, thre
 #: ``block_size`` rows (real and synthetic each) still run here: shipping them costs more.
 LOCAL_BLOCKS = 4
 
-
 #: Comparison block pairs per thread scored while the radii pass ends (:meth:`Runner.radii`):
 #: enough to fill the threads it leaves idle; each holds a block of scores until the radii are
 #: known (at most LOCAL_BLOCK^2 float32, 16 MiB).
 AHEAD_PER_THREAD = 1
-
 
 #: Lazy inputs (Dask, Zarr) of at most LOCAL_BLOCKS blocks and this many bytes each are read
 #: into this process and computed here (:func:`in_memory_when_small`).
@@ -140,11 +139,14 @@ class Runner:
         block_size: int = LOCAL_BLOCK,
         progress: bool = False,
         work: float | None = None,
+        dim: int = 0,
     ) -> None:
+        # work, dim: the problem's GEMM multiply-adds (layout.pass_work) and features; a small
+        # problem takes fewer threads than cores, a large one int8 scores of narrower features.
+        if metric == "euclidean" and backend == "auto" and int8_scores(backend, dim, work):
+            backend = "int8"
         self.kind, self.centre, self.backend = get_metric(metric), centre, backend
         self.block_size, self.progress = block_size, progress
-        # work: the problem's GEMM multiply-adds (layout.pass_work); a small one takes fewer
-        # threads than cores.
         self.n_threads = threads() if work is None else useful_threads(work, threads())
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
         self._ahead: dict[tuple[int, int], Future] = {}
