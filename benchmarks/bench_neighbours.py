@@ -278,6 +278,13 @@ def main(argv=None) -> None:
     parser.add_argument("--dims", default=None, help="D of the families case, e.g. 512,2048")
     parser.add_argument("--families", default=None, help="families to run, e.g. gaussian,far")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per families row")
+    parser.add_argument(
+        "--torch",
+        action="store_true",
+        help="load torch first, as a job's workers or a notebook that extracted features with "
+        "torch have it: the engine's 'auto' then takes the int8 scores for wide features on a "
+        "CPU with AMX (neighbours/quantized.py)",
+    )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     cases = set(args.only.split(","))
@@ -318,6 +325,8 @@ def main(argv=None) -> None:
 
 def run_families(args) -> None:
     """The families case (engine in process vs faiss) and in-memory Hamming vs scikit-learn."""
+    if args.torch:
+        import torch  # noqa: F401 (loaded: see --torch)
     grid = dict(FAMILIES_QUICK if args.quick else FAMILIES_FULL)
     for key in ("sizes", "dims"):
         if getattr(args, key):

@@ -88,6 +88,9 @@ def engine_and_faiss(cfg: dict, seed: int, nearest_k: int, threshold: float, rep
 
 def family_rows(grid: dict, seed: int, nearest_k: int, threshold: float, repeats: int) -> list:
     """One row per (family, N, D) of ``grid`` (``families``, ``sizes``, ``dims``)."""
+    from medsyn_dask.neighbours.backend import int8_scores
+    from medsyn_dask.neighbours.layout import pass_work
+
     rows = []
     for family, n, dim in itertools.product(grid["families"], grid["sizes"], grid["dims"]):
         cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": family}
@@ -109,9 +112,11 @@ def family_rows(grid: dict, seed: int, nearest_k: int, threshold: float, repeats
                 )
             ),
             "other_load": load,
+            "scores": "int8" if int8_scores("auto", dim, pass_work(n, n, dim)) else "float32",
         }
         print(
-            f"[families] {family:>10} N=M={n:>6} D={dim:>5}: engine {engine.format('.3f')} s, "
+            f"[families] {family:>10} N=M={n:>6} D={dim:>5} ({row['scores']} scores): "
+            f"engine {engine.format('.3f')} s, "
             f"faiss {faiss.format('.3f')} s, faiss/engine {row['ratio_median']:.2f}x "
             f"(worst {row['ratio_worst']:.2f}x), other load {row['other_load']:.1f} cores",
             flush=True,
