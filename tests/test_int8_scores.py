@@ -131,5 +131,6 @@ def test_auto_takes_int8_for_wide_features_or_large_problems(tmp_path, monkeypat
     assert local.Runner("euclidean", None, "auto", work=large, dim=wide // 2).backend == "int8"
     assert local.Runner("hamming", None, "auto", work=large, dim=wide).backend == "auto"
     assert backend.int8_scores("int8", 3) and not backend.int8_scores("numpy", wide)
+    assert not backend.int8_scores("int8", backend.INT8_MAX_DIM + 1)  # int32 sums would wrap
     monkeypatch.setattr(backend, "amx_int8", lambda: False)
     assert not backend.int8_scores("auto", wide)

@@ -53,15 +53,20 @@ INT8_MIN_DIM = 1024
 #: GEMM multiply-adds (:func:`.layout.pass_work`) from which "auto" takes the int8 scores for
 #: D >= INT8_MIN_DIM / 2 too (N = M = 5 000, D = 512: 1.9e10; N = M = 2 000: 3.1e9).
 INT8_MIN_WORK = 1e10
+#: The widest features of the int8 scores: their int32 sums (at most 2 x 127 x 64 per
+#: feature) stay exact; wider ones keep the float32 GEMM, "int8" backend included.
+INT8_MAX_DIM = (2**31 - 1) // (2 * 127 * 64)
 
 
 def int8_scores(backend: str, dim: int, work: float | None = None) -> bool:
     """Whether Euclidean scores of ``dim``-feature rows come from :mod:`.quantized`'s int8
-    GEMMs under ``backend``: always for "int8"; for "auto", where no GPU takes the work, the
-    CPU has AMX int8 tiles (:func:`amx_int8`), the features are wide (INT8_MIN_DIM, or half
-    that in a problem of ``work`` >= INT8_MIN_WORK multiply-adds) and torch is already loaded
-    (importing it costs a second or two, more than a small problem's whole GEMM; a job that
-    extracted features with torch has it)."""
+    GEMMs under ``backend``: for "int8" up to INT8_MAX_DIM features; for "auto" also where no
+    GPU takes the work, the CPU has AMX int8 tiles (:func:`amx_int8`), the features are wide
+    (INT8_MIN_DIM, or half that in a problem of ``work`` >= INT8_MIN_WORK multiply-adds) and
+    torch is already loaded (importing it costs a second or two, more than a small problem's
+    whole GEMM; a job that extracted features with torch has it)."""
+    if dim > INT8_MAX_DIM:
+        return False
     if backend == "int8":
         return True
     if backend != "auto" or "torch" not in sys.modules:
