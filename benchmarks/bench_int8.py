@@ -9,7 +9,7 @@ Per (family, N = M, D): one untimed round, then ``--repeats`` rounds of float32,
 one after the other (a burst of other work on the shared machine lands on all three). Prints
 median [min-max] seconds, float32/int8 and faiss/int8, and checks that both paths give the
 same answer on every image. Whether ``backend="auto"`` takes int8 here (AMX, torch loaded,
-D >= INT8_MIN_DIM or a large problem) is printed per row.
+D >= INT8_MIN_DIM) is printed per row.
 
     .venv/bin/python benchmarks/bench_int8.py --sizes 2000,5000 --dims 512,1024,2048
     .venv/bin/python benchmarks/bench_int8.py --quick      # a smoke test, under a minute
@@ -39,7 +39,6 @@ def cell(cfg: dict, repeats: int) -> dict:
 
     import medsyn_dask
     from medsyn_dask.neighbours.backend import int8_scores
-    from medsyn_dask.neighbours.layout import pass_work
 
     del torch
     real, synth = feature_pair("euclidean", cfg, SEED, as_dask=False)
@@ -71,7 +70,7 @@ def cell(cfg: dict, repeats: int) -> dict:
             proc.terminate()
     spreads = {name: Spread(tuple(v)) for name, v in seconds.items()}
     same = _same(results["numpy"], results["int8"])
-    auto = int8_scores("auto", cfg["dim"], pass_work(cfg["n"], cfg["m"], cfg["dim"]))
+    auto = int8_scores("auto", cfg["dim"])
     return {"spreads": spreads, "same": same, "auto": auto, "load": load}
 
 

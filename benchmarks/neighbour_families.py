@@ -89,7 +89,6 @@ def engine_and_faiss(cfg: dict, seed: int, nearest_k: int, threshold: float, rep
 def family_rows(grid: dict, seed: int, nearest_k: int, threshold: float, repeats: int) -> list:
     """One row per (family, N, D) of ``grid`` (``families``, ``sizes``, ``dims``)."""
     from medsyn_dask.neighbours.backend import int8_scores
-    from medsyn_dask.neighbours.layout import pass_work
 
     rows = []
     for family, n, dim in itertools.product(grid["families"], grid["sizes"], grid["dims"]):
@@ -112,7 +111,7 @@ def family_rows(grid: dict, seed: int, nearest_k: int, threshold: float, repeats
                 )
             ),
             "other_load": load,
-            "scores": "int8" if int8_scores("auto", dim, pass_work(n, n, dim)) else "float32",
+            "scores": "int8" if int8_scores("auto", dim) else "float32",
         }
         print(
             f"[families] {family:>10} N=M={n:>6} D={dim:>5} ({row['scores']} scores): "

@@ -120,8 +120,7 @@ def real_neighbourhood(
         check_finite({"real": real}, [ok], metric)
         if here:
             work = pass_work(features.shape[0], 0, features.shape[1])
-            dim = features.shape[1]
-            options = {"block_size": block_size, "progress": progress, "work": work, "dim": dim}
+            options = {"block_size": block_size, "progress": progress, "work": work}
             with local.Runner(metric, centre, backend, **options) as run:
                 smallest = [run.radii(features, nearest_k)]
         else:
@@ -228,7 +227,7 @@ def evaluate_features(
         if here:
             n_real, (n_synthetic, dim) = len(inputs["real"]), inputs["synthetic"].shape
             work = pass_work(n_real, n_synthetic, dim, radii=reference is None)
-            options = {"block_size": block_size, "progress": progress, "work": work, "dim": dim}
+            options = {"block_size": block_size, "progress": progress, "work": work}
             run = local.Runner(metric, centre, backend, **options)
             smallest, per_real, per_synth = _neighbourhoods_here(
                 run, *inputs.values(), reference, margin, nearest_k

@@ -13,7 +13,7 @@ from scipy.spatial.distance import cdist
 from test_engine_local import FAMILIES, no_default_client  # noqa: F401 (a fixture)
 
 from medsyn_dask import evaluate_features
-from medsyn_dask.neighbours import backend, euclidean, local, quantized
+from medsyn_dask.neighbours import backend, euclidean, quantized
 from medsyn_dask.neighbours.centring import prepare
 from medsyn_dask.neighbours.reductions import row_candidates
 
@@ -112,7 +112,7 @@ def test_int8_scenarios_equal_brute_force(name, no_default_client):  # noqa: F81
     assert_matches(result, brute_force(real, synth))
 
 
-def test_auto_takes_int8_for_wide_features_or_large_problems(tmp_path, monkeypatch):
+def test_auto_takes_int8_for_wide_features_with_amx_and_torch(tmp_path, monkeypatch):
     flags = tmp_path / "cpuinfo"
     flags.write_text("processor: 0\nflags\t\t: fpu sse avx512f amx_tile amx_int8 amx_bf16\n")
     assert backend.amx_int8(str(flags))
@@ -124,12 +124,6 @@ def test_auto_takes_int8_for_wide_features_or_large_problems(tmp_path, monkeypat
     monkeypatch.setattr(backend, "torch_device", lambda name: None)
     wide, narrow = backend.INT8_MIN_DIM, backend.INT8_MIN_DIM - 1
     assert backend.int8_scores("auto", wide) and not backend.int8_scores("auto", narrow)
-    large, small = backend.INT8_MIN_WORK, backend.INT8_MIN_WORK / 2
-    assert backend.int8_scores("auto", wide // 2, large)  # a large problem: half as wide
-    assert not backend.int8_scores("auto", wide // 2, small)
-    assert not backend.int8_scores("auto", wide // 2 - 1, large)
-    assert local.Runner("euclidean", None, "auto", work=large, dim=wide // 2).backend == "int8"
-    assert local.Runner("hamming", None, "auto", work=large, dim=wide).backend == "auto"
     assert backend.int8_scores("int8", 3) and not backend.int8_scores("numpy", wide)
     assert not backend.int8_scores("int8", backend.INT8_MAX_DIM + 1)  # int32 sums would wrap
     monkeypatch.setattr(backend, "amx_int8", lambda: False)

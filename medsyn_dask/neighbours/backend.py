@@ -44,35 +44,30 @@ def torch_device(backend: str) -> Any | None:
     return torch.device("cpu") if backend == "torch" else None
 
 
-#: Features of fewer dimensions keep the float32 GEMM under "auto", unless the problem is
-#: large (INT8_MIN_WORK). Measured on an AMX Xeon (2 cores, ``benchmarks/bench_int8.py``),
-#: float32 time / int8 time: N = M = 2 000, D = 512 0.79x (the GEMMs are faster, but the
-#: fixed point, the scores' assembly and the full square of each diagonal block cost more);
-#: D = 1 024 1.24x; D = 2 048 1.45x; N = M = 5 000: D = 512 1.11x, 1 024 1.40x, 2 048 1.74x.
+#: Features of fewer dimensions keep the float32 GEMM under "auto". Measured on an AMX Xeon
+#: (2 cores, ``benchmarks/bench_int8.py``), float32 time / int8 time: D = 512: N = M = 2 000
+#: 0.79x, 5 000 1.07-1.11x, 20 000 0.82-0.92x (the GEMMs are faster, but the fixed point, the
+#: scores' assembly from two int32 products and the full square of each diagonal block cost
+#: as much); D = 1 024: 1.24x, 1.40x, 1.36x; D = 2 048: 1.45x, 1.74x.
 INT8_MIN_DIM = 1024
-#: GEMM multiply-adds (:func:`.layout.pass_work`) from which "auto" takes the int8 scores for
-#: D >= INT8_MIN_DIM / 2 too (N = M = 5 000, D = 512: 1.9e10; N = M = 2 000: 3.1e9).
-INT8_MIN_WORK = 1e10
 #: The widest features of the int8 scores: their int32 sums (at most 2 x 127 x 64 per
 #: feature) stay exact; wider ones keep the float32 GEMM, "int8" backend included.
 INT8_MAX_DIM = (2**31 - 1) // (2 * 127 * 64)
 
 
-def int8_scores(backend: str, dim: int, work: float | None = None) -> bool:
+def int8_scores(backend: str, dim: int) -> bool:
     """Whether Euclidean scores of ``dim``-feature rows come from :mod:`.quantized`'s int8
     GEMMs under ``backend``: for "int8" up to INT8_MAX_DIM features; for "auto" also where no
-    GPU takes the work, the CPU has AMX int8 tiles (:func:`amx_int8`), the features are wide
-    (INT8_MIN_DIM, or half that in a problem of ``work`` >= INT8_MIN_WORK multiply-adds) and
-    torch is already loaded (importing it costs a second or two, more than a small problem's
-    whole GEMM; a job that extracted features with torch has it)."""
+    GPU takes the work, the CPU has AMX int8 tiles (:func:`amx_int8`), the features are at
+    least INT8_MIN_DIM wide and torch is already loaded (importing it costs a second or two,
+    more than a small problem's whole GEMM; a job that extracted features with torch has it)."""
     if dim > INT8_MAX_DIM:
         return False
     if backend == "int8":
         return True
-    if backend != "auto" or "torch" not in sys.modules:
+    if backend != "auto" or dim < INT8_MIN_DIM or "torch" not in sys.modules:
         return False
-    large = work is not None and work >= INT8_MIN_WORK and dim >= INT8_MIN_DIM // 2
-    return (dim >= INT8_MIN_DIM or large) and amx_int8() and torch_device(backend) is None
+    return amx_int8() and torch_device(backend) is None
 
 
 @functools.cache

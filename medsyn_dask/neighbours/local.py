@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from ..progress import Counter
-from .backend import int8_scores
 from .exact_pairs import exact_once, exact_unordered
 from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's layout)
     LOCAL_BLOCK,
@@ -139,14 +138,11 @@ class Runner:
         block_size: int = LOCAL_BLOCK,
         progress: bool = False,
         work: float | None = None,
-        dim: int = 0,
     ) -> None:
-        # work, dim: the problem's GEMM multiply-adds (layout.pass_work) and features; a small
-        # problem takes fewer threads than cores, a large one int8 scores of narrower features.
-        if metric == "euclidean" and backend == "auto" and int8_scores(backend, dim, work):
-            backend = "int8"
         self.kind, self.centre, self.backend = get_metric(metric), centre, backend
         self.block_size, self.progress = block_size, progress
+        # work: the problem's GEMM multiply-adds (layout.pass_work); a small one takes fewer
+        # threads than cores.
         self.n_threads = threads() if work is None else useful_threads(work, threads())
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
         self._ahead: dict[tuple[int, int], Future] = {}
