@@ -13,6 +13,7 @@ from scipy.spatial.distance import cdist
 from test_engine_local import FAMILIES, no_default_client  # noqa: F401 (a fixture)
 
 from medsyn_dask import evaluate_features
+from medsyn_dask.errors import SettingsError
 from medsyn_dask.neighbours import backend, euclidean, quantized
 from medsyn_dask.neighbours.centring import prepare
 from medsyn_dask.neighbours.reductions import row_candidates
@@ -128,3 +129,13 @@ def test_auto_takes_int8_for_wide_features_with_amx_and_torch(tmp_path, monkeypa
     assert not backend.int8_scores("int8", backend.INT8_MAX_DIM + 1)  # int32 sums would wrap
     monkeypatch.setattr(backend, "amx_int8", lambda: False)
     assert not backend.int8_scores("auto", wide)
+
+
+def test_int8_backend_without_an_int8_matmul_is_refused(monkeypatch):
+    """A torch without ``_int_mm`` on the CPU: "int8" refused at the boundary with the reason,
+    "auto" keeps the float32 GEMM."""
+    monkeypatch.setattr(backend, "int8_matmul", lambda: False)
+    with pytest.raises(SettingsError, match="backend='int8'.*int8 matmul"):
+        evaluate_features(np.zeros((10, 4)), np.zeros((10, 4)), backend="int8")
+    monkeypatch.setattr(backend, "amx_int8", lambda: True)
+    assert not backend.int8_scores("auto", backend.INT8_MIN_DIM)

@@ -12,6 +12,7 @@ from types import ModuleType
 from typing import Any
 
 from ..checks import check_choice
+from ..errors import SettingsError
 
 #: ``"auto"``: torch on a CUDA GPU when the worker has one; else the int8 scores of
 #: :mod:`.quantized` for wide features on a CPU with AMX int8 tiles in a process that has
@@ -27,8 +28,15 @@ _FULL_FLOAT32 = threading.Lock()
 
 
 def check_backend(backend: str) -> str:
-    """``backend`` if it is one of BACKENDS; SettingsError otherwise."""
-    return check_choice(backend, "backend", BACKENDS)
+    """``backend`` if it is one of BACKENDS (and, for "int8", torch multiplies int8 matrices
+    on this CPU); SettingsError otherwise."""
+    check_choice(backend, "backend", BACKENDS)
+    if backend == "int8" and not int8_matmul():
+        raise SettingsError(
+            "backend='int8': needs torch with an int8 matmul on the CPU (torch._int_mm); "
+            "this process's torch has none (or torch is missing): use 'auto' or 'numpy'"
+        )
+    return backend
 
 
 def torch_device(backend: str) -> Any | None:
@@ -67,7 +75,20 @@ def int8_scores(backend: str, dim: int) -> bool:
         return True
     if backend != "auto" or dim < INT8_MIN_DIM or "torch" not in sys.modules:
         return False
-    return amx_int8() and torch_device(backend) is None
+    return amx_int8() and torch_device(backend) is None and int8_matmul()
+
+
+@functools.cache
+def int8_matmul() -> bool:
+    """Whether torch (imported here if it is not yet) multiplies int8 matrices on the CPU into
+    exact int32 sums (``torch._int_mm``: on the CPU in recent releases only)."""
+    try:
+        import torch
+
+        ones = torch.ones((8, 8), dtype=torch.int8)
+        return int(torch._int_mm(ones, ones)[0, 0]) == 8
+    except Exception:  # noqa: BLE001 - missing, or not for this device: the float32 GEMM
+        return False
 
 
 @functools.cache
