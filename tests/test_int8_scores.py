@@ -8,7 +8,7 @@ import dask.array as da
 import numpy as np
 import pytest
 import scenarios
-from brute_force import assert_matches, brute_force
+from brute_force import assert_matches, assert_patients_match, brute_force, brute_force_patients
 from scipy.spatial.distance import cdist
 from test_engine_local import FAMILIES, no_default_client  # noqa: F401 (a fixture)
 
@@ -139,3 +139,15 @@ def test_int8_backend_without_an_int8_matmul_is_refused(monkeypatch):
         evaluate_features(np.zeros((10, 4)), np.zeros((10, 4)), backend="int8")
     monkeypatch.setattr(backend, "amx_int8", lambda: True)
     assert not backend.int8_scores("auto", backend.INT8_MIN_DIM)
+
+
+@pytest.mark.parametrize("block_size", [40, 1000])  # the graph / the runner
+def test_int8_patient_mode_equals_brute_force(block_size):
+    rng = np.random.default_rng(23)
+    real, synth = scenarios.clustered(rng)
+    synth[:5] = real[10:15]  # copies of real patients
+    patients = rng.integers(0, 40, len(real))
+    result = evaluate_features(
+        real, synth, block_size=block_size, patients=patients, backend="int8", compute_fid=False
+    )
+    assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
