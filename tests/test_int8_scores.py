@@ -40,12 +40,21 @@ def test_int8_bounds_enclose_cdist(name):
     assert np.median(width) < 1e-2  # and are useful
 
 
-@pytest.mark.parametrize("scale", [1e-40, 1e-20, 1.0, 1e13])
+@pytest.fixture(params=["compiled", "numpy"])
+def passes(request, monkeypatch):
+    """The module's passes compiled (numba) or as without numba."""
+    if request.param == "numpy":
+        monkeypatch.setattr(quantized, "_kernels", lambda: False)
+    return request.param
+
+
+@pytest.mark.parametrize("scale", [1e-310, 1e-300, 1e-40, 1e-20, 1.0, 1e13])
 @pytest.mark.parametrize("dim", [3, 200, 1100])
-def test_int8_bounds_hold_at_every_scale(scale, dim):
-    """Tiny features (their squares below float32's normal range), huge ones (within the
-    largest norm the engine takes, MAX_ROW_NORM), a row with one large entry (a coarse step
-    for the others), zero rows (step 0) and exact duplicates."""
+def test_int8_bounds_hold_at_every_scale(scale, dim, passes):
+    """Tiny features (their squares below float32's normal range; subnormal doubles, whose
+    rows are all residual), huge ones (within the largest norm the engine takes,
+    MAX_ROW_NORM), a row with one large entry (a coarse step for the others), zero rows
+    (step 0) and exact duplicates; block and diagonal scores."""
     rng = np.random.default_rng(dim)
     x = scale * rng.standard_normal((50, dim))
     y = scale * rng.standard_normal((40, dim))
@@ -55,9 +64,11 @@ def test_int8_bounds_hold_at_every_scale(scale, dim):
     centre = np.zeros(dim)
     block = euclidean.block_bounds(x, y, centre, backend="int8")
     _enclosed(block, cdist(x, y))
+    diagonal = euclidean.symmetric_bounds(prepare(x, centre, int8=True), centre, backend="int8")
+    _enclosed(diagonal, cdist(x, x))
 
 
-def test_fixed_point_digits_and_residual():
+def test_fixed_point_digits_and_residual(passes):
     """H in [-127, 127], L in [-64, 64], and the residual within its bound per row."""
     rng = np.random.default_rng(5)
     rows = rng.standard_normal((30, 77)) * rng.uniform(1e-3, 1e3, (30, 1))
@@ -107,7 +118,7 @@ def test_int8_families_equal_brute_force_here_and_in_the_graph(name, no_default_
 
 
 @pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
-def test_int8_scenarios_equal_brute_force(name, no_default_client):  # noqa: F811
+def test_int8_scenarios_equal_brute_force(name, passes, no_default_client):  # noqa: F811
     real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(2))
     result = evaluate_features(real, synth, backend="int8", block_size=64, compute_fid=False)
     assert_matches(result, brute_force(real, synth))

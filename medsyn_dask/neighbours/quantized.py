@@ -37,7 +37,12 @@ U32 = 2.0**-24
 U64 = 2.0**-53
 #: As in :mod:`.euclidean`: every error bound is doubled.
 SAFETY = 2.0
-#: Per row: squared norm |x|^2, step, err (bound of |e|), low (step |L|).
+#: Rows whose largest entry is below this are all residual (H = L = 0, e = x): their steps
+#: would be subnormal and STEPS / max|x_j| could overflow. Their float32 scores are lost below
+#: float32's normal range anyway (the envelopes' absolute term).
+MIN_TOP = 2.0**-960
+#: Per row: squared norm |x|^2, step, err (bound of |e|), low (step |L|). The computed e_j is
+#: off the true one by at most 2 U64 max|x_j| (the product step q_j and the difference).
 NORM, STEP, ERR, LOW = range(4)
 
 
@@ -76,7 +81,7 @@ def quantize(rows: np.ndarray, centre: np.ndarray, split=None) -> Quantized:
     hl, lh = np.empty((n, 2 * dim), np.int8), np.empty((n, 2 * dim), np.int8)
     stats = np.empty((n, 4))
     shift = np.ascontiguousarray(centre, np.float64)
-    kernel = _quantize_kernel()
+    kernel = _quantize_kernel() if _kernels() else _quantize_numpy
 
     def part(span: tuple[int, int]) -> None:
         lo, hi = span
@@ -110,8 +115,11 @@ def scores(x: Quantized, y: Quantized) -> np.ndarray:
     out = np.empty(high.shape, np.float32)
     norm_x, step_x = _columns(x.stats)
     norm_y, step_y = _columns(y.stats)
-    _scores_kernel()(high, mixed, norm_x, step_x, norm_y, step_y, out)
-    return out
+    if _kernels():
+        _scores_kernel()(high, mixed, norm_x, step_x, norm_y, step_y, out)
+        return out
+    g = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * (step_x[:, None] * step_y)
+    return ((norm_x[:, None] + norm_y) - 2.0 * g).astype(np.float32)
 
 
 def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +130,11 @@ def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
     high, mixed = products(x, x)
     out = np.empty(high.shape, np.float32)
     norm, step = _columns(x.stats)
-    _gram_kernel()(high, mixed, step, out)
+    if _kernels():
+        _gram_kernel()(high, mixed, step, out)
+    else:
+        out = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * np.outer(step, step)
+        out = out.astype(np.float32)
     return out, norm.astype(np.float32)
 
 
@@ -162,9 +174,35 @@ def _lengths(stats: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return length, stats[:, ERR], stats[:, LOW]
 
 
+def _kernels() -> bool:
+    """Whether numba compiles the passes of this module (a hook the tests replace); without
+    it, the same operations in NumPy."""
+    return _quantize_kernel() is not None
+
+
+def _quantize_numpy(a, shift, hl, lh, stats) -> None:
+    """:func:`_quantize_kernel`'s pass in NumPy (a float64 copy of the rows)."""
+    x = a.astype(np.float64) - shift
+    dim = x.shape[1]
+    top = np.abs(x).max(axis=1, initial=0.0)
+    usable = top >= MIN_TOP
+    step = np.where(usable, top / STEPS, 0.0)
+    scale = np.where(usable, STEPS / np.where(usable, top, 1.0), 0.0)
+    q = np.clip(np.rint(x * scale[:, None]), -STEPS, STEPS)
+    high = np.rint(q * (1.0 / 128.0))
+    low = q - 128.0 * high
+    err = np.sqrt(((x - step[:, None] * q) ** 2).sum(axis=1))
+    hl[:, :dim], hl[:, dim:] = high, low
+    lh[:, :dim], lh[:, dim:] = low, high
+    stats[:, NORM] = (x * x).sum(axis=1)
+    stats[:, STEP] = step
+    stats[:, ERR] = err * (1 + (dim + 4) * 1.2e-16) + math.sqrt(dim) * 4.5e-16 * top
+    stats[:, LOW] = step * np.sqrt((low * low).sum(axis=1)) * (1 + 4.5e-16)
+
+
 @functools.cache
 def _quantize_kernel():
-    steps = float(STEPS)
+    steps, min_top = float(STEPS), MIN_TOP
 
     def quantize_rows(a, shift, hl, lh, stats):  # pragma: no cover - compiled
         n, dim = a.shape
@@ -185,8 +223,7 @@ def _quantize_kernel():
                 largest = max(largest, bits[j] & 0x7FFFFFFFFFFFFFFF)
             top_bits[0] = largest
             top = top_bits.view(np.float64)[0]
-            step = top / steps
-            scale = steps / top if top > 0 else 0.0
+            step, scale = (top / steps, steps / top) if top >= min_top else (0.0, 0.0)
             err_sq = 0.0
             low_sq = 0.0
             for j in range(dim):
@@ -204,7 +241,6 @@ def _quantize_kernel():
                 lh_row[dim + j] = np.int8(high[j])
             stats[i, 0] = norm
             stats[i, 1] = step
-            # The computed e_j is off by at most 2 U64 top (the product and the difference).
             stats[i, 2] = math.sqrt(err_sq) * (1 + (dim + 4) * 1.2e-16) + root_dim * 4.5e-16 * top
             stats[i, 3] = step * math.sqrt(low_sq) * (1 + 4.5e-16)
 
