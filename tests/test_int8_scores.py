@@ -162,3 +162,56 @@ def test_int8_patient_mode_equals_brute_force(block_size):
         real, synth, block_size=block_size, patients=patients, backend="int8", compute_fid=False
     )
     assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
+
+
+def test_int8_gemms_run_on_one_torch_thread_in_the_pool(monkeypatch, no_default_client):  # noqa: F811
+    """OpenMP's thread count is per thread: the runner's pool threads, at torch's default
+    there, must still run each int8 GEMM on one thread (a team per GEMM beside the other
+    threads' oversubscribed the cores) and keep their own setting afterwards."""
+    import threading
+
+    import torch
+
+    from medsyn_dask.neighbours.threads import pool, threads
+
+    n_threads = threads()
+    workers = pool(n_threads)
+    barrier = threading.Barrier(n_threads)
+
+    def set_threads(count):
+        barrier.wait()  # one call per pool thread
+        before = torch.get_num_threads()
+        torch.set_num_threads(count)
+        barrier.wait()
+        return before
+
+    before = list(workers.map(set_threads, [2] * n_threads))
+    try:
+        _check_one_thread(monkeypatch, torch, workers, barrier, n_threads)
+    finally:
+        list(workers.map(set_threads, before))
+
+
+def _check_one_thread(monkeypatch, torch, workers, barrier, n_threads):
+    backend.check_backend("int8")  # its probe (once a process) runs in this thread
+    seen = []
+    int_mm = torch._int_mm
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return int_mm(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_int_mm", spy)
+    rng = np.random.default_rng(3)
+    real, synth = rng.standard_normal((600, 40)), rng.standard_normal((500, 40))
+    got = evaluate_features(
+        real, synth, nearest_k=3, backend="int8", block_size=200, compute_fid=False
+    )
+    assert_matches(got, brute_force(real, synth, nearest_k=3))
+    assert seen and set(seen) == {1}
+
+    def own(_):
+        barrier.wait()
+        return torch.get_num_threads()
+
+    assert list(workers.map(own, range(n_threads))) == [2] * n_threads

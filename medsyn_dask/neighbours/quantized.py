@@ -30,6 +30,7 @@ import numpy as np
 from .backend import compiled
 from .bounds import TINY, Envelope
 from .layout import equal_cuts
+from .threads import one_torch_thread
 
 #: Fixed-point steps of a row's largest entry: ``128 H + L`` spans [-STEPS, STEPS].
 STEPS = 127 * 128
@@ -104,8 +105,11 @@ def products(x: Quantized, y: Quantized) -> tuple[np.ndarray, np.ndarray]:
     # first touch of 4 KiB pages (the products are as large as the score block) cost a small
     # problem half again its GEMM time.
     high, mixed = (np.empty((len(x), len(y)), np.int32) for _ in range(2))
-    torch._int_mm(x.hl[:, :dim], y.lh[:, dim:].T, out=torch.from_numpy(high))
-    torch._int_mm(x.hl, y.lh.T, out=torch.from_numpy(mixed))
+    # One thread per GEMM: the callers (the runner's pool, a worker's threads) run a block
+    # pair per core.
+    with one_torch_thread(torch):
+        torch._int_mm(x.hl[:, :dim], y.lh[:, dim:].T, out=torch.from_numpy(high))
+        torch._int_mm(x.hl, y.lh.T, out=torch.from_numpy(mixed))
     return high, mixed
 
 
