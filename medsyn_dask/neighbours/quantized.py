@@ -4,8 +4,9 @@ On a CPU with AMX int8 tiles (Intel Xeon since its 4th generation) torch's int8 
 (oneDNN) runs five to ten times the float32 GEMM's rate, and it is exact: int8 products summed
 in int32. Each centred row ``x`` (float64, :mod:`.centring`'s shift) is written as
 ``x = step * (128 H + L) + e`` with ``step = max|x_j| / (127 * 128)``, ``H`` in [-127, 127]
-and ``L`` in [-64, 64] (int8 both) and ``e`` what the fixed point leaves (``|e_j| <= step / 2``).
-Two int8 GEMMs give ``P1 = H . H'`` and ``P2 = H . L' + L . H'`` exactly, and
+and ``L`` in [-64, 64] (int8 both) and ``e`` what the fixed point leaves (``|e_j| <= step / 2``
+up to float64's rounding, which the bound of ``|e|`` takes in). Two int8 GEMMs give
+``P1 = H . H'`` and ``P2 = H . L' + L . H'`` exactly, and
 
     g = step_x step_y (16384 P1 + 128 P2)  =  x . y - step_x step_y L . L' - e_x . y - x^ . e_y
 
@@ -156,7 +157,9 @@ def envelopes(x: Quantized, y: Quantized) -> tuple[Envelope, Envelope]:
     roundings of values below ``(|x| + |y|)^2``), and what float32 loses below its normal range;
     made uniform per row with the other side's largest values. The centring's float64 rounding
     moves each point by at most ``U64 |x|``; the exact float64 value is within ``(D + 3) U64``
-    of the distance, as in :mod:`.euclidean`."""
+    of the distance, as in :mod:`.euclidean`. Where a row's squares underflow (entries below
+    about 2^-511 / sqrt(D)) its err and |x| are not bounds by themselves: TINY's term covers
+    what float64 loses there, as float32's loss below its normal range."""
     dim = x.dim
     gamma = SAFETY * (4 * U32 + (dim + 8) * U64)
     rel = SAFETY * (dim + 3) * U64
