@@ -215,3 +215,31 @@ def _check_one_thread(monkeypatch, torch, workers, barrier, n_threads):
         return torch.get_num_threads()
 
     assert list(workers.map(own, range(n_threads))) == [2] * n_threads
+
+
+def _scores_from_digits(x, y) -> np.ndarray:
+    """:func:`quantized.scores` from NumPy's int64 products of the digits: the same float64
+    steps, so the same float32 bits."""
+    dim = x.dim
+    hx, lx = (x.hl.numpy()[:, s].astype(np.int64) for s in (slice(0, dim), slice(dim, None)))
+    hy, ly = (y.hl.numpy()[:, s].astype(np.int64) for s in (slice(0, dim), slice(dim, None)))
+    high, mixed = hx @ hy.T, hx @ ly.T + lx @ hy.T
+    sx, sy = x.stats[:, quantized.STEP], y.stats[:, quantized.STEP]
+    g = (16384.0 * high + 128.0 * mixed) * (sx[:, None] * sy[None, :])
+    nx, ny = x.stats[:, quantized.NORM], y.stats[:, quantized.NORM]
+    return (nx[:, None] + ny[None, :] - 2.0 * g).astype(np.float32)
+
+
+def test_scores_from_the_threads_scratch_stay_right_across_shapes(monkeypatch):
+    """The product arrays are the thread's scratch, reused by its next block: blocks of other
+    shapes in turn, and products too large to keep (made afresh), score as from the digits."""
+    rng = np.random.default_rng(5)
+    centre = np.zeros(20)
+    sizes = (5, 30, 40, 70, 90, 300)
+    rows = {n: quantized.quantize(rng.standard_normal((n, 20)), centre) for n in sizes}
+    shapes = [(30, 40), (70, 90), (30, 40), (5, 300), (90, 70)]
+    for scratch in (quantized.SCRATCH_BYTES, 0):  # 0: every product made afresh
+        monkeypatch.setattr(quantized, "SCRATCH_BYTES", scratch)
+        for a, b in shapes:
+            got = quantized.scores(rows[a], rows[b])
+            assert np.array_equal(got, _scores_from_digits(rows[a], rows[b]))
