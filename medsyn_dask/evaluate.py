@@ -187,7 +187,7 @@ def evaluate_features(
         mode_collapse_threshold: copy margin applied when the synthetic feature std is at most
             this value (METHOD.md, "Mode collapse").
         block_size: rows per block; bounds each worker's memory, whatever N and M are.
-        backend: "auto" (torch on a worker's GPU; int8 scores for D >= 1 024 on a CPU with
+        backend: "auto" (torch on a worker's GPU; int8 scores for D >= 512 on a CPU with
             AMX where torch is loaded; else NumPy), "numpy", "torch" or "int8".
         compute_fid: compute FID (Euclidean only); ``fid_max_dim`` caps D for the D x D route.
         reference: from :func:`real_neighbourhood` on the same ``real``, to skip the radii pass

@@ -54,10 +54,9 @@ def torch_device(backend: str) -> Any | None:
 
 #: Features of fewer dimensions keep the float32 GEMM under "auto". Measured on an AMX Xeon
 #: (2 cores, ``benchmarks/bench_int8.py``), float32 time / int8 time: D = 512: N = M = 2 000
-#: 0.79x, 5 000 1.07-1.11x, 20 000 0.82-0.92x (the GEMMs are faster, but the fixed point, the
-#: scores' assembly from two int32 products and the full square of each diagonal block cost
-#: as much); D = 1 024: 1.24x, 1.40x, 1.36x; D = 2 048: 1.45x, 1.74x.
-INT8_MIN_DIM = 1024
+#: 1.19x, 5 000 1.01x, 20 000 1.16x; D = 1 024: 1.35x, 1.45x; D = 2 048: 1.83x, 1.65x. Narrower
+#: features were not measured: the fixed point and the scores' assembly weigh more there.
+INT8_MIN_DIM = 512
 #: The widest features of the int8 scores: their int32 sums (at most 2 x 127 x 64 per
 #: feature) stay exact; wider ones keep the float32 GEMM, "int8" backend included.
 INT8_MAX_DIM = (2**31 - 1) // (2 * 127 * 64)

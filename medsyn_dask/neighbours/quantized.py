@@ -15,9 +15,10 @@ so ``|x . y - g| <= low_x low_y + err_x |y| + (|x| + err_x) err_y`` with ``low =
 ``|x|^2 + |y|^2 - 2 g`` in float32, as the float32 GEMM's; its envelope (:func:`envelopes`)
 bounds that error per row and per column, so the reductions decide exactly as with the float32
 GEMM, on about as many exact distances (the bound is of the same size: 2^-14 of a row's largest
-entry per entry, against 2^-24 D of its length per score). In the engine the GEMMs' inputs
-come cold from memory and the fixed point and the scores' assembly take their share: a whole
-evaluation is 1.2-1.8x faster at D >= 1 024 (:data:`.backend.INT8_MIN_DIM`).
+entry per entry, against 2^-24 D of its length per score). The int32 products are as large
+as the score block and written to memory, so the path is bound by memory more than by the
+tiles: a whole evaluation is 1.0-1.2x faster at D = 512 and 1.35-1.85x at D >= 1 024
+(:data:`.backend.INT8_MIN_DIM`).
 """
 
 from __future__ import annotations
