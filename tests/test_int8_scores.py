@@ -165,34 +165,47 @@ def test_int8_patient_mode_equals_brute_force(block_size):
 
 
 def test_int8_gemms_run_on_one_torch_thread_in_the_pool(monkeypatch, no_default_client):  # noqa: F811
-    """OpenMP's thread count is per thread: the runner's pool threads, at torch's default
-    there, must still run each int8 GEMM on one thread (a team per GEMM beside the other
-    threads' oversubscribed the cores) and keep their own setting afterwards."""
+    """OpenMP's thread count is per thread: the runner's pool threads, at two threads there,
+    must still run each int8 GEMM on one (a team per GEMM beside the other threads'
+    oversubscribed the cores), keep their own count afterwards, and leave torch's
+    process-wide count (what a new thread takes) as the user set it."""
     import threading
 
     import torch
 
+    from medsyn_dask.neighbours import local
     from medsyn_dask.neighbours.threads import pool, threads
 
     n_threads = threads()
+    monkeypatch.setattr(local, "useful_threads", lambda work, n: n)  # the runner: every core
     workers = pool(n_threads)
-    barrier = threading.Barrier(n_threads)
+    barrier = threading.Barrier(n_threads, timeout=60)
+    saved: dict[int, int] = {}
 
-    def set_threads(count):
+    def set_threads(count: int | None) -> int:
         barrier.wait()  # one call per pool thread
-        before = torch.get_num_threads()
+        me = threading.get_ident()
+        if count is None:
+            count = saved[me]
+        else:
+            saved[me] = torch.get_num_threads()
         torch.set_num_threads(count)
         barrier.wait()
-        return before
+        return torch.get_num_threads()
 
-    before = list(workers.map(set_threads, [2] * n_threads))
+    main = torch.get_num_threads()
     try:
+        assert list(workers.map(set_threads, [2] * n_threads)) == [2] * n_threads
+        torch.set_num_threads(3)  # the user's count: also what a new thread takes
         _check_one_thread(monkeypatch, torch, workers, barrier, n_threads)
     finally:
-        list(workers.map(set_threads, before))
+        list(workers.map(set_threads, [None] * n_threads))
+        torch.set_num_threads(main)
 
 
 def _check_one_thread(monkeypatch, torch, workers, barrier, n_threads):
+    import threading
+
     backend.check_backend("int8")  # its probe (once a process) runs in this thread
     seen = []
     int_mm = torch._int_mm
@@ -215,6 +228,11 @@ def _check_one_thread(monkeypatch, torch, workers, barrier, n_threads):
         return torch.get_num_threads()
 
     assert list(workers.map(own, range(n_threads))) == [2] * n_threads
+    fresh = []
+    thread = threading.Thread(target=lambda: fresh.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert (torch.get_num_threads(), fresh) == (3, [3])
 
 
 def _scores_from_digits(x, y) -> np.ndarray:
@@ -230,16 +248,34 @@ def _scores_from_digits(x, y) -> np.ndarray:
     return (nx[:, None] + ny[None, :] - 2.0 * g).astype(np.float32)
 
 
-def test_scores_from_the_threads_scratch_stay_right_across_shapes(monkeypatch):
-    """The product arrays are the thread's scratch, reused by its next block: blocks of other
-    shapes in turn, and products too large to keep (made afresh), score as from the digits."""
+def test_scores_through_the_scratch_stay_right_across_shapes(monkeypatch):
+    """The product arrays are lent from a scratch and kept for the next block: blocks of other
+    shapes in turn, kept pairs, pairs too large to keep (made afresh) and no pair kept at all
+    score as from the digits."""
     rng = np.random.default_rng(5)
     centre = np.zeros(20)
     sizes = (5, 30, 40, 70, 90, 300)
     rows = {n: quantized.quantize(rng.standard_normal((n, 20)), centre) for n in sizes}
     shapes = [(30, 40), (70, 90), (30, 40), (5, 300), (90, 70)]
-    for scratch in (quantized.SCRATCH_BYTES, 0):  # 0: every product made afresh
-        monkeypatch.setattr(quantized, "SCRATCH_BYTES", scratch)
+    for pair_bytes, kept_bytes in ((1 << 20, 1 << 22), (0, 1 << 22), (1 << 20, 0)):
+        monkeypatch.setattr(quantized, "SCRATCH", quantized.Scratch(pair_bytes, kept_bytes))
         for a, b in shapes:
             got = quantized.scores(rows[a], rows[b])
             assert np.array_equal(got, _scores_from_digits(rows[a], rows[b]))
+        assert quantized.SCRATCH.kept() <= kept_bytes
+
+
+def test_scratch_lends_each_pair_to_one_block_on_cache_lines():
+    scratch = quantized.Scratch(pair_bytes=1 << 20, kept_bytes=12_000)  # a pair: 8 000 bytes
+    with scratch.arrays(10, 100) as first, scratch.arrays(10, 100) as second:
+        arrays = [*first, *second]
+        for a in arrays:
+            assert a.shape == (10, 100) and a.flags.c_contiguous and a.ctypes.data % 64 == 0
+        starts = {a.ctypes.data for a in arrays}
+        assert len(starts) == 4  # none shared while lent
+    assert scratch.kept() == 8_000  # one pair given back, the other over the cap
+    with scratch.arrays(20, 40) as again:  # fits in the kept pair: lent again
+        assert {a.ctypes.data for a in again} <= starts
+        assert scratch.kept() == 0
+    with scratch.arrays(1, 0) as empty:
+        assert empty[0].shape == (1, 0)

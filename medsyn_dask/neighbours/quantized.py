@@ -26,6 +26,8 @@ from __future__ import annotations
 import functools
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -96,43 +98,74 @@ def quantize(rows: np.ndarray, centre: np.ndarray, split=None) -> Quantized:
     return Quantized(torch.from_numpy(hl), torch.from_numpy(lh), stats)
 
 
-def products(x: Quantized, y: Quantized) -> tuple[np.ndarray, np.ndarray]:
-    """(P1, P2), (n_x, n_y) int32: ``H_x . H_y`` and ``H_x . L_y + L_x . H_y``, exact; in the
-    calling thread's scratch (:func:`_scratch`): valid until its next call in this thread."""
+@contextmanager
+def products(x: Quantized, y: Quantized) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(P1, P2), (n_x, n_y) int32: ``H_x . H_y`` and ``H_x . L_y + L_x . H_y``, exact; in
+    arrays of the scratch (:class:`Scratch`), the caller's while the context lasts."""
     import torch
 
     dim = x.dim
     if len(x) == 0 or len(y) == 0 or dim == 0:
         empty = np.zeros((len(x), len(y)), np.int32)
-        return empty, empty
-    high, mixed = _scratch(len(x), len(y))
-    # One thread per GEMM: the callers (the runner's pool, a worker's threads) run a block
-    # pair per core.
-    with one_torch_thread(torch):
+        yield empty, empty
+        return
+    with SCRATCH.arrays(len(x), len(y)) as (high, mixed), one_torch_thread(torch):
         torch._int_mm(x.hl[:, :dim], y.lh[:, dim:].T, out=torch.from_numpy(high))
         torch._int_mm(x.hl, y.lh.T, out=torch.from_numpy(mixed))
-    return high, mixed
+        yield high, mixed
 
 
-#: Bytes of the two product arrays a thread keeps for its next block (two LOCAL_BLOCK-square
-#: blocks of int32, 32 MiB); larger products are made afresh.
-SCRATCH_BYTES = 2 * LOCAL_BLOCK**2 * 4
-_kept = threading.local()
-
-
-def _scratch(n_x: int, n_y: int) -> tuple[np.ndarray, np.ndarray]:
-    """Two (n_x, n_y) int32 arrays, the calling thread's from its last call where they fit.
+class Scratch:
+    """Pairs of int32 product arrays lent to one block at a time and kept for the next.
 
     Fresh arrays as large as a score block went back to Linux when freed (glibc trims a
     thread's heap) and were faulted in again 4 KiB at a time: N = M = 2 000, D = 512 took
-    2 400-3 100 page faults and 12-24 ms of system time a call, against 22 and 3 ms kept."""
-    size = n_x * n_y
-    if 2 * 4 * size > SCRATCH_BYTES:
-        return _aligned(size).reshape(n_x, n_y), _aligned(size).reshape(n_x, n_y)
-    kept = getattr(_kept, "arrays", None)
-    if kept is None or kept[0].size < size:
-        kept = _kept.arrays = (_aligned(size), _aligned(size))
-    return kept[0][:size].reshape(n_x, n_y), kept[1][:size].reshape(n_x, n_y)
+    2 400-3 100 page faults and 12-24 ms of system time a call, against 22 and 3 ms kept (and
+    freed at the end of each call: 1 600 faults, 29 ms). So pairs stay for the process's life,
+    as BLAS libraries keep their per-thread buffers: one per block that ran at once, each at
+    most ``pair_bytes`` (larger products are made afresh), ``kept_bytes`` in all."""
+
+    def __init__(self, pair_bytes: int, kept_bytes: int) -> None:
+        self.pair_bytes, self.kept_bytes = pair_bytes, kept_bytes
+        self._free: list[tuple[np.ndarray, np.ndarray]] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def arrays(self, n_x: int, n_y: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Two (n_x, n_y) int32 arrays, C order, on cache lines, the caller's while it lasts."""
+        size = n_x * n_y
+        if 2 * 4 * size > self.pair_bytes:
+            yield _aligned(size).reshape(n_x, n_y), _aligned(size).reshape(n_x, n_y)
+            return
+        pair = self._take(size)
+        try:
+            yield pair[0][:size].reshape(n_x, n_y), pair[1][:size].reshape(n_x, n_y)
+        finally:
+            self._give(pair)
+
+    def _take(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        """The smallest free pair that holds ``size``; else a new one, in place of a free pair
+        too small (so no more pairs are kept than blocks ran at once)."""
+        with self._lock:
+            fits = [i for i, (a, _) in enumerate(self._free) if a.size >= size]
+            if fits:
+                return self._free.pop(min(fits, key=lambda i: self._free[i][0].size))
+            if self._free:
+                self._free.pop()
+        return _aligned(size), _aligned(size)
+
+    def _give(self, pair: tuple[np.ndarray, np.ndarray]) -> None:
+        with self._lock:
+            if self.kept() + 2 * pair[0].nbytes <= self.kept_bytes:
+                self._free.append(pair)
+
+    def kept(self) -> int:
+        """Bytes of the pairs kept, not lent out."""
+        return sum(a.nbytes + b.nbytes for a, b in self._free)
+
+
+#: A pair of two LOCAL_BLOCK-square int32 products (32 MiB) at most, 8 such pairs in all.
+SCRATCH = Scratch(pair_bytes=2 * LOCAL_BLOCK**2 * 4, kept_bytes=8 * 2 * LOCAL_BLOCK**2 * 4)
 
 
 def _aligned(size: int) -> np.ndarray:
@@ -145,15 +178,15 @@ def _aligned(size: int) -> np.ndarray:
 
 def scores(x: Quantized, y: Quantized) -> np.ndarray:
     """(n_x, n_y) float32 scores ``|x|^2 + |y|^2 - 2 g`` (see the module)."""
-    high, mixed = products(x, y)
-    out = np.empty(high.shape, np.float32)
     norm_x, step_x = _columns(x.stats)
     norm_y, step_y = _columns(y.stats)
-    if _kernels():
-        _scores_kernel()(high, mixed, norm_x, step_x, norm_y, step_y, out)
-        return out
-    g = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * (step_x[:, None] * step_y)
-    return ((norm_x[:, None] + norm_y) - 2.0 * g).astype(np.float32)
+    with products(x, y) as (high, mixed):
+        if _kernels():
+            out = np.empty(high.shape, np.float32)
+            _scores_kernel()(high, mixed, norm_x, step_x, norm_y, step_y, out)
+            return out
+        g = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * (step_x[:, None] * step_y)
+        return ((norm_x[:, None] + norm_y) - 2.0 * g).astype(np.float32)
 
 
 def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
@@ -161,14 +194,14 @@ def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
     ``G`` (n, n) float32 holds ``g`` in its lower triangle (the upper one is not written),
     ``norms32`` the float32 squared norms; scores are then ``(norms32[i] + norms32[j]) - 2 G``
     in float32, within :func:`envelopes`' bound."""
-    high, mixed = products(x, x)
-    out = np.empty(high.shape, np.float32)
     norm, step = _columns(x.stats)
-    if _kernels():
-        _gram_kernel()(high, mixed, step, out)
-    else:
-        out = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * np.outer(step, step)
-        out = out.astype(np.float32)
+    with products(x, x) as (high, mixed):
+        if _kernels():
+            out = np.empty(high.shape, np.float32)
+            _gram_kernel()(high, mixed, step, out)
+        else:
+            out = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * np.outer(step, step)
+            out = out.astype(np.float32)
     return out, norm.astype(np.float32)
 
 

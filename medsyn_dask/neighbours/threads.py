@@ -59,41 +59,42 @@ def _blas_controller() -> Any:
 
 @contextmanager
 def one_gemm_thread() -> Iterator[None]:
-    """BLAS held to one thread (the pool has one thread per core) while the context lasts,
-    and torch's intra-op threads where torch is loaded (the int8 GEMMs of :mod:`.quantized`)."""
+    """BLAS held to one thread (the pool has one thread per core) while the context lasts.
+    torch's int8 GEMMs hold their own thread to one (:func:`one_torch_thread`)."""
     try:
         blas = _blas_controller().limit(limits=1, user_api="blas")
     except ImportError:  # BLAS keeps its threads: oversubscribed, still correct
         blas = nullcontext()
-    torch = sys.modules.get("torch")
-    saved = None if torch is None else torch.get_num_threads()
     with blas:
-        if torch is not None:
-            torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            if torch is not None:
-                torch.set_num_threads(saved)
+        yield
+
+
+@functools.cache
+def _openmp_controller() -> Any:
+    """threadpoolctl's handle on the OpenMP libraries loaded (torch's among them: the first
+    call comes after torch is imported)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController().select(user_api="openmp")
 
 
 @contextmanager
 def one_torch_thread(torch: Any) -> Iterator[None]:
-    """torch's intra-op threads held to one in the calling thread while the context lasts.
+    """torch's intra-op threads (OpenMP's) held to one in the calling thread alone while the
+    context lasts: the callers (the runner's pool, a worker's threads) run blocks side by side.
 
-    OpenMP's thread count is per thread: :func:`one_gemm_thread` in the runner's thread does
-    not reach the pool's threads, where an int8 GEMM (oneDNN) took OpenMP's default, a team of
-    a thread per core, beside the other pool threads' teams (on 2 cores: 7 threads in the
-    process instead of 5, and one call of N = M = 2 000, D = 512 seen at 85 ms against 45)."""
-    saved = torch.get_num_threads()
-    if saved == 1:
-        yield
-        return
-    torch.set_num_threads(1)
+    OpenMP's thread count is per thread: the pool's threads took its default, a team of a
+    thread per core for every int8 GEMM beside the other threads' teams (on 2 cores: 7 threads
+    in the process instead of 5, and one call of N = M = 2 000, D = 512 seen at 85 ms against
+    45). ``torch.set_num_threads`` is not used: it also sets the count that every thread takes
+    when it first runs torch, the user's and Dask's threads included."""
+    torch.get_num_threads()  # torch's own set-up of this thread first: it would undo the limit
     try:
+        limit = _openmp_controller().limit(limits=1)
+    except ImportError:  # no threadpoolctl: OpenMP keeps its default, still correct
+        limit = nullcontext()
+    with limit:
         yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 #: The interpreter's switch interval while a runner is active: a thread back from a compiled
