@@ -4,6 +4,8 @@ matmul is exact on every CPU (fast where it has AMX), so these run everywhere.""
 
 from __future__ import annotations
 
+import threading
+
 import dask.array as da
 import numpy as np
 import pytest
@@ -169,8 +171,6 @@ def test_int8_gemms_run_on_one_torch_thread_in_the_pool(monkeypatch, no_default_
     must still run each int8 GEMM on one (a team per GEMM beside the other threads'
     oversubscribed the cores), keep their own count afterwards, and leave torch's
     process-wide count (what a new thread takes) as the user set it."""
-    import threading
-
     import torch
 
     from medsyn_dask.neighbours import local
@@ -204,8 +204,6 @@ def test_int8_gemms_run_on_one_torch_thread_in_the_pool(monkeypatch, no_default_
 
 
 def _check_one_thread(monkeypatch, torch, workers, barrier, n_threads):
-    import threading
-
     backend.check_backend("int8")  # its probe (once a process) runs in this thread
     seen = []
     int_mm = torch._int_mm

@@ -120,8 +120,8 @@ class Scratch:
 
     Fresh arrays as large as a score block went back to Linux when freed (glibc trims a
     thread's heap) and were faulted in again 4 KiB at a time: N = M = 2 000, D = 512 took
-    2 400-3 100 page faults and 12-24 ms of system time a call, against 22 and 3 ms kept (and
-    freed at the end of each call: 1 600 faults, 29 ms). So pairs stay for the process's life,
+    2 400-3 100 page faults and 12-24 ms of system time a call, against 22 faults and 3 ms kept
+    (and freed at the end of each call: 1 600 faults, 29 ms). So pairs stay for the process's life,
     as BLAS libraries keep their per-thread buffers: one per block that ran at once, each at
     most ``pair_bytes`` (larger products are made afresh), ``kept_bytes`` in all."""
 
