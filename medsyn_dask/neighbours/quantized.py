@@ -185,7 +185,7 @@ def scores(x: Quantized, y: Quantized) -> np.ndarray:
             out = np.empty(high.shape, np.float32)
             _scores_kernel()(high, mixed, norm_x, step_x, norm_y, step_y, out)
             return out
-        g = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * (step_x[:, None] * step_y)
+        g = _products_numpy(high, mixed, step_x, step_y)
         return ((norm_x[:, None] + norm_y) - 2.0 * g).astype(np.float32)
 
 
@@ -200,9 +200,13 @@ def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
             out = np.empty(high.shape, np.float32)
             _gram_kernel()(high, mixed, step, out)
         else:
-            out = (16384.0 * high + 128.0 * mixed.astype(np.float64)) * np.outer(step, step)
-            out = out.astype(np.float32)
+            out = _products_numpy(high, mixed, step, step).astype(np.float32)
     return out, norm.astype(np.float32)
+
+
+def _products_numpy(high, mixed, step_x: np.ndarray, step_y: np.ndarray) -> np.ndarray:
+    """``g`` (float64) from the two int32 products, as the kernels compute it, without numba."""
+    return (16384.0 * high + 128.0 * mixed.astype(np.float64)) * (step_x[:, None] * step_y)
 
 
 def _columns(stats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
