@@ -263,6 +263,31 @@ def test_scores_through_the_scratch_stay_right_across_shapes(monkeypatch):
         assert quantized.SCRATCH.kept() <= kept_bytes
 
 
+def _gram_from_digits(x) -> np.ndarray:
+    """``g`` of a block with itself from NumPy's int64 products of the digits, in float32."""
+    dim = x.dim
+    h, low = (x.hl.numpy()[:, s].astype(np.int64) for s in (slice(0, dim), slice(dim, None)))
+    high, mixed = h @ h.T, h @ low.T + low @ h.T
+    step = x.stats[:, quantized.STEP]
+    return ((16384.0 * high + 128.0 * mixed) * (step[:, None] * step[None, :])).astype(np.float32)
+
+
+@pytest.mark.parametrize("strip", [1, 7, 64, 256])
+@pytest.mark.parametrize("n", [0, 1, 5, 130])
+def test_gram_in_strips_is_the_lower_triangle_from_the_digits(strip, n, passes, monkeypatch):
+    """:func:`quantized.gram` multiplies strips of rows with the rows up to their last only
+    (one strip, strips of one row, an uneven last strip): its lower triangle is the digits'
+    ``g`` to the last bit, and the norms are the float32 squared norms."""
+    monkeypatch.setattr(quantized, "GRAM_STRIP", strip)
+    rng = np.random.default_rng(n)
+    x = quantized.quantize(rng.standard_normal((n, 24)) * 3.0, np.zeros(24))
+    g, norms32 = quantized.gram(x)
+    lower = np.tril_indices(n)
+    assert g.shape == (n, n)
+    assert np.array_equal(g[lower], _gram_from_digits(x)[lower])
+    assert np.array_equal(norms32, x.stats[:, quantized.NORM].astype(np.float32))
+
+
 def test_scratch_lends_each_pair_to_one_block_on_cache_lines():
     scratch = quantized.Scratch(pair_bytes=1 << 20, kept_bytes=12_000)  # a pair: 8 000 bytes
     with scratch.arrays(10, 100) as first, scratch.arrays(10, 100) as second:

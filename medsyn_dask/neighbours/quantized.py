@@ -102,17 +102,23 @@ def quantize(rows: np.ndarray, centre: np.ndarray, split=None) -> Quantized:
 def products(x: Quantized, y: Quantized) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(P1, P2), (n_x, n_y) int32: ``H_x . H_y`` and ``H_x . L_y + L_x . H_y``, exact; in
     arrays of the scratch (:class:`Scratch`), the caller's while the context lasts."""
-    import torch
-
-    dim = x.dim
-    if len(x) == 0 or len(y) == 0 or dim == 0:
+    if len(x) == 0 or len(y) == 0 or x.dim == 0:
         empty = np.zeros((len(x), len(y)), np.int32)
         yield empty, empty
         return
-    with SCRATCH.arrays(len(x), len(y)) as (high, mixed), one_torch_thread(torch):
+    with SCRATCH.arrays(len(x), len(y)) as (high, mixed):
+        _multiply(x, y, high, mixed)
+        yield high, mixed
+
+
+def _multiply(x: Quantized, y: Quantized, high: np.ndarray, mixed: np.ndarray) -> None:
+    """P1 into ``high`` and P2 into ``mixed`` ((n_x, n_y) int32, C order): two int8 GEMMs."""
+    import torch
+
+    dim = x.dim
+    with one_torch_thread(torch):
         torch._int_mm(x.hl[:, :dim], y.lh[:, dim:].T, out=torch.from_numpy(high))
         torch._int_mm(x.hl, y.lh.T, out=torch.from_numpy(mixed))
-        yield high, mixed
 
 
 class Scratch:
@@ -189,19 +195,43 @@ def scores(x: Quantized, y: Quantized) -> np.ndarray:
         return ((norm_x[:, None] + norm_y) - 2.0 * g).astype(np.float32)
 
 
+#: Rows of a strip of :func:`gram`: each strip is multiplied with the rows up to its last
+#: only, so a block with itself takes little more than half the products of a GEMM (the
+#: int8 matmul has no symmetric form); smaller strips lose the GEMM's efficiency. Measured on
+#: an AMX Xeon, one thread: a 1 000-row block 2.3 ms against 3.3 ms whole, 4.3 against 5.9 ms
+#: with the caches cold; 2 000 rows 8.1 against 10.4 ms (12.3 against 19.3 cold).
+GRAM_STRIP = 256
+
+
 def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
     """``(G, norms32)`` of a block with itself for :func:`.euclidean.symmetric_candidates`:
     ``G`` (n, n) float32 holds ``g`` in its lower triangle (the upper one is not written),
     ``norms32`` the float32 squared norms; scores are then ``(norms32[i] + norms32[j]) - 2 G``
-    in float32, within :func:`envelopes`' bound."""
+    in float32, within :func:`envelopes`' bound. Computed in strips of rows, each with the
+    rows up to its last (GRAM_STRIP)."""
     norm, step = _columns(x.stats)
-    with products(x, x) as (high, mixed):
-        if _kernels():
-            out = np.empty(high.shape, np.float32)
-            _gram_kernel()(high, mixed, step, out)
-        else:
-            out = _products_numpy(high, mixed, step, step).astype(np.float32)
+    n = len(x)
+    out = np.empty((n, n), np.float32)
+    if n == 0 or x.dim == 0:
+        out[:] = 0.0
+        return out, norm.astype(np.float32)
+    strips = equal_cuts(n, math.ceil(n / GRAM_STRIP))
+    rows = max(b - a for a, b in strips)
+    fill = _gram_kernel() if _kernels() else _gram_numpy
+    with SCRATCH.arrays(rows, n) as (high_all, mixed_all):
+        for first, last in strips:
+            size = (last - first) * last
+            high = high_all.reshape(-1)[:size].reshape(last - first, last)
+            mixed = mixed_all.reshape(-1)[:size].reshape(last - first, last)
+            _multiply(x[first:last], x[:last], high, mixed)
+            fill(high, mixed, step, first, out)
     return out, norm.astype(np.float32)
+
+
+def _gram_numpy(high, mixed, step, first, out) -> None:
+    """:func:`_gram_kernel`'s pass in NumPy: the strip's lower triangle (the rest as well)."""
+    last = first + len(high)
+    out[first:last, :last] = _products_numpy(high, mixed, step[first:last], step[:last])
 
 
 def _products_numpy(high, mixed, step_x: np.ndarray, step_y: np.ndarray) -> np.ndarray:
@@ -336,11 +366,11 @@ def _scores_kernel():
 
 @functools.cache
 def _gram_kernel():
-    def fill(high, mixed, step, out):  # pragma: no cover - compiled
-        n = high.shape[0]
-        for i in range(n):
+    def fill(high, mixed, step, first, out):  # pragma: no cover - compiled
+        for r in range(high.shape[0]):  # row first + r of the block, columns up to it
+            i = first + r
             si = step[i]
-            h, k, o = high[i], mixed[i], out[i]
+            h, k, o = high[r], mixed[r], out[i]
             for j in range(i + 1):
                 o[j] = np.float32((16384.0 * h[j] + 128.0 * k[j]) * (si * step[j]))
 
