@@ -13,6 +13,14 @@ D >= INT8_MIN_DIM) is printed per row.
 
     .venv/bin/python benchmarks/bench_int8.py --sizes 2000,5000 --dims 512,1024,2048
     .venv/bin/python benchmarks/bench_int8.py --quick      # a smoke test, under a minute
+
+``--gram``: instead, ``quantized.gram`` (a diagonal block's int8 scores, in strips of
+GRAM_STRIP rows each multiplied with the rows up to its last) against the same block
+multiplied whole, on one thread, per block size of ``--sizes``: warm, and after 400 MB of
+other memory traffic (cold caches, as in the engine beside other work); the lower triangles
+are checked equal.
+
+    .venv/bin/python benchmarks/bench_int8.py --gram --sizes 500,1000,2000 --dims 512
 """
 
 from __future__ import annotations
@@ -86,6 +94,47 @@ def _same(a, b) -> bool:
     )
 
 
+def gram_cell(n: int, dim: int, repeats: int) -> dict:
+    """{(way, caches): Spread of milliseconds} of a diagonal block's int8 Gram matrix, in strips
+    and whole (one thread); whether their lower triangles are equal."""
+    import numpy as np
+    import torch
+
+    from medsyn_dask.neighbours import quantized
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(SEED)
+    block = quantized.quantize(rng.standard_normal((n, dim)).astype(np.float32), np.zeros(dim))
+    other = np.ones(400 * 2**20 // 8)  # touched before each cold run: evicts the caches
+    ways = {"strips": lambda: quantized.gram(block)[0], "whole": lambda: _whole_gram(block)}
+    lower = np.tril_indices(n)
+    same = np.array_equal(ways["strips"]()[lower], ways["whole"]()[lower])
+    found = {}
+    for caches, (name, way) in itertools.product(("warm", "cold"), ways.items()):
+        seconds = []  # milliseconds
+        for _ in range(repeats):
+            if caches == "cold":
+                other += 1.0
+            seconds.append(1e3 * timed(way)[1])
+        found[name, caches] = Spread(seconds)
+    return {"spreads": found, "same": same}
+
+
+def _whole_gram(block):
+    """The lower triangle of ``block``'s Gram matrix from one product of the whole block with
+    itself (the way before the strips), through the same conversion kernel."""
+    import numpy as np
+
+    from medsyn_dask.neighbours import quantized
+
+    n = len(block)
+    out = np.empty((n, n), np.float32)
+    step = np.ascontiguousarray(block.stats[:, quantized.STEP])
+    with quantized.products(block, block) as (high, mixed):
+        quantized._gram_kernel()(high, mixed, step, 0, out)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = M = 1 000, D = 1 024, 2 rounds")
@@ -93,12 +142,15 @@ def main(argv=None) -> None:
     parser.add_argument("--dims", default="512,1024,2048", help="D, e.g. 512,2048")
     parser.add_argument("--families", default="gaussian", help=f"of {','.join(FAMILIES)}")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per cell")
+    parser.add_argument("--gram", action="store_true", help="the Gram strips against whole")
     args = parser.parse_args(argv)
     sizes, dims = (1000,), (1024,)
     if not args.quick:
         sizes = tuple(int(v) for v in args.sizes.split(","))
         dims = tuple(int(v) for v in args.dims.split(","))
     repeats = 2 if args.quick else args.repeats
+    if args.gram:
+        return gram_main(sizes, dims, max(repeats, 3))
     disagree = 0
     for family, n, dim in itertools.product(args.families.split(","), sizes, dims):
         cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": family}
@@ -116,6 +168,19 @@ def main(argv=None) -> None:
             flush=True,
         )
     print(f"both paths agree on every cell: {'yes' if not disagree else f'NO ({disagree})'}")
+
+
+def gram_main(sizes: tuple, dims: tuple, repeats: int) -> None:
+    for n, dim in itertools.product(sizes, dims):
+        found = gram_cell(n, dim, repeats)
+        s = found["spreads"]
+        parts = [
+            f"{caches} strips {s['strips', caches].format('.2f')} ms, "
+            f"whole {s['whole', caches].format('.2f')} ms, "
+            f"whole/strips {s['whole', caches].median / s['strips', caches].median:.2f}x"
+            for caches in ("warm", "cold")
+        ]
+        print(f"gram n={n:>5} D={dim:>5}: " + "; ".join(parts) + f"; same: {found['same']}")
 
 
 if __name__ == "__main__":

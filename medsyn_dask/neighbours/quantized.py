@@ -197,9 +197,10 @@ def scores(x: Quantized, y: Quantized) -> np.ndarray:
 
 #: Rows of a strip of :func:`gram`: each strip is multiplied with the rows up to its last
 #: only, so a block with itself takes little more than half the products of a GEMM (the
-#: int8 matmul has no symmetric form); smaller strips lose the GEMM's efficiency. Measured on
-#: an AMX Xeon, one thread: a 1 000-row block 2.3 ms against 3.3 ms whole, 4.3 against 5.9 ms
-#: with the caches cold; 2 000 rows 8.1 against 10.4 ms (12.3 against 19.3 cold).
+#: int8 matmul has no symmetric form); narrower strips lose more to the GEMM's efficiency than
+#: they save. One thread on an AMX Xeon (``benchmarks/bench_int8.py --gram``), the whole
+#: block's time over the strips': 1 000 rows 1.29x (1.48x with cold caches), 2 000 rows 1.21x
+#: (1.70x); 500 rows, two strips, 0.83x warm and 1.27x cold.
 GRAM_STRIP = 256
 
 
