@@ -245,7 +245,12 @@ def evaluate_features(
             fid_max_dim=fid_max_dim,
             real_fid=reference.fid_statistics if reference is not None else None,
         )
-        smallest, per_real, per_synth, fid_parts = compute(smallest, per_real, per_synth, fid.lazy)
+        if here and not fid.lazy:  # all computed already: no graph to walk
+            fid_parts = ()
+        else:
+            smallest, per_real, per_synth, fid_parts = compute(
+                smallest, per_real, per_synth, fid.lazy
+            )
         patient = None
         if patients is not None:
             patient = patient_scores(

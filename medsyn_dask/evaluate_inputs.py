@@ -67,7 +67,7 @@ def _as_features(array: Any, name: str, block_size: int, held: list | None) -> d
     if isinstance(array, da.Array):
         darr = array
     elif isinstance(array, np.ndarray) and held is None:
-        darr = _in_place(array, block_size)
+        return _in_place(array, block_size)  # blocks of block_size rows already
     elif isinstance(array, np.ndarray):
         darr = _from_numpy(array, block_size, held)
     else:
