@@ -236,14 +236,18 @@ def _check_one_thread(monkeypatch, torch, workers, barrier, n_threads):
 def _scores_from_digits(x, y) -> np.ndarray:
     """:func:`quantized.scores` from NumPy's int64 products of the digits: the same float64
     steps, so the same float32 bits."""
+    nx, ny = x.stats[:, quantized.NORM], y.stats[:, quantized.NORM]
+    return (nx[:, None] + ny[None, :] - 2.0 * _g_from_digits(x, y)).astype(np.float32)
+
+
+def _g_from_digits(x, y) -> np.ndarray:
+    """``g`` (float64) from NumPy's int64 products of the digits and the float64 steps."""
     dim = x.dim
     hx, lx = (x.hl.numpy()[:, s].astype(np.int64) for s in (slice(0, dim), slice(dim, None)))
     hy, ly = (y.hl.numpy()[:, s].astype(np.int64) for s in (slice(0, dim), slice(dim, None)))
     high, mixed = hx @ hy.T, hx @ ly.T + lx @ hy.T
     sx, sy = x.stats[:, quantized.STEP], y.stats[:, quantized.STEP]
-    g = (16384.0 * high + 128.0 * mixed) * (sx[:, None] * sy[None, :])
-    nx, ny = x.stats[:, quantized.NORM], y.stats[:, quantized.NORM]
-    return (nx[:, None] + ny[None, :] - 2.0 * g).astype(np.float32)
+    return (16384.0 * high + 128.0 * mixed) * (sx[:, None] * sy[None, :])
 
 
 def test_scores_through_the_scratch_stay_right_across_shapes(monkeypatch):
@@ -263,15 +267,6 @@ def test_scores_through_the_scratch_stay_right_across_shapes(monkeypatch):
         assert quantized.SCRATCH.kept() <= kept_bytes
 
 
-def _gram_from_digits(x) -> np.ndarray:
-    """``g`` of a block with itself from NumPy's int64 products of the digits, in float32."""
-    dim = x.dim
-    h, low = (x.hl.numpy()[:, s].astype(np.int64) for s in (slice(0, dim), slice(dim, None)))
-    high, mixed = h @ h.T, h @ low.T + low @ h.T
-    step = x.stats[:, quantized.STEP]
-    return ((16384.0 * high + 128.0 * mixed) * (step[:, None] * step[None, :])).astype(np.float32)
-
-
 @pytest.mark.parametrize("strip", [1, 7, 64, 256])
 @pytest.mark.parametrize("n", [0, 1, 5, 130])
 def test_gram_in_strips_is_the_lower_triangle_from_the_digits(strip, n, passes, monkeypatch):
@@ -284,7 +279,7 @@ def test_gram_in_strips_is_the_lower_triangle_from_the_digits(strip, n, passes, 
     g, norms32 = quantized.gram(x)
     lower = np.tril_indices(n)
     assert g.shape == (n, n)
-    assert np.array_equal(g[lower], _gram_from_digits(x)[lower])
+    assert np.array_equal(g[lower], _g_from_digits(x, x).astype(np.float32)[lower])
     assert np.array_equal(norms32, x.stats[:, quantized.NORM].astype(np.float32))
 
 

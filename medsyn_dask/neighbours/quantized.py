@@ -216,15 +216,10 @@ def gram(x: Quantized) -> tuple[np.ndarray, np.ndarray]:
     if n == 0 or x.dim == 0:
         out[:] = 0.0
         return out, norm.astype(np.float32)
-    strips = equal_cuts(n, math.ceil(n / GRAM_STRIP))
-    rows = max(b - a for a, b in strips)
     fill = _gram_kernel() if _kernels() else _gram_numpy
-    with SCRATCH.arrays(rows, n) as (high_all, mixed_all):
-        for first, last in strips:
-            size = (last - first) * last
-            high = high_all.reshape(-1)[:size].reshape(last - first, last)
-            mixed = mixed_all.reshape(-1)[:size].reshape(last - first, last)
-            _multiply(x[first:last], x[:last], high, mixed)
+    # The largest strip first: the scratch pair it takes holds every later one.
+    for first, last in reversed(equal_cuts(n, math.ceil(n / GRAM_STRIP))):
+        with products(x[first:last], x[:last]) as (high, mixed):
             fill(high, mixed, step, first, out)
     return out, norm.astype(np.float32)
 
