@@ -20,10 +20,19 @@ Every cell runs ``--repeats`` times after one untimed run; the table shows media
 Without a GPU the engine's torch path and the extraction run on torch's CPU kernels: the
 benchmark then only checks that it runs (``--quick``).
 
-4. ``layout`` (not in the default parts): the in-process runner's block layout against a block
+4. ``scores`` (not in the default parts): the GPU engine with its score blocks left on the
+   device (the selections there, :mod:`medsyn_dask.neighbours.device_scores`, and the
+   runner's larger blocks on fewer threads) against the same engine with the scores copied
+   to the host and the CPU's block layout (its earlier way), beside the CPU engine and
+   faiss-cpu, on the engine's grid, in one process; answers checked identical.
+5. ``device-layouts`` (not in the default parts): the GPU engine with its scores on the device
+   under several block sizes and thread counts (DEVICE_LAYOUTS), against the scores copied to
+   the host, on the engine's grid, in one process; answers checked identical.
+6. ``layout`` (not in the default parts): the in-process runner's block layout against a block
    per thread (its earlier layout), on the CPU and the GPU, beside faiss-cpu, in one process.
 
-Run:  python benchmarks/bench_gpu.py [--quick] [--parts engine,fid,extract,layout] [--json PATH]
+Run:  python benchmarks/bench_gpu.py [--quick] [--grid N:D,...] [--json PATH]
+      [--parts engine,fid,extract,scores,device-layouts,layout]
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ from bench_extract import SmallCNN, write_images  # noqa: E402
 
 from medsyn_dask.cluster import default_worker_count  # noqa: E402
 from medsyn_dask.metrics import fid_linalg  # noqa: E402
-from medsyn_dask.neighbours import layout, local  # noqa: E402
+from medsyn_dask.neighbours import euclidean, layout, local  # noqa: E402
 
 
 def device_line() -> str:
@@ -91,6 +100,87 @@ def engine_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
             f"{cpu_s.format('.3f')} s, faiss-cpu {faiss_s.format('.3f')} s; faiss/GPU "
             f"{faiss_s.median / gpu_s.median:.2f}x, CPU/GPU {cpu_s.median / gpu_s.median:.2f}x; "
             f"GPU answer identical to the CPU engine's: {row['identical']}",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def scores_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
+    """Seconds of the GPU engine with its scores left on the device (the selections there)
+    and copied to the host (the selections on the CPU threads), of the CPU engine and of
+    faiss-cpu, in this process; every answer compared with the CPU engine's."""
+    gpu_backend = "auto" if torch.cuda.is_available() else "torch"
+    rows = []
+    for n, dim in grid:
+        real, synth = gaussian_features(n, dim)
+        _, faiss_s = repeat(_faiss_search, repeats, real, synth, NEAREST_K, 0.05, warmup=True)
+        cpu, cpu_s = timed_engine(real, synth, "numpy", repeats)
+        device, device_s = timed_engine(real, synth, gpu_backend, repeats)
+        saved, euclidean._scores_stay = euclidean._scores_stay, lambda device: False
+        try:  # the earlier GPU path: scores copied to the host, the CPU's block layout
+            host, host_s = timed_engine(real, synth, gpu_backend, repeats)
+        finally:
+            euclidean._scores_stay = saved
+        row = {
+            "n": n,
+            "dim": dim,
+            "faiss": faiss_s.to_dict(),
+            "cpu": cpu_s.to_dict(),
+            "gpu_device_scores": device_s.to_dict(),
+            "gpu_host_scores": host_s.to_dict(),
+            "identical": same_answer(device, cpu) and same_answer(host, cpu),
+        }
+        print(
+            f"scores N = M = {n}, D = {dim}: GPU, scores on the device {device_s.format('.3f')} s"
+            f", copied to the host {host_s.format('.3f')} s; CPU engine {cpu_s.format('.3f')} s"
+            f"; faiss-cpu {faiss_s.format('.3f')} s; host/device "
+            f"{host_s.median / device_s.median:.2f}x, faiss/device "
+            f"{faiss_s.median / device_s.median:.2f}x, CPU/device "
+            f"{cpu_s.median / device_s.median:.2f}x; identical answers: {row['identical']}",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+#: (rows per block at most, threads) of the runner with its scores on the GPU, as
+#: ``device-layouts`` compares them (:func:`medsyn_dask.neighbours.layout.device_layout`).
+DEVICE_LAYOUTS = [(2048, 16), (4096, 8), (8192, 8), (8192, 4), (10240, 4)]
+
+
+def device_layout_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
+    """Seconds of the GPU engine with its scores on the device under each of DEVICE_LAYOUTS,
+    and with the scores copied to the host (the CPU's layout), in this process; answers
+    compared with the first."""
+    gpu_backend = "auto" if torch.cuda.is_available() else "torch"
+    rows = []
+    for n, dim in grid:
+        real, synth = gaussian_features(n, dim)
+        saved = euclidean._scores_stay, local.device_layout
+        euclidean._scores_stay = lambda device: False
+        try:
+            first, host_s = timed_engine(real, synth, gpu_backend, repeats)
+        finally:
+            euclidean._scores_stay = saved[0]
+        row, same = {"n": n, "dim": dim, "host": host_s.to_dict()}, True
+        for size, threads in DEVICE_LAYOUTS:
+            local.device_layout = lambda block_size, cores, size=size, threads=threads: (
+                size,
+                min(threads, cores),
+            )
+            try:
+                result, spread = timed_engine(real, synth, gpu_backend, repeats)
+            finally:
+                local.device_layout = saved[1]
+            row[f"{size} rows, {threads} threads"] = spread.to_dict()
+            same = same and same_answer(result, first)
+        row["identical"] = same
+        print(
+            f"device layouts N = M = {n}, D = {dim}: scores copied to the host "
+            f"{host_s.format('.3f')} s; on the device: "
+            + ", ".join(f"{k} {v['median']:.3f} s" for k, v in row.items() if "rows" in k)
+            + f"; identical answers: {same}",
             flush=True,
         )
         rows.append(row)
@@ -300,14 +390,24 @@ def main() -> None:
     parser.add_argument("--parts", default="engine,fid,extract")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--grid",
+        help="the engine's cells N:D,N:D,... (default: 5000 and 20000 x 512 and 2048)",
+    )
     args = parser.parse_args()
     quick_note(args.quick)
     print(device_line(), flush=True)
     grid = [(1000, 128)] if args.quick else [(5000, 512), (5000, 2048), (20000, 512), (20000, 2048)]
+    if args.grid:
+        grid = [tuple(int(v) for v in cell.split(":")) for cell in args.grid.split(",")]
     parts = args.parts.split(",")
     out: dict = {"device": device_line()}
     if "engine" in parts:
         out["engine"] = engine_rows(grid, 1 if args.quick else args.repeats)
+    if "scores" in parts:
+        out["scores"] = scores_rows(grid, 1 if args.quick else args.repeats)
+    if "device-layouts" in parts:
+        out["device_layouts"] = device_layout_rows(grid, 1 if args.quick else args.repeats)
     if "layout" in parts:
         small = (
             [(1000, 128)] if args.quick else [(2000, 512), (5000, 512), (5000, 2048), (20000, 512)]

@@ -246,7 +246,9 @@ def _classify_case(rng, metric: str):
         codes = (real > 0).astype(np.int16), (synth > 0).astype(np.int16)
         block = hamming.block_bounds(*codes)
     else:
-        block = euclidean.block_bounds(real, synth, real.astype(np.float64).mean(axis=0))
+        block = euclidean.block_bounds(
+            real, synth, real.astype(np.float64).mean(axis=0), backend="numpy"
+        )
     exact = block.exact(*np.divmod(np.arange(90 * 77), 77)).reshape(90, 77)
     ordered = np.sort(exact, axis=1)  # copy radius: the nearest (open) or the third
     copy = np.where(np.arange(90) % 2, ordered[:, 0] * (1 + 1e-7), ordered[:, 2])

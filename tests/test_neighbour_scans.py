@@ -226,5 +226,5 @@ def test_prepare_makes_the_forms_asked_for_and_the_others_when_needed(dtype):
         np.testing.assert_array_equal(prepared.norms, both.norms[part])
         np.testing.assert_array_equal(prepared.left, both.left[part])
         np.testing.assert_array_equal(prepared.right, both.right[part])
-    block = euclidean.block_bounds(rows[:30], rows[30:], centre)  # each side prepared alone
+    block = euclidean.block_bounds(rows[:30], rows[30:], centre, backend="numpy")  # each alone
     np.testing.assert_array_equal(block.score, both.left[:30] @ both.right[30:].T)

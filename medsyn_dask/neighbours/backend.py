@@ -109,8 +109,9 @@ def full_float32_matmul() -> Iterator[None]:
     would void the error bounds of :mod:`.euclidean`), whatever other threads of the process
     do meanwhile.
 
-    The enclosed code must finish its GPU work before leaving (copy the result to the host):
-    cuBLAS reads the flag when a kernel is launched.
+    The enclosed code must launch its GPU matmuls before leaving: torch reads the flag on the
+    host when it launches one (it sets the cuBLAS handle's math mode then), so the product may
+    still be running, or waiting in the stream, after the flag is restored.
     """
     import torch
 

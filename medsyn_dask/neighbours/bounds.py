@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .device_scores import DeviceScores
+
 ExactFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 #: Relative widening of score thresholds: covers the float64 rounding of their computation.
 THRESHOLD_SLACK = 1e-12
@@ -103,7 +105,8 @@ class ScoreBlock:
     """Scores and distance bounds of one block of pairs (x rows by y columns).
 
     Attributes:
-        score: (n_x, n_y), float32 or float64.
+        score: (n_x, n_y), float32 or float64; or float32 left on a GPU
+            (:class:`.device_scores.DeviceScores`), which the scans read there.
         rows: envelope indexed by row, valid for every pair in that row.
         cols: envelope indexed by column, valid for every pair in that column.
         exact: ``exact(rows, cols)`` -> float64 exact distances of the pairs
@@ -121,9 +124,9 @@ class ScoreBlock:
 
     def transpose(self) -> ScoreBlock:
         """The same block seen from ``y`` (distances are symmetric), score stored row-major."""
-        exact = self.exact
+        exact, score = self.exact, self.score
         return ScoreBlock(
-            transpose_copy(self.score),
+            score.transposed() if isinstance(score, DeviceScores) else transpose_copy(score),
             self.cols,
             self.rows,
             lambda rows, cols: exact(cols, rows),

@@ -66,7 +66,7 @@ def classify(
     inside for certain where its upper bound (the smaller of the two envelopes') is below the
     radius, and open where only its lower bound is."""
     kernel = _kernel()
-    if kernel is None or not score.flags.c_contiguous:
+    if kernel is None or not isinstance(score, np.ndarray) or not score.flags.c_contiguous:
         return _classify_numpy(score, rows, cols, row_env, col_env, limits)
     dtype = score.dtype
     envelopes = (row_env.sq_err, row_env.dist_err, col_env.sq_err, col_env.dist_err)

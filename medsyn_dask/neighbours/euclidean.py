@@ -25,6 +25,7 @@ from .backend import compiled, full_float32_matmul, int8_scores, kernel_module, 
 from .bounds import TINY, Envelope, ScoreBlock
 from .candidates import Candidates
 from .centring import KERNEL_DTYPES, Prepared, Split
+from .device_scores import DeviceScores
 from .reductions import kth_per_group, smallest_candidates
 from .scans import LANES
 
@@ -278,8 +279,9 @@ def _symmetric_kernel():
     return compiled(fill)
 
 
-def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray:
-    """``a @ b.T`` in float32 (NumPy, or torch on the worker's GPU)."""
+def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray | DeviceScores:
+    """``a @ b.T`` in float32: NumPy, or torch on the worker's GPU (torch's CPU kernels where
+    it has none); a GPU's scores are left there (:mod:`.device_scores`)."""
     device = torch_device(backend)
     if device is None:
         return a @ b.T
@@ -287,4 +289,19 @@ def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray:
 
     with full_float32_matmul():  # TF32 would void the error bound
         ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
-        return (ta @ tb.T).cpu().numpy()
+        product = ta @ tb.T
+    return DeviceScores(product) if _scores_stay(device) else product.cpu().numpy()
+
+
+def scores_on_device(backend: str) -> bool:
+    """Whether ``backend`` leaves this process's score blocks on a GPU (:func:`_gemm_f32`):
+    the in-process runner then takes fewer, larger blocks (:data:`.layout.DEVICE_SCALE`)."""
+    device = torch_device(backend)
+    return device is not None and _scores_stay(device)
+
+
+def _scores_stay(device) -> bool:
+    """Whether scores computed on torch ``device`` stay there: on a GPU (its passes are far
+    faster than the CPU's; the host gets the selected pairs only), not on the CPU (the
+    compiled NumPy passes beat torch's there). A hook the tests replace."""
+    return device.type != "cpu"

@@ -16,6 +16,22 @@ MIN_LOCAL_BLOCK = 256
 PAIRS_PER_THREAD = 2
 #: Threads of a problem of W GEMM multiply-adds: sqrt(W / WORK_SCALE) (:func:`useful_threads`).
 WORK_SCALE = 7e8
+#: Where the scores stay on a GPU (:mod:`.device_scores`): blocks of up to DEVICE_SCALE x the
+#: caller's block size (8 192 rows by default), on DEVICE_THREADS threads. Each pair there
+#: costs a few launches and synchronisations, whatever its size, and the threads' host work
+#: (limits, exact distances, merges) is small: fewer, larger pairs win. Measured on an H100
+#: machine (16 cores, Gaussian features, ``benchmarks/bench_gpu.py``): 2 048-row blocks on 16
+#: threads 1.40 s at N = M = 20 000, D = 512; 8 192 on 4 threads 0.30 s (on 8 threads 0.41
+#: s); the scores copied to the host instead, 0.92 s. A pair's scores and the masks of its
+#: passes take about 1 GB of the GPU's memory at 8 192 x 8 192 (estimated, not measured).
+DEVICE_SCALE = 4
+DEVICE_THREADS = 4
+
+
+def device_layout(block_size: int, cores: int) -> tuple[int, int]:
+    """(rows per block at most, threads) of the in-process runner where the scores stay on a
+    GPU, for the caller's ``block_size`` on ``cores`` cores (see DEVICE_SCALE)."""
+    return DEVICE_SCALE * block_size, min(DEVICE_THREADS, cores)
 
 
 def useful_threads(work: float, n_threads: int) -> int:
@@ -46,9 +62,9 @@ def pass_work(n_real: int, n_synthetic: int, dim: int, *, radii: bool = True) ->
     return float(dim) * (pairs + n_real * n_synthetic)
 
 
-def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
+def block_starts(n: int, block_size: int, n_threads: int, cap: int = LOCAL_BLOCK) -> list[int]:
     """First row of each block of an n-row array, plus n: equal blocks within block_size and
-    LOCAL_BLOCK, as many as the threads need.
+    ``cap`` (LOCAL_BLOCK; larger where the scores stay on a GPU), as many as the threads need.
 
     The real pass scores each diagonal block with half a GEMM
     (:func:`.euclidean.symmetric_candidates`), so B blocks make B (B + 1) / 2 pairs that
@@ -58,7 +74,7 @@ def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
     outweighed their GEMMs.
     """
     enough = pair_blocks(n_threads)
-    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(n / enough)))
+    rows = min(block_size, cap, max(MIN_LOCAL_BLOCK, math.ceil(n / enough)))
     few = enough < n_threads  # fewer blocks than threads give the threads enough pairs
     return _equal_starts(n, rows, lambda count: count % n_threads == 0 or few and count >= enough)
 
@@ -94,16 +110,18 @@ def equal_cuts(n: int, pieces: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
-def column_starts(m: int, row_blocks: int, block_size: int, n_threads: int) -> list[int]:
+def column_starts(
+    m: int, row_blocks: int, block_size: int, n_threads: int, cap: int = LOCAL_BLOCK
+) -> list[int]:
     """:func:`block_starts` of the synthetic array of a comparison with ``row_blocks`` real
-    blocks: blocks as wide as one pair per thread allows (within block_size and LOCAL_BLOCK).
+    blocks: blocks as wide as one pair per thread allows (within block_size and ``cap``).
 
     The comparison has no symmetry to exploit, so fewer, wider pairs only save the fixed cost
     of each pair (its Python and NumPy calls: as much as its GEMM at 500 x 500). With one
     real block per thread (:func:`block_starts`), a small comparison is one pair per thread.
     """
     wanted = max(1, math.ceil(n_threads / row_blocks))
-    rows = min(block_size, LOCAL_BLOCK, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
+    rows = min(block_size, cap, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
     return _equal_starts(m, rows, lambda count: (count * row_blocks) % n_threads == 0)
 
 

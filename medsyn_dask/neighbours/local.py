@@ -31,6 +31,7 @@ from .layout import (  # noqa: F401 (block_starts, column_starts: the runner's l
     MIN_LOCAL_BLOCK,
     block_starts,
     column_starts,
+    device_layout,
     equal_cuts,
     larger_first,
     radii_tasks,
@@ -56,9 +57,8 @@ from .threads import counted, one_gemm_thread, pool, short_switch_interval, thre
 #: ``block_size`` rows (real and synthetic each) still run here: shipping them costs more.
 LOCAL_BLOCKS = 4
 
-#: Comparison block pairs per thread scored while the radii pass ends (:meth:`Runner.radii`):
-#: enough to fill the threads it leaves idle; each holds a block of scores until the radii are
-#: known (at most LOCAL_BLOCK^2 float32, 16 MiB).
+#: Comparison block pairs per thread scored while the radii pass ends (:meth:`Runner.radii`),
+#: each holding its scores (16 MiB at LOCAL_BLOCK rows; on a GPU, there) until the radii are known.
 AHEAD_PER_THREAD = 1
 
 #: Lazy inputs (Dask, Zarr) of at most LOCAL_BLOCKS blocks and this many bytes each are read
@@ -125,6 +125,7 @@ def runs_here(arrays: Sequence[Any], block_size: int) -> bool:
 class Runner:
     """One thread per core, fewer for a small problem (BLAS held to one thread each), for the
     passes of one evaluation; each array's blocks are prepared once and shared by both passes.
+    Scores kept on a GPU take fewer threads and larger blocks (:data:`.layout.DEVICE_SCALE`).
 
     ``with Runner(metric, centre, backend) as run: run.radii(real, k); run.compare(...)``.
     """
@@ -140,10 +141,13 @@ class Runner:
         work: float | None = None,
     ) -> None:
         self.kind, self.centre, self.backend = get_metric(metric), centre, backend
-        self.block_size, self.progress = block_size, progress
+        self.block_size, self.progress, self.cap = block_size, progress, LOCAL_BLOCK
         # work: the problem's GEMM multiply-adds (layout.pass_work); a small one takes fewer
         # threads than cores.
         self.n_threads = threads() if work is None else useful_threads(work, threads())
+        if getattr(self.kind, "scores_on_device", lambda backend: False)(backend):
+            self.block_size, self.n_threads = device_layout(block_size, threads())
+            self.cap = self.block_size
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
         self._ahead: dict[tuple[int, int], Future] = {}
         self._ahead_of: tuple[int, int] | None = None  # ids of the arrays _ahead scores
@@ -177,7 +181,7 @@ class Runner:
         key = id(array)
         if key not in self._prepared:  # the array is kept with its entry: ids stay unique
             if starts is None:
-                starts = block_starts(len(array), self.block_size, self.n_threads)
+                starts = block_starts(len(array), self.block_size, self.n_threads, self.cap)
             spans = list(zip(starts[:-1], starts[1:], strict=True))
             sides = [forms] * len(spans)
             if forms == "radii":  # pair (i, j) scores block i on the left, j > i on the right
@@ -339,7 +343,8 @@ class Runner:
         """(real spans, real blocks, synthetic spans, synthetic blocks, block pairs largest
         first) of the comparison of ``synthetic`` with ``real``, the blocks prepared."""
         real_spans, real_blocks = self.blocks(real)
-        wide = column_starts(len(synthetic), len(real_spans), self.block_size, self.n_threads)
+        n, nb = len(synthetic), len(real_spans)
+        wide = column_starts(n, nb, self.block_size, self.n_threads, self.cap)
         synth_spans, synth_blocks = self.blocks(synthetic, wide, forms="right")
         pairs = [(i, j) for i in range(len(real_spans)) for j in range(len(synth_spans))]
         pairs.sort(key=larger_first(real_spans, synth_spans))

@@ -10,6 +10,8 @@ once per block:
   others; the exact pass then computes the few that are left.
 
 Every comparison is finally decided on exact float64 distances; the bounds only pick the pairs.
+The passes over a whole block go through :mod:`.scans`, which also reads scores left on a GPU
+(:mod:`.device_scores`); everything after them works on the few pairs they select.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .compare_pairs import (
 )
 from .copy_ratio import RatioPlan, ratio_candidates  # noqa: F401 (one of the reductions)
 from .groups import group_kth, group_minimum, group_smallest
-from .scans import column_minima, kth_smallest, kth_upper_bounds, select
+from .scans import column_minima, kth_smallest, kth_upper_bounds, masked, select
 
 
 def row_candidates(block: ScoreBlock, n: int, allowed: np.ndarray | None = None) -> Candidates:
@@ -65,9 +67,9 @@ def smallest_candidates(
     asked for), from one selection pass over the scores."""
     score = block.score
     if allowed is not None:
-        score = np.where(allowed, score, np.array(np.inf, dtype=score.dtype))
+        score = masked(score, allowed)
     sides = ((rows, block.rows, 1), (columns, block.cols, 0))
-    bounds = kth_upper_bounds(score, n) if min(score.shape) > n else None
+    bounds = kth_upper_bounds(score, n, (rows, columns)) if min(score.shape) > n else None
     if bounds is None:
         limits = [_kth_limit(score, env, n, axis) if want else None for want, env, axis in sides]
         r, c, s = _selected(score, limits, allowed)

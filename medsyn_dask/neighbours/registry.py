@@ -11,7 +11,9 @@
 - optionally ``validate_pair(real, synthetic)``: SettingsError unless the two sets suit the
   metric together;
 - optionally ``MAX_ROW_NORM``: the largest row norm its first pass holds (the input checks
-  reject larger rows, naming the first).
+  reject larger rows, naming the first);
+- optionally ``scores_on_device(backend)``: whether its score blocks stay on a GPU under
+  ``backend`` (the in-process runner then cuts larger blocks).
 """
 
 from __future__ import annotations

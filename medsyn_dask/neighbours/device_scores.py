@@ -1,0 +1,161 @@
+"""Score blocks kept where torch computed them (a GPU's memory): the full passes of
+:mod:`.scans` in torch, and only the selected pairs back on the host.
+
+With torch on a device (``backend="torch"``, or ``"auto"`` on a worker with a GPU) the float32
+GEMM of a block (:func:`.euclidean.block_bounds`) leaves its (n_x, n_y) scores on the device
+as a :class:`DeviceScores`. The reductions' passes over every pair of the block (the k-th
+smallest score of each row and column, the column minima, the pairs at most per-row and
+per-column limits) run there; the host gets a few values per row and column, and the scores of
+the selected pairs (a few per row). The limits are still computed on the host, in float64 from
+the envelopes, and cast to float32 as for NumPy scores; the device compares the same float32
+values with the same float32 limits (and multiplies by the same float32 weights, one IEEE
+rounding), so it selects the same pairs, in the same row-major order, and every decision is
+then made by the same host code on bounds and exact distances.
+
+Anything else that reads the block as an array (``np.asarray``, a slice, a comparison) gets the
+values copied to the host: correct everywhere, fast where the passes above are all it needs.
+On a machine without a GPU, ``backend="torch"`` keeps the scores in torch's CPU tensors, so the
+CPU tests run this module's code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+class DeviceScores:
+    """(n_x, n_y) float32 scores in a torch tensor, read as the reductions read a NumPy block.
+
+    ``tensor``: the scores, on any torch device. Indexing with two integer arrays gathers the
+    pairs there and returns them as NumPy; other reads copy the block (or its rows) to the host.
+    """
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.tensor.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        host = self.tensor.cpu().numpy()
+        return host if dtype is None else host.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple) and len(key) == 2 and all(_is_index(k) for k in key):
+            rows, cols = (self._index(k) for k in key)
+            return _host(self.tensor[rows, cols])
+        if _is_index(key):
+            return _host(self.tensor[self._index(key)])
+        return np.asarray(self)[key]
+
+    def __le__(self, other: Any) -> np.ndarray:
+        return _host(self.tensor <= self._upload(other))
+
+    def __lt__(self, other: Any) -> np.ndarray:
+        return _host(self.tensor < self._upload(other))
+
+    def min(self, axis: int) -> np.ndarray:
+        return _host(self.tensor.amin(dim=axis))
+
+    def max(self, axis: int) -> np.ndarray:
+        return _host(self.tensor.amax(dim=axis))
+
+    def transposed(self) -> DeviceScores:
+        """The (n_y, n_x) block, row-major on the device."""
+        return DeviceScores(self.tensor.T.contiguous())
+
+    def masked(self, allowed: np.ndarray) -> DeviceScores:
+        """The block with +inf where ``allowed`` (n_x, n_y) bool is False."""
+        inf = self.tensor.new_tensor(float("inf"))
+        return DeviceScores(self.tensor.where(self._upload(allowed), inf))
+
+    # --- the passes of :mod:`.scans` ---------------------------------------------------------
+
+    def kth_smallest(self, n: int, axis: int) -> np.ndarray:
+        """The ``n``-th smallest score of each row (``axis=1``) or column (``axis=0``); +inf
+        where fewer than ``n`` are finite or the axis has fewer than ``n`` entries."""
+        if self.shape[axis] < n:
+            return np.full(self.shape[1 - axis], np.inf, np.float32)
+        smallest = self.tensor.topk(n, dim=axis, largest=False, sorted=True).values
+        return _host(smallest.select(axis, n - 1))
+
+    def column_minima(
+        self, weight: np.ndarray, shared: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :func:`.scans.column_minima`: per column the smallest score and the smallest
+        ``score * weight[row]`` (float32) over the ``shared`` rows (+inf without one)."""
+        t = self.tensor
+        rows = self._upload(np.flatnonzero(shared))
+        if len(rows) == 0 or t.shape[0] == 0:
+            q_min = np.full(t.shape[1], np.inf, np.float32)
+        else:
+            w = self._upload(np.asarray(weight, np.float32))[rows]
+            q_min = _host((t[rows] * w[:, None]).amin(dim=0))
+        return self.min(axis=0) if t.shape[0] else np.full(t.shape[1], np.inf, np.float32), q_min
+
+    def select(
+        self,
+        row_limit: np.ndarray,
+        col_limit: np.ndarray,
+        weight: np.ndarray,
+        ratio_limit: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :func:`.scans.select` (all four arrays given, float32): (rows, cols), row-major,
+        of the pairs at most their row's or column's limit, or whose scaled score is at most
+        its column's ratio limit."""
+        t = self.tensor
+        up = [self._upload(np.asarray(a, np.float32)) for a in (row_limit, col_limit)]
+        keep = (t <= up[0][:, None]) | (t <= up[1][None, :])
+        if (np.asarray(ratio_limit) > -np.inf).any():  # else no pair can pass: skip the product
+            w, q = (self._upload(np.asarray(a, np.float32)) for a in (weight, ratio_limit))
+            keep |= t * w[:, None] <= q[None, :]
+        return self._pairs(keep)
+
+    def scaled_below(
+        self, weight: np.ndarray, rows: np.ndarray, limit: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As :func:`.scans.scaled_below`: the pairs of the ``rows`` (bool) with ``score *
+        weight[row] <= limit[col]`` in float32."""
+        w, q = (self._upload(np.asarray(a, np.float32)) for a in (weight, limit))
+        keep = (self.tensor * w[:, None] <= q[None, :]) & self._upload(rows)[:, None]
+        return self._pairs(keep)
+
+    # --- transfers ---------------------------------------------------------------------------
+
+    def _pairs(self, keep: Any) -> tuple[np.ndarray, np.ndarray]:
+        found = _host(keep.nonzero())
+        return found[:, 0].copy(), found[:, 1].copy()
+
+    def _upload(self, values: Any) -> Any:
+        import torch
+
+        if isinstance(values, torch.Tensor):
+            return values.to(self.tensor.device)
+        array = np.ascontiguousarray(values)
+        return torch.from_numpy(array).to(self.tensor.device, non_blocking=False)
+
+    def _index(self, key: Any) -> Any:
+        return self._upload(np.asarray(key, np.int64))
+
+
+def _is_index(key: Any) -> bool:
+    """An integer array (or list) of indices, as the reductions' gathers pass them."""
+    return isinstance(key, np.ndarray | list) and np.asarray(key).dtype.kind in "iu"
+
+
+def _host(tensor: Any) -> np.ndarray:
+    return tensor.cpu().numpy()

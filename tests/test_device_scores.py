@@ -1,0 +1,217 @@
+"""Scores left on torch's device (:mod:`medsyn_dask.neighbours.device_scores`): each pass gives
+the NumPy scan's values, each reduction the NumPy block's candidates and decisions to the last
+bit, and the engine with ``backend="torch"`` (scores kept in torch tensors) the brute force's
+answer, patient mode included. On torch's CPU here; on the GPU too where CUDA is present."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import scenarios
+from brute_force import assert_matches, assert_patients_match, brute_force, brute_force_patients
+
+from medsyn_dask import evaluate_features
+from medsyn_dask.neighbours import euclidean, layout, local, scans
+from medsyn_dask.neighbours.bounds import ScoreBlock
+from medsyn_dask.neighbours.candidates import Candidates
+from medsyn_dask.neighbours.device_scores import DeviceScores
+from medsyn_dask.neighbours.reductions import (
+    column_min_candidates,
+    compare_block,
+    pairs_below,
+    ratio_candidates,
+    smallest_candidates,
+)
+
+torch = pytest.importorskip("torch")
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _on(score: np.ndarray, device: str) -> DeviceScores:
+    return DeviceScores(torch.from_numpy(score.copy()).to(device))
+
+
+def _tied_scores(rng) -> np.ndarray:
+    score = np.round(rng.random((150, 131)) * 4 - 1, 2).astype(np.float32)  # ties, negatives
+    score[3, :125] = np.inf  # a row with fewer finite scores than n
+    score[:, 7] = np.inf  # a column with none
+    return score
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("n", [1, 6, 130, 131, 140])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_kth_smallest_on_the_device_equals_numpy(device, n, axis):
+    score = _tied_scores(np.random.default_rng(1))
+    got = scans.kth_smallest(_on(score, device), n, axis)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, scans.kth_smallest(score, n, axis))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_column_minima_select_and_scaled_below_on_the_device_equal_numpy(device):
+    rng = np.random.default_rng(2)
+    score = _tied_scores(rng)
+    on = _on(score, device)
+    weight = (rng.random(len(score)) + 0.5).astype(np.float32)
+    for shared in (rng.random(len(score)) < 0.7, np.zeros(len(score), bool)):
+        for got, want in zip(
+            scans.column_minima(on, weight, shared),
+            scans.column_minima(score, weight, shared),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(got, want)
+    row_limit = np.quantile(score[np.isfinite(score)], rng.random(len(score)) * 0.1)
+    col_limit = np.full(score.shape[1], -np.inf, np.float32)
+    col_limit[::3] = 0.2
+    ratio = np.full(score.shape[1], 0.1, np.float32)
+    select_weight = np.where(rng.random(len(score)) < 0.5, weight, np.float32(np.nan))
+    cases = [
+        (row_limit.astype(np.float32),),
+        (row_limit.astype(np.float32), col_limit),
+        (row_limit.astype(np.float32), col_limit, select_weight, ratio),
+    ]
+    for args in cases:
+        got, want = scans.select(on, *args), scans.select(score, *args)
+        assert len(want[0]) > 0
+        for g, w in zip(got, want, strict=True):  # the same pairs, in the same order
+            np.testing.assert_array_equal(g, w)
+    rows = rng.random(len(score)) < 0.6
+    got, want = (
+        scans.scaled_below(on, weight, rows, ratio),
+        scans.scaled_below(score, weight, rows, ratio),
+    )
+    assert len(want[0]) > 0
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_scores_read_as_the_numpy_block(device):
+    rng = np.random.default_rng(3)
+    score = _tied_scores(rng)
+    on = _on(score, device)
+    rows, cols = rng.integers(0, 150, 40), rng.integers(0, 131, 40)
+    assert on.shape == score.shape and on.dtype == score.dtype and len(on) == len(score)
+    np.testing.assert_array_equal(np.asarray(on), score)
+    np.testing.assert_array_equal(on[rows, cols], score[rows, cols])
+    np.testing.assert_array_equal(on[rows], score[rows])
+    np.testing.assert_array_equal(on[2:9], score[2:9])
+    np.testing.assert_array_equal(on <= score[:, :1], score <= score[:, :1])
+    np.testing.assert_array_equal(on < score[:1], score < score[:1])
+    np.testing.assert_array_equal(on.min(axis=0), score.min(axis=0))
+    np.testing.assert_array_equal(on.max(axis=1), score.max(axis=1))
+    np.testing.assert_array_equal(np.asarray(on.transposed()), score.T)
+    allowed = rng.random(score.shape) < 0.8
+    np.testing.assert_array_equal(
+        np.asarray(scans.masked(on, allowed)), scans.masked(score, allowed)
+    )
+
+
+def _blocks(name: str, device: str, rng) -> tuple[ScoreBlock, ScoreBlock, np.ndarray, np.ndarray]:
+    """A real x synthetic block of a scenario with NumPy scores, the same block with the same
+    scores on the device, and the real radii (k = 5) and copy thresholds of the scenario."""
+    real, synth = scenarios.EUCLIDEAN[name](rng)
+    centre = real.astype(np.float64).mean(axis=0)
+    block = euclidean.block_bounds(real, synth, centre, backend="numpy")
+    on = ScoreBlock(_on(block.score, device), block.rows, block.cols, block.exact)
+    result = brute_force(real, synth)
+    return block, on, result["radius_k"], result["radius_1"] + 1e-3
+
+
+def _assert_same(got, want) -> None:
+    """Candidates, partial results or tuples of them equal field by field, to the last bit."""
+    if isinstance(want, tuple | list):
+        assert len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _assert_same(g, w)
+    elif want is None:
+        assert got is None
+    elif dataclasses.is_dataclass(want):
+        for field in dataclasses.fields(want):
+            _assert_same(getattr(got, field.name), getattr(want, field.name))
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
+def test_reductions_of_a_device_block_equal_the_numpy_blocks(name, device):
+    block, on, radius_k, copy_threshold = _blocks(name, device, np.random.default_rng(4))
+    for n in (1, 6):
+        _assert_same(smallest_candidates(on, n), smallest_candidates(block, n))
+        _assert_same(smallest_candidates(on, n), smallest_candidates(block, n))
+    allowed = np.random.default_rng(5).random(block.shape) < 0.7
+    _assert_same(smallest_candidates(on, 6, allowed), smallest_candidates(block, 6, allowed))
+    real_part, synth_part = compare_block(on, radius_k, copy_threshold, 7)
+    want_real, want_synth = compare_block(block, radius_k, copy_threshold, 7)
+    _assert_same((real_part, synth_part), (want_real, want_synth))
+    assert want_synth.is_real.any() and len(want_synth.nearest) >= block.shape[1]
+    _assert_same(column_min_candidates(on), column_min_candidates(block))
+    _assert_same(ratio_candidates(on, copy_threshold), ratio_candidates(block, copy_threshold))
+    _assert_same(pairs_below(on, radius_k), pairs_below(block, radius_k))
+    _assert_same(smallest_candidates(on.transpose(), 2), smallest_candidates(block.transpose(), 2))
+
+
+@pytest.fixture
+def scores_stay(monkeypatch):
+    """The torch backend's scores kept in torch tensors on the CPU too (as on a GPU)."""
+    monkeypatch.setattr(euclidean, "_scores_stay", lambda device: True)
+
+
+def test_a_gpus_scores_stay_there_the_cpus_come_back():
+    real, synth = scenarios.EUCLIDEAN["clustered"](np.random.default_rng(6))
+    centre = real.astype(np.float64).mean(axis=0)
+    block = euclidean.block_bounds(real, synth, centre, backend="torch")
+    on_gpu = torch.cuda.is_available()
+    assert isinstance(block.score, DeviceScores if on_gpu else np.ndarray)
+    assert isinstance(
+        euclidean.block_bounds(real, synth, centre, backend="numpy").score, np.ndarray
+    )
+    assert euclidean._scores_stay(torch.device("cuda"))
+    assert not euclidean._scores_stay(torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
+def test_engine_with_scores_in_torch_equals_brute_force(name, scores_stay):
+    real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(20))
+    centre = real.astype(np.float64).mean(axis=0)
+    assert isinstance(
+        euclidean.block_bounds(real, synth, centre, backend="torch").score, DeviceScores
+    )
+    result = evaluate_features(real, synth, block_size=16, backend="torch")
+    assert_matches(result, brute_force(real, synth))
+    block = euclidean.block_bounds(real, synth, centre, backend="torch")
+    assert isinstance(smallest_candidates(block, 3)[0], Candidates)
+
+
+@pytest.mark.parametrize("block_size", [32, 1000])
+@pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
+def test_patient_mode_with_scores_in_torch_equals_brute_force(name, block_size, scores_stay):
+    rng = np.random.default_rng(20)
+    real, synth = scenarios.EUCLIDEAN[name](rng)
+    patients = rng.integers(0, 40, len(real))
+    result = evaluate_features(
+        real, synth, block_size=block_size, backend="torch", patients=patients
+    )
+    assert_matches(result, brute_force(real, synth))
+    assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
+
+
+def test_scores_on_a_device_take_fewer_threads_and_larger_blocks(scores_stay, monkeypatch):
+    """The runner's layout where the scores stay on a GPU: DEVICE_THREADS threads, blocks up to
+    DEVICE_SCALE x block_size (the graph's and the CPU's blocks unchanged)."""
+    monkeypatch.setattr(local, "threads", lambda: 16)
+    real = np.random.default_rng(7).standard_normal((3000, 8)).astype(np.float32)
+    sizes = {}
+    for backend in ("numpy", "torch"):
+        with local.Runner("euclidean", real.mean(axis=0), backend, block_size=400) as run:
+            spans, _ = run.blocks(real)
+            sizes[backend] = (run.n_threads, max(b - a for a, b in spans))
+    assert sizes["numpy"][0] == 16 and sizes["numpy"][1] <= 400
+    threads, rows = sizes["torch"]
+    assert threads == layout.DEVICE_THREADS and 400 < rows <= layout.DEVICE_SCALE * 400
+    assert euclidean.scores_on_device("torch") and not euclidean.scores_on_device("numpy")
