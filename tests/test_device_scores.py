@@ -6,6 +6,7 @@ answer, patient mode included. On torch's CPU here; on the GPU too where CUDA is
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import scenarios
 from brute_force import assert_matches, assert_patients_match, brute_force, brute_force_patients
 
 from medsyn_dask import evaluate_features
-from medsyn_dask.neighbours import euclidean, layout, local, scans
+from medsyn_dask.neighbours import device_scores, euclidean, layout, local, scans
 from medsyn_dask.neighbours.bounds import ScoreBlock
 from medsyn_dask.neighbours.candidates import Candidates
 from medsyn_dask.neighbours.device_scores import DeviceScores
@@ -215,3 +216,43 @@ def test_scores_on_a_device_take_fewer_threads_and_larger_blocks(scores_stay, mo
     threads, rows = sizes["torch"]
     assert threads == layout.DEVICE_THREADS and 400 < rows <= layout.DEVICE_SCALE * 400
     assert euclidean.scores_on_device("torch") and not euclidean.scores_on_device("numpy")
+
+
+@pytest.fixture
+def gpu_full(monkeypatch, caplog):
+    """Every pass on a device block, or every GEMM too (``full("gemm")``), raises torch's
+    out-of-memory error, as on a GPU that the workers' models fill."""
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (raised by the test)")
+
+    for name in ("kth_smallest", "kth_upper_bounds", "column_minima", "select", "masked"):
+        monkeypatch.setattr(DeviceScores, name, oom)
+    monkeypatch.setattr(device_scores, "_warned", False)
+
+    def full(what: str = "passes") -> None:
+        if what == "gemm":
+
+            @contextmanager
+            def no_room_for_a_product():
+                oom()
+                yield
+
+            monkeypatch.setattr(euclidean, "full_float32_matmul", no_room_for_a_product)
+
+    caplog.set_level("WARNING")
+    return full
+
+
+@pytest.mark.parametrize("what", ["passes", "gemm"])
+def test_no_room_on_the_gpu_moves_blocks_to_the_cpu(what, gpu_full, scores_stay, caplog):
+    """A GPU without room for a block's passes (or its product) leaves them to the CPU: the
+    same answer, one warning a process."""
+    gpu_full(what)
+    real, synth = scenarios.EUCLIDEAN["near_duplicated"](np.random.default_rng(8))
+    patients = np.random.default_rng(9).integers(0, 30, len(real))
+    result = evaluate_features(real, synth, block_size=32, backend="torch", patients=patients)
+    assert_matches(result, brute_force(real, synth))
+    assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
+    warned = [r for r in caplog.records if "no room on the GPU" in r.getMessage()]
+    assert len(warned) == 1 and "raised by the test" in warned[0].getMessage()

@@ -13,16 +13,22 @@ rounding), so it selects the same pairs, in the same row-major order, and every 
 then made by the same host code on bounds and exact distances.
 
 Anything else that reads the block as an array (``np.asarray``, a slice, a comparison) gets the
-values copied to the host: correct everywhere, fast where the passes above are all it needs.
+values copied to the host: correct everywhere, fast where the passes above are all it needs. So
+does a pass for which the GPU has no room left (:func:`on_device`).
 On a machine without a GPU, ``backend="torch"`` keeps the scores in torch's CPU tensors, so the
 CPU tests run this module's code.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 class DeviceScores:
@@ -83,7 +89,17 @@ class DeviceScores:
         inf = self.tensor.new_tensor(float("inf"))
         return DeviceScores(self.tensor.where(self._upload(allowed), inf))
 
-    # --- the passes of :mod:`.scans` ---------------------------------------------------------
+    # --- the passes of :mod:`.scans` (same names, same arguments after the scores) ------------
+
+    def kth_upper_bounds(
+        self, n: int, sides: tuple[bool, bool] = (True, True)
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """As :func:`.scans.kth_upper_bounds`: the ``n``-th smallest itself, of the rows and
+        of the columns where ``sides`` asks (None for a side not asked)."""
+        return tuple(
+            self.kth_smallest(n, axis) if wanted else None
+            for wanted, axis in zip(sides, (1, 0), strict=True)
+        )
 
     def kth_smallest(self, n: int, axis: int) -> np.ndarray:
         """The ``n``-th smallest score of each row (``axis=1``) or column (``axis=0``); +inf
@@ -98,29 +114,30 @@ class DeviceScores:
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :func:`.scans.column_minima`: per column the smallest score and the smallest
         ``score * weight[row]`` (float32) over the ``shared`` rows (+inf without one)."""
-        t = self.tensor
+        t, none = self.tensor, np.full(self.shape[1], np.inf, np.float32)
+        if t.shape[0] == 0:
+            return none, none.copy()
         rows = self._upload(np.flatnonzero(shared))
-        if len(rows) == 0 or t.shape[0] == 0:
-            q_min = np.full(t.shape[1], np.inf, np.float32)
-        else:
-            w = self._upload(np.asarray(weight, np.float32))[rows]
-            q_min = _host((t[rows] * w[:, None]).amin(dim=0))
-        return self.min(axis=0) if t.shape[0] else np.full(t.shape[1], np.inf, np.float32), q_min
+        if len(rows) == 0:
+            return self.min(axis=0), none
+        w = self._upload(np.asarray(weight, np.float32))[rows]
+        return self.min(axis=0), _host((t[rows] * w[:, None]).amin(dim=0))
 
     def select(
         self,
         row_limit: np.ndarray,
-        col_limit: np.ndarray,
-        weight: np.ndarray,
-        ratio_limit: np.ndarray,
+        col_limit: np.ndarray | None = None,
+        weight: np.ndarray | None = None,
+        ratio_limit: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """As :func:`.scans.select` (all four arrays given, float32): (rows, cols), row-major,
-        of the pairs at most their row's or column's limit, or whose scaled score is at most
-        its column's ratio limit."""
+        """As :func:`.scans.select`: (rows, cols), row-major, of the pairs at most their row's
+        or column's limit, or whose scaled score is at most its column's ratio limit (float32
+        limits; None: no such test)."""
         t = self.tensor
-        up = [self._upload(np.asarray(a, np.float32)) for a in (row_limit, col_limit)]
-        keep = (t <= up[0][:, None]) | (t <= up[1][None, :])
-        if (np.asarray(ratio_limit) > -np.inf).any():  # else no pair can pass: skip the product
+        keep = t <= self._upload(np.asarray(row_limit, np.float32))[:, None]
+        if col_limit is not None:
+            keep |= t <= self._upload(np.asarray(col_limit, np.float32))[None, :]
+        if weight is not None and ratio_limit is not None and (ratio_limit > -np.inf).any():
             w, q = (self._upload(np.asarray(a, np.float32)) for a in (weight, ratio_limit))
             keep |= t * w[:, None] <= q[None, :]
         return self._pairs(keep)
@@ -146,10 +163,42 @@ class DeviceScores:
         if isinstance(values, torch.Tensor):
             return values.to(self.tensor.device)
         array = np.ascontiguousarray(values)
-        return torch.from_numpy(array).to(self.tensor.device, non_blocking=False)
+        return torch.from_numpy(array).to(self.tensor.device)
 
     def _index(self, key: Any) -> Any:
         return self._upload(np.asarray(key, np.int64))
+
+
+def on_device(scan: Callable) -> Callable:
+    """A scan of :mod:`.scans` that reads scores left on a GPU there (the
+    :class:`DeviceScores` method of its name); where the GPU has no room for the pass's
+    temporaries (the workers' models beside it), on the block copied to the host instead,
+    with a warning (once a process)."""
+
+    @functools.wraps(scan)
+    def read(score: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(score, DeviceScores):
+            import torch
+
+            try:
+                return getattr(score, scan.__name__)(*args, **kwargs)
+            except torch.OutOfMemoryError as exc:
+                no_room(exc)
+            score = np.asarray(score)
+        return scan(score, *args, **kwargs)
+
+    return read
+
+
+def no_room(exc: BaseException) -> None:
+    """Log, once a process, that a block's work went to the CPU for want of GPU memory."""
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning("neighbour blocks on the CPU: no room on the GPU (%s)", exc)
+
+
+_warned = False
 
 
 def _is_index(key: Any) -> bool:

@@ -25,7 +25,7 @@ from .backend import compiled, full_float32_matmul, int8_scores, kernel_module, 
 from .bounds import TINY, Envelope, ScoreBlock
 from .candidates import Candidates
 from .centring import KERNEL_DTYPES, Prepared, Split
-from .device_scores import DeviceScores
+from .device_scores import DeviceScores, no_room
 from .reductions import kth_per_group, smallest_candidates
 from .scans import LANES
 
@@ -287,9 +287,13 @@ def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray | Device
         return a @ b.T
     import torch
 
-    with full_float32_matmul():  # TF32 would void the error bound
-        ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
-        product = ta @ tb.T
+    try:
+        with full_float32_matmul():  # TF32 would void the error bound
+            ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+            product = ta @ tb.T
+    except torch.OutOfMemoryError as exc:  # the workers' models fill the GPU
+        no_room(exc)
+        return a @ b.T
     return DeviceScores(product) if _scores_stay(device) else product.cpu().numpy()
 
 

@@ -6,7 +6,8 @@ equivalents where numba is missing; both give the same values.
 Scores are a (n_x, n_y) float32 or float64 array (+inf marks a masked pair). The values only
 select pairs: every decision is then made on bounds and exact distances (:mod:`.reductions`).
 Selecting the pairs below a limit is compiled too (:mod:`.scan_kernels`: a branch per eight
-pairs); without numba, NumPy in strips of rows, so that its temporaries stay small.
+pairs); without numba, NumPy in strips of rows, so that its temporaries stay small. Scores left
+on a GPU are read there (:func:`.device_scores.on_device`).
 """
 
 from __future__ import annotations
@@ -17,17 +18,16 @@ import numpy as np
 
 from .backend import kernel_module
 from .bounds import nonzero_2d
-from .device_scores import DeviceScores
+from .device_scores import on_device
 
 #: Rows of the strips of :func:`scaled_below` (a strip's temporaries stay in cache).
 STRIP_ROWS = 128
 
 
+@on_device
 def kth_smallest(score: np.ndarray, n: int, axis: int) -> np.ndarray:
     """The ``n``-th smallest score of each row (``axis=1``) or column (``axis=0``), as
     ``np.partition(score, n - 1, axis)`` takes it; +inf where fewer than ``n`` are finite."""
-    if isinstance(score, DeviceScores):
-        return score.kth_smallest(n, axis)
     if score.shape[axis] < n:
         return np.full(score.shape[1 - axis], np.inf, score.dtype)
     kernels = _kernels()
@@ -38,14 +38,13 @@ def kth_smallest(score: np.ndarray, n: int, axis: int) -> np.ndarray:
     return kernels.col_kth(score, n)
 
 
+@on_device
 def column_minima(
     score: np.ndarray, weight: np.ndarray, shared: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per column, the smallest score and the smallest scaled score ``score * weight[row]``
     (in the score dtype) over the rows where ``shared`` (+inf without one): one read of the
     block, no (n_x, n_y) temporary. ``weight`` (n_x,) in the score dtype, ``shared`` (n_x,)."""
-    if isinstance(score, DeviceScores):
-        return score.column_minima(weight, shared)
     kernels = _kernels()
     if kernels is None or not score.flags.c_contiguous:
         scaled = score[shared] * weight[shared, None]
@@ -54,13 +53,12 @@ def column_minima(
     return kernels.column_minima(score, weight.astype(score.dtype), shared)
 
 
+@on_device
 def scaled_below(
     score: np.ndarray, weight: np.ndarray, rows: np.ndarray, limit: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """(row, col) of the pairs of the ``rows`` (bool mask) with ``score * weight[row] <=
     limit[col]``, the product computed in strips of rows that stay in cache."""
-    if isinstance(score, DeviceScores):
-        return score.scaled_below(weight, rows, limit)
     found = []
     for start in range(0, len(score), STRIP_ROWS):
         strip = slice(start, start + STRIP_ROWS)
@@ -71,6 +69,7 @@ def scaled_below(
     return np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
 
 
+@on_device
 def select(
     score: np.ndarray,
     row_limit: np.ndarray,
@@ -86,8 +85,6 @@ def select(
     col_limit = np.full(n_y, -np.inf, score.dtype) if col_limit is None else col_limit
     if weight is None or ratio_limit is None:
         weight, ratio_limit = np.zeros(n_x, score.dtype), np.full(n_y, -np.inf, score.dtype)
-    if isinstance(score, DeviceScores):
-        return score.select(row_limit, col_limit, weight, ratio_limit)
     kernels = _kernels()
     if kernels is None or not score.flags.c_contiguous:
         found = []
@@ -110,13 +107,13 @@ def select(
     )
 
 
+@on_device
 def masked(score: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """``score`` with +inf where ``allowed`` (n_x, n_y) bool is False (a copy)."""
-    if isinstance(score, DeviceScores):
-        return score.masked(allowed)
     return np.where(allowed, score, np.array(np.inf, dtype=score.dtype))
 
 
+@on_device
 def kth_upper_bounds(
     score: np.ndarray, n: int, sides: tuple[bool, bool] = (True, True)
 ) -> tuple[np.ndarray | None, np.ndarray | None] | None:
@@ -128,16 +125,10 @@ def kth_upper_bounds(
     Every group minimum is one entry of the row (column), a different entry for each group, so
     the row holds at least ``n`` entries at most the bound. The bound is close to the ``n``-th
     smallest itself (groups of about n_y / LANES entries): the entries at most it are few, and
-    the exact ``n``-th smallest is then taken from those alone. Scores on a device give the
+    the exact ``n``-th smallest is then taken from those alone. Scores on a GPU give the
     ``n``-th smallest itself (the tightest bound), any ``n``, for the ``sides`` (rows,
     columns) asked for only (None for the other): a side costs a pass there.
     """
-    if isinstance(score, DeviceScores):
-        rows, columns = sides
-        return (
-            score.kth_smallest(n, 1) if rows else None,
-            score.kth_smallest(n, 0) if columns else None,
-        )
     kernels = _kernels()
     if kernels is None or n > LANES or score.dtype.kind != "f" or not score.flags.c_contiguous:
         return None
