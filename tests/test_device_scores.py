@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 from contextlib import contextmanager
 
+import dask
+import dask.array as da
 import numpy as np
 import pytest
 import scenarios
@@ -16,7 +18,6 @@ from brute_force import assert_matches, assert_patients_match, brute_force, brut
 from medsyn_dask import evaluate_features
 from medsyn_dask.neighbours import device_scores, euclidean, layout, local, scans
 from medsyn_dask.neighbours.bounds import ScoreBlock
-from medsyn_dask.neighbours.candidates import Candidates
 from medsyn_dask.neighbours.device_scores import DeviceScores
 from medsyn_dask.neighbours.reductions import (
     column_min_candidates,
@@ -142,9 +143,8 @@ def _assert_same(got, want) -> None:
 @pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
 def test_reductions_of_a_device_block_equal_the_numpy_blocks(name, device):
     block, on, radius_k, copy_threshold = _blocks(name, device, np.random.default_rng(4))
-    for n in (1, 6):
-        _assert_same(smallest_candidates(on, n), smallest_candidates(block, n))
-        _assert_same(smallest_candidates(on, n), smallest_candidates(block, n))
+    for n, sides in ((1, {}), (6, {}), (6, {"columns": False}), (6, {"rows": False}), (70, {})):
+        _assert_same(smallest_candidates(on, n, **sides), smallest_candidates(block, n, **sides))
     allowed = np.random.default_rng(5).random(block.shape) < 0.7
     _assert_same(smallest_candidates(on, 6, allowed), smallest_candidates(block, 6, allowed))
     real_part, synth_part = compare_block(on, radius_k, copy_threshold, 7)
@@ -159,8 +159,30 @@ def test_reductions_of_a_device_block_equal_the_numpy_blocks(name, device):
 
 @pytest.fixture
 def scores_stay(monkeypatch):
-    """The torch backend's scores kept in torch tensors on the CPU too (as on a GPU)."""
+    """The torch backend's scores kept in torch tensors on the CPU too (as on a GPU), in this
+    process: the graph on the synchronous scheduler, whatever Client an earlier test left as
+    the default. Yields the count of device blocks made, for the test to check it used them."""
+    made = []
+
+    class Counted(DeviceScores):
+        def __init__(self, tensor) -> None:
+            made.append(1)
+            super().__init__(tensor)
+
     monkeypatch.setattr(euclidean, "_scores_stay", lambda device: True)
+    monkeypatch.setattr(euclidean, "DeviceScores", Counted)
+    with dask.config.set(scheduler="sync"):
+        yield made
+
+
+def _here(name: str, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A scenario's features at 600 real x 500 synthetic: with ``block_size=HERE`` at most
+    LOCAL_BLOCKS blocks (run in this process even beside a Client) and, on a device's layout
+    (blocks up to 4 x HERE rows), three real blocks."""
+    return scenarios.EUCLIDEAN[name](rng, n=600, m=500)
+
+
+HERE = 150
 
 
 def test_a_gpus_scores_stay_there_the_cpus_come_back():
@@ -178,28 +200,24 @@ def test_a_gpus_scores_stay_there_the_cpus_come_back():
 
 @pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
 def test_engine_with_scores_in_torch_equals_brute_force(name, scores_stay):
-    real, synth = scenarios.EUCLIDEAN[name](np.random.default_rng(20))
-    centre = real.astype(np.float64).mean(axis=0)
-    assert isinstance(
-        euclidean.block_bounds(real, synth, centre, backend="torch").score, DeviceScores
-    )
-    result = evaluate_features(real, synth, block_size=16, backend="torch")
+    real, synth = _here(name, np.random.default_rng(20))
+    result = evaluate_features(real, synth, block_size=HERE, backend="torch")
     assert_matches(result, brute_force(real, synth))
-    block = euclidean.block_bounds(real, synth, centre, backend="torch")
-    assert isinstance(smallest_candidates(block, 3)[0], Candidates)
+    assert scores_stay  # the blocks were scored into torch tensors here
 
 
-@pytest.mark.parametrize("block_size", [32, 1000])
+@pytest.mark.parametrize("block_size", [HERE, 1000])
 @pytest.mark.parametrize("name", sorted(scenarios.EUCLIDEAN))
 def test_patient_mode_with_scores_in_torch_equals_brute_force(name, block_size, scores_stay):
     rng = np.random.default_rng(20)
-    real, synth = scenarios.EUCLIDEAN[name](rng)
-    patients = rng.integers(0, 40, len(real))
+    real, synth = _here(name, rng)
+    patients = rng.integers(0, 150, len(real))
     result = evaluate_features(
         real, synth, block_size=block_size, backend="torch", patients=patients
     )
     assert_matches(result, brute_force(real, synth))
     assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
+    assert scores_stay
 
 
 def test_scores_on_a_device_take_fewer_threads_and_larger_blocks(scores_stay, monkeypatch):
@@ -226,7 +244,8 @@ def gpu_full(monkeypatch, caplog):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory (raised by the test)")
 
-    for name in ("kth_smallest", "kth_upper_bounds", "column_minima", "select", "masked"):
+    passes = ("kth_smallest", "kth_upper_bounds", "column_minima", "select", "scaled_below")
+    for name in (*passes, "masked"):
         monkeypatch.setattr(DeviceScores, name, oom)
     monkeypatch.setattr(device_scores, "_warned", False)
 
@@ -249,10 +268,45 @@ def test_no_room_on_the_gpu_moves_blocks_to_the_cpu(what, gpu_full, scores_stay,
     """A GPU without room for a block's passes (or its product) leaves them to the CPU: the
     same answer, one warning a process."""
     gpu_full(what)
-    real, synth = scenarios.EUCLIDEAN["near_duplicated"](np.random.default_rng(8))
-    patients = np.random.default_rng(9).integers(0, 30, len(real))
-    result = evaluate_features(real, synth, block_size=32, backend="torch", patients=patients)
+    real, synth = _here("near_duplicated", np.random.default_rng(8))
+    patients = np.random.default_rng(9).integers(0, 150, len(real))
+    result = evaluate_features(real, synth, block_size=HERE, backend="torch", patients=patients)
     assert_matches(result, brute_force(real, synth))
     assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
     warned = [r for r in caplog.records if "no room on the GPU" in r.getMessage()]
     assert len(warned) == 1 and "raised by the test" in warned[0].getMessage()
+    assert bool(scores_stay) == (what == "passes")  # no product: no device block
+
+
+@pytest.fixture
+def no_block_copies(monkeypatch):
+    """A device block that refuses to be read whole on the host (``np.asarray``, a comparison
+    with the whole block, a slice): the engine's flow must read it through its passes and
+    gathers of selected pairs only."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("a whole score block was copied to the host")
+
+    for name in ("__array__", "__le__", "__lt__"):
+        monkeypatch.setattr(DeviceScores, name, refuse)
+
+
+@pytest.mark.parametrize("name", ["clustered", "near_duplicated", "tied"])
+def test_the_engine_reads_device_blocks_through_their_passes_only(
+    name, scores_stay, no_block_copies
+):
+    """Image level and patient mode, in-process and through the Dask graph: no block comes
+    back to the host whole (only its passes' results and the selected pairs' scores)."""
+    real, synth = _here(name, np.random.default_rng(10))
+    patients = np.random.default_rng(11).integers(0, 150, len(real))
+    # Dask arrays of more than LOCAL_BLOCKS blocks take the graph (its tasks in this process).
+    lazy = [da.from_array(a, chunks=(100, -1)) for a in (real, synth)]
+    assert len(lazy[0].chunks[0]) > local.LOCAL_BLOCKS
+    for inputs, block_size in (((real, synth), HERE), (lazy, 100)):
+        scores_stay.clear()
+        result = evaluate_features(
+            *inputs, block_size=block_size, backend="torch", patients=patients
+        )
+        assert_matches(result, brute_force(real, synth))
+        assert_patients_match(result.patients, brute_force_patients(real, synth, patients))
+        assert scores_stay

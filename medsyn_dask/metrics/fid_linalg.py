@@ -83,7 +83,7 @@ def trace_sqrt_product(factor: np.ndarray, cov: np.ndarray, *, backend: str = "a
             cov_factor = sqrt_factor(cov, backend=backend)
             product = _on(torch, cov_factor, device).T @ _on(torch, factor, device)
             return float(torch.linalg.svdvals(product).sum())
-        except torch.OutOfMemoryError as exc:  # the workers' models fill the GPU
+        except torch.cuda.OutOfMemoryError as exc:  # the workers' models fill the GPU
             _on_the_cpu(exc)
     inner = factor.T @ (cov @ factor)
     inner = (inner + inner.T) / 2
@@ -110,7 +110,7 @@ def _eigh(matrix: np.ndarray, backend: str) -> tuple[np.ndarray, np.ndarray]:
         try:
             values, vectors = torch.linalg.eigh(_on(torch, matrix, device))
             return values.cpu().numpy(), vectors.cpu().numpy()
-        except torch.OutOfMemoryError as exc:
+        except torch.cuda.OutOfMemoryError as exc:
             _on_the_cpu(exc)
     return linalg.eigh(matrix, driver=EIGH_DRIVER, check_finite=False)
 

@@ -14,9 +14,10 @@ then made by the same host code on bounds and exact distances.
 
 Anything else that reads the block as an array (``np.asarray``, a slice, a comparison) gets the
 values copied to the host: correct everywhere, fast where the passes above are all it needs. So
-does a pass for which the GPU has no room left (:func:`on_device`).
-On a machine without a GPU, ``backend="torch"`` keeps the scores in torch's CPU tensors, so the
-CPU tests run this module's code.
+does a pass for which the GPU has no room left (:func:`on_device`). Scores are finite or +inf
+(masked pairs): the engine refuses non-finite features, and NaN does not get the NumPy scans'
+meaning here. On torch's CPU the scores come back as NumPy (the compiled scans beat torch's
+there); the tests keep them in CPU tensors to run this module's code.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def on_device(scan: Callable) -> Callable:
 
             try:
                 return getattr(score, scan.__name__)(*args, **kwargs)
-            except torch.OutOfMemoryError as exc:
+            except torch.cuda.OutOfMemoryError as exc:  # the name since torch 1.13
                 no_room(exc)
             score = np.asarray(score)
         return scan(score, *args, **kwargs)

@@ -288,10 +288,12 @@ def _gemm_f32(a: np.ndarray, b: np.ndarray, backend: str) -> np.ndarray | Device
     import torch
 
     try:
+        # Uploaded before taking the TF32 guard: a copy from pageable memory waits for the
+        # stream, which would hold every other thread's GEMM behind it.
+        ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
         with full_float32_matmul():  # TF32 would void the error bound
-            ta, tb = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
             product = ta @ tb.T
-    except torch.OutOfMemoryError as exc:  # the workers' models fill the GPU
+    except torch.cuda.OutOfMemoryError as exc:  # the workers' models fill the GPU
         no_room(exc)
         return a @ b.T
     return DeviceScores(product) if _scores_stay(device) else product.cpu().numpy()

@@ -29,14 +29,13 @@ from .reductions import (
     RealPartial,
     SyntheticCandidates,
     SyntheticPartial,
-    column_candidates,
     column_minimum,
     combine_real,
     compare_block,
     keep_smallest,
     merge_synthetic,
     other_patient,
-    row_candidates,
+    smallest_candidates,
     smallest_values,
 )
 from .registry import get_metric
@@ -105,10 +104,9 @@ def _radii_candidates(
     ``px``, ``py`` of the two blocks, only pairs of different patients count."""
     block = get_metric(metric).block_bounds(x, y, centre, backend=backend)
     allowed = None if px is None else other_patient(px, py)
-    rows = row_candidates(block, nearest_k + 1, allowed).shifted(cols=y_offset)
-    if same:
-        return rows, None
-    return rows, column_candidates(block, nearest_k + 1, allowed).shifted(cols=x_offset)
+    # One selection pass serves both sides of an off-diagonal pair.
+    rows, cols = smallest_candidates(block, nearest_k + 1, allowed, columns=not same)
+    return rows.shifted(cols=y_offset), None if same else cols.shifted(cols=x_offset)
 
 
 def _radii_select(parts: list[tuple], sides: list[int], nearest_k: int) -> Candidates:

@@ -17,21 +17,23 @@ PAIRS_PER_THREAD = 2
 #: Threads of a problem of W GEMM multiply-adds: sqrt(W / WORK_SCALE) (:func:`useful_threads`).
 WORK_SCALE = 7e8
 #: Where the scores stay on a GPU (:mod:`.device_scores`): blocks of up to DEVICE_SCALE x the
-#: caller's block size (8 192 rows by default), on DEVICE_THREADS threads. Each pair there
-#: costs a few launches and synchronisations, whatever its size, and the threads' host work
-#: (limits, exact distances, merges) is small: fewer, larger pairs win. Measured on an H100
-#: machine (16 cores, Gaussian features, ``benchmarks/bench_gpu.py``): 2 048-row blocks on 16
-#: threads 1.40 s at N = M = 20 000, D = 512; 8 192 on 4 threads 0.30 s (on 8 threads 0.41
-#: s); the scores copied to the host instead, 0.92 s. A pair's scores and the masks of its
-#: passes take about 1 GB of the GPU's memory at 8 192 x 8 192 (estimated, not measured).
+#: caller's block size within LOCAL_BLOCK (8 192 rows by default), on DEVICE_THREADS threads.
+#: Each pair there costs a few launches and synchronisations, whatever its size, and the
+#: threads' host work (limits, exact distances, merges) is small: fewer, larger pairs win.
+#: Measured on an H100 machine (16 cores, Gaussian features, ``benchmarks/bench_gpu.py``):
+#: 2 048-row blocks on 16 threads 1.40 s at N = M = 20 000, D = 512; 8 192 on 4 threads 0.30 s
+#: (on 8 threads 0.41 s); the scores copied to the host instead, 0.92 s. A pair's scores and
+#: the masks of its passes take about 1 GB of the GPU's memory at 8 192 x 8 192 (estimated,
+#: not measured).
 DEVICE_SCALE = 4
 DEVICE_THREADS = 4
 
 
 def device_layout(block_size: int, cores: int) -> tuple[int, int]:
     """(rows per block at most, threads) of the in-process runner where the scores stay on a
-    GPU, for the caller's ``block_size`` on ``cores`` cores (see DEVICE_SCALE)."""
-    return DEVICE_SCALE * block_size, min(DEVICE_THREADS, cores)
+    GPU, for the caller's ``block_size`` (within LOCAL_BLOCK, as on the CPU: a cluster's large
+    blocks do not become larger still) on ``cores`` cores (see DEVICE_SCALE)."""
+    return DEVICE_SCALE * min(block_size, LOCAL_BLOCK), min(DEVICE_THREADS, cores)
 
 
 def useful_threads(work: float, n_threads: int) -> int:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bounds import Envelope, ScoreBlock, nonzero_2d
+from .bounds import Envelope, ScoreBlock
 from .candidates import Candidates, on_scores
 from .compare_pairs import (
     COPY,
@@ -116,7 +116,7 @@ def column_min_candidates(block: ScoreBlock) -> Candidates:
     """Pairs that may be the nearest row of their column (local indices)."""
     score = block.score
     limit = block.cols.score_upto(block.cols.upper(score.min(axis=0)), score.dtype)
-    rows, cols = nonzero_2d(score <= limit[None, :])
+    rows, cols = select(score, np.full(len(score), -np.inf, score.dtype), limit)
     return on_scores(block, rows, cols, "col")
 
 
@@ -168,8 +168,7 @@ def pairs_below(block: ScoreBlock, threshold: np.ndarray) -> tuple[np.ndarray, n
     One comparison per pair finds those that may be below; the row and column envelopes
     together decide most of them, and only the rest get an exact distance.
     """
-    score = block.score
-    rows, cols = nonzero_2d(score <= block.rows.score_upto(threshold, score.dtype)[:, None])
+    rows, cols = select(block.score, block.rows.score_upto(threshold, block.score.dtype))
     return _decide_below(block, rows, cols, threshold)
 
 

@@ -119,8 +119,8 @@ def kth_upper_bounds(
 ) -> tuple[np.ndarray | None, np.ndarray | None] | None:
     """Per row and per column of ``score``, a value at least its ``n``-th smallest score (as
     :func:`kth_smallest` takes it): the ``n``-th smallest of LANES minima of disjoint groups of
-    its entries, from one branch-free read of the block. None without numba, or for ``n`` >
-    LANES (no bound: the caller takes :func:`kth_smallest`).
+    its entries, from one branch-free read of the block. On the CPU: None without numba, or
+    for ``n`` > LANES (no bound: the caller takes :func:`kth_smallest`).
 
     Every group minimum is one entry of the row (column), a different entry for each group, so
     the row holds at least ``n`` entries at most the bound. The bound is close to the ``n``-th
