@@ -234,6 +234,10 @@ def test_scores_on_a_device_take_fewer_threads_and_larger_blocks(scores_stay, mo
     threads, rows = sizes["torch"]
     assert threads == layout.DEVICE_THREADS and 400 < rows <= layout.DEVICE_SCALE * 400
     assert euclidean.scores_on_device("torch") and not euclidean.scores_on_device("numpy")
+    big = layout.LOCAL_BLOCK + 1000  # a cluster's block size: the runner's blocks stay within
+    for backend, rows in (("numpy", layout.LOCAL_BLOCK), ("torch", 4 * layout.LOCAL_BLOCK)):
+        with local.Runner("euclidean", None, backend, block_size=big) as run:
+            assert run.block_size == rows
 
 
 @pytest.fixture

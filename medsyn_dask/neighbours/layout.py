@@ -64,9 +64,10 @@ def pass_work(n_real: int, n_synthetic: int, dim: int, *, radii: bool = True) ->
     return float(dim) * (pairs + n_real * n_synthetic)
 
 
-def block_starts(n: int, block_size: int, n_threads: int, cap: int = LOCAL_BLOCK) -> list[int]:
-    """First row of each block of an n-row array, plus n: equal blocks within block_size and
-    ``cap`` (LOCAL_BLOCK; larger where the scores stay on a GPU), as many as the threads need.
+def block_starts(n: int, block_size: int, n_threads: int) -> list[int]:
+    """First row of each block of an n-row array, plus n: equal blocks within block_size (the
+    runner's: at most LOCAL_BLOCK, larger where the scores stay on a GPU), as many as the
+    threads need.
 
     The real pass scores each diagonal block with half a GEMM
     (:func:`.euclidean.symmetric_candidates`), so B blocks make B (B + 1) / 2 pairs that
@@ -76,7 +77,7 @@ def block_starts(n: int, block_size: int, n_threads: int, cap: int = LOCAL_BLOCK
     outweighed their GEMMs.
     """
     enough = pair_blocks(n_threads)
-    rows = min(block_size, cap, max(MIN_LOCAL_BLOCK, math.ceil(n / enough)))
+    rows = min(block_size, max(MIN_LOCAL_BLOCK, math.ceil(n / enough)))
     few = enough < n_threads  # fewer blocks than threads give the threads enough pairs
     return _equal_starts(n, rows, lambda count: count % n_threads == 0 or few and count >= enough)
 
@@ -112,18 +113,16 @@ def equal_cuts(n: int, pieces: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
-def column_starts(
-    m: int, row_blocks: int, block_size: int, n_threads: int, cap: int = LOCAL_BLOCK
-) -> list[int]:
+def column_starts(m: int, row_blocks: int, block_size: int, n_threads: int) -> list[int]:
     """:func:`block_starts` of the synthetic array of a comparison with ``row_blocks`` real
-    blocks: blocks as wide as one pair per thread allows (within block_size and ``cap``).
+    blocks: blocks as wide as one pair per thread allows (within block_size).
 
     The comparison has no symmetry to exploit, so fewer, wider pairs only save the fixed cost
     of each pair (its Python and NumPy calls: as much as its GEMM at 500 x 500). With one
     real block per thread (:func:`block_starts`), a small comparison is one pair per thread.
     """
     wanted = max(1, math.ceil(n_threads / row_blocks))
-    rows = min(block_size, cap, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
+    rows = min(block_size, max(MIN_LOCAL_BLOCK, math.ceil(m / wanted)))
     return _equal_starts(m, rows, lambda count: (count * row_blocks) % n_threads == 0)
 
 

@@ -141,13 +141,13 @@ class Runner:
         work: float | None = None,
     ) -> None:
         self.kind, self.centre, self.backend = get_metric(metric), centre, backend
-        self.block_size, self.progress, self.cap = block_size, progress, LOCAL_BLOCK
-        # work: the problem's GEMM multiply-adds (layout.pass_work); a small one takes fewer
-        # threads than cores.
-        self.n_threads = threads() if work is None else useful_threads(work, threads())
+        self.progress = progress
         if getattr(self.kind, "scores_on_device", lambda backend: False)(backend):
             self.block_size, self.n_threads = device_layout(block_size, threads())
-            self.cap = self.block_size
+        else:  # a thread's block of scores: LOCAL_BLOCK^2 at most. work: the problem's GEMM
+            # multiply-adds (layout.pass_work); a small one takes fewer threads than cores.
+            self.block_size = min(block_size, LOCAL_BLOCK)
+            self.n_threads = threads() if work is None else useful_threads(work, threads())
         self._prepared: dict[int, tuple[np.ndarray, list, list]] = {}
         self._ahead: dict[tuple[int, int], Future] = {}
         self._ahead_of: tuple[int, int] | None = None  # ids of the arrays _ahead scores
@@ -181,7 +181,7 @@ class Runner:
         key = id(array)
         if key not in self._prepared:  # the array is kept with its entry: ids stay unique
             if starts is None:
-                starts = block_starts(len(array), self.block_size, self.n_threads, self.cap)
+                starts = block_starts(len(array), self.block_size, self.n_threads)
             spans = list(zip(starts[:-1], starts[1:], strict=True))
             sides = [forms] * len(spans)
             if forms == "radii":  # pair (i, j) scores block i on the left, j > i on the right
@@ -343,8 +343,7 @@ class Runner:
         """(real spans, real blocks, synthetic spans, synthetic blocks, block pairs largest
         first) of the comparison of ``synthetic`` with ``real``, the blocks prepared."""
         real_spans, real_blocks = self.blocks(real)
-        n, nb = len(synthetic), len(real_spans)
-        wide = column_starts(n, nb, self.block_size, self.n_threads, self.cap)
+        wide = column_starts(len(synthetic), len(real_spans), self.block_size, self.n_threads)
         synth_spans, synth_blocks = self.blocks(synthetic, wide, forms="right")
         pairs = [(i, j) for i in range(len(real_spans)) for j in range(len(synth_spans))]
         pairs.sort(key=larger_first(real_spans, synth_spans))
