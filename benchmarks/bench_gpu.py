@@ -44,6 +44,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -117,11 +118,8 @@ def scores_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
         _, faiss_s = repeat(_faiss_search, repeats, real, synth, NEAREST_K, 0.05, warmup=True)
         cpu, cpu_s = timed_engine(real, synth, "numpy", repeats)
         device, device_s = timed_engine(real, synth, gpu_backend, repeats)
-        saved, euclidean._scores_stay = euclidean._scores_stay, lambda device: False
-        try:  # the earlier GPU path: scores copied to the host, the CPU's block layout
+        with host_scores():  # the earlier GPU path
             host, host_s = timed_engine(real, synth, gpu_backend, repeats)
-        finally:
-            euclidean._scores_stay = saved
         row = {
             "n": n,
             "dim": dim,
@@ -144,6 +142,12 @@ def scores_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     return rows
 
 
+def host_scores():
+    """The GPU engine's earlier way while in force: scores copied to the host, the CPU's block
+    layout (:func:`medsyn_dask.neighbours.euclidean.scores_on_device` false)."""
+    return mock.patch.object(euclidean, "_scores_stay", lambda device: False)
+
+
 #: (rows per block at most, threads) of the runner with its scores on the GPU, as
 #: ``device-layouts`` compares them (:func:`medsyn_dask.neighbours.layout.device_layout`).
 DEVICE_LAYOUTS = [(2048, 16), (4096, 8), (8192, 8), (8192, 4), (10240, 4)]
@@ -157,22 +161,16 @@ def device_layout_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     rows = []
     for n, dim in grid:
         real, synth = gaussian_features(n, dim)
-        saved = euclidean._scores_stay, local.device_layout
-        euclidean._scores_stay = lambda device: False
-        try:
+        with host_scores():
             first, host_s = timed_engine(real, synth, gpu_backend, repeats)
-        finally:
-            euclidean._scores_stay = saved[0]
         row, same = {"n": n, "dim": dim, "host": host_s.to_dict()}, True
         for size, threads in DEVICE_LAYOUTS:
-            local.device_layout = lambda block_size, cores, size=size, threads=threads: (
-                size,
-                min(threads, cores),
-            )
-            try:
+
+            def fixed(block_size: int, cores: int, size=size, threads=threads):
+                return size, min(threads, cores)
+
+            with mock.patch.object(local, "device_layout", fixed):
                 result, spread = timed_engine(real, synth, gpu_backend, repeats)
-            finally:
-                local.device_layout = saved[1]
             row[f"{size} rows, {threads} threads"] = spread.to_dict()
             same = same and same_answer(result, first)
         row["identical"] = same
@@ -203,14 +201,11 @@ def layout_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
         _, faiss_s = repeat(_faiss_search, repeats, real, synth, NEAREST_K, 0.05, warmup=True)
         row, answers = {"n": n, "dim": dim, "faiss": faiss_s.to_dict()}, []
         for name, starts in (("per-thread", one_block_per_thread), ("pairs", local.block_starts)):
-            saved, local.block_starts = local.block_starts, starts
-            try:
+            with mock.patch.object(local, "block_starts", starts):
                 for backend in backends:
                     result, spread = timed_engine(real, synth, backend, repeats)
                     row[f"{name}-{backend}"] = spread.to_dict()
                     answers.append(result)
-            finally:
-                local.block_starts = saved
         row["identical"] = all(same_answer(a, answers[0]) for a in answers)
         print(
             f"layout N = M = {n}, D = {dim} on {local.threads()} threads: "
