@@ -135,8 +135,11 @@ def test_runner_radii_and_compare_directly():
     with local.Runner("euclidean", centre, "numpy", block_size=70) as run:
         smallest = run.radii(real, 3)
         per_real, per_synth = run.compare(real, synth, smallest, 0.0, 3)
+        synth_spans = run._comparison(real, synth)[2]
     np.testing.assert_array_equal(smallest[:, 3], expected["radius_k"])
-    assert len(per_real) == 5 and len(per_synth) == 4  # 300 / 70 and 260 / 70 rows
+    assert len(per_real) == 5 and len(synth_spans) == 4  # 300 / 70 and 260 / 70 rows
+    # One part per piece of a synthetic block: as many as the threads share evenly.
+    assert len(per_synth) == len(run._pieces(synth_spans))
     np.testing.assert_array_equal(
         np.concatenate([p.nearest_distance for p in per_synth]), expected["distance"]
     )
