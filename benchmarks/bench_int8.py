@@ -21,6 +21,14 @@ other memory traffic (cold caches, as in the engine beside other work); the lowe
 are checked equal.
 
     .venv/bin/python benchmarks/bench_int8.py --gram --sizes 500,1000,2000 --dims 512
+
+``--routes``: the two int8 products of a comparison block (N / 2 real rows by N synthetic
+rows, the engine's ``torch._int_mm``: oneDNN's GEMM API) against oneDNN's AMX matmul reached
+through ``torch.ops.onednn.qlinear_pointwise`` (its float32 output already ``128 P1 + P2``),
+that route's weight prepack timed apart; one block alone and one on each of two pool threads
+at once; the float32 output is checked against the exact int32 sums.
+
+    .venv/bin/python benchmarks/bench_int8.py --routes --sizes 2000 --dims 512,1024
 """
 
 from __future__ import annotations
@@ -143,6 +151,7 @@ def main(argv=None) -> None:
     parser.add_argument("--families", default="gaussian", help=f"of {','.join(FAMILIES)}")
     parser.add_argument("--repeats", type=int, default=5, help="timed rounds per cell")
     parser.add_argument("--gram", action="store_true", help="the Gram strips against whole")
+    parser.add_argument("--routes", action="store_true", help="oneDNN's two int8 routes")
     args = parser.parse_args(argv)
     sizes, dims = (1000,), (1024,)
     if not args.quick:
@@ -151,6 +160,8 @@ def main(argv=None) -> None:
     repeats = 2 if args.quick else args.repeats
     if args.gram:
         return gram_main(sizes, dims, max(repeats, 3))
+    if args.routes:
+        return routes_main(sizes, dims, max(repeats, 9))
     disagree = 0
     for family, n, dim in itertools.product(args.families.split(","), sizes, dims):
         cfg = {"n": n, "m": n, "dim": dim, "block": 2048, "family": family}
@@ -181,6 +192,81 @@ def gram_main(sizes: tuple, dims: tuple, repeats: int) -> None:
             for caches in ("warm", "cold")
         ]
         print(f"gram n={n:>5} D={dim:>5}: " + "; ".join(parts) + f"; same: {found['same']}")
+
+
+def routes_cell(n: int, dim: int, repeats: int) -> dict:
+    """{(route, threads): Spread of milliseconds} of one comparison block's int8 products, the
+    prepack's Spread, and the largest error of the matmul route's float32 output in units of
+    its float32 spacing."""
+    import numpy as np
+    import torch
+
+    from medsyn_dask.neighbours import quantized
+    from medsyn_dask.neighbours.threads import one_torch_thread, pool
+
+    rng = np.random.default_rng(SEED)
+    rows = [rng.standard_normal((n // 2, dim)).astype(np.float32) for _ in range(2)]
+    x = [quantized.quantize(r, np.zeros(dim)) for r in rows]
+    y = quantized.quantize(rng.standard_normal((n, dim)).astype(np.float32), np.zeros(dim))
+    onednn, ones, zeros = torch.ops.onednn, torch.ones(n), torch.zeros(n, dtype=torch.int32)
+
+    def prepack():
+        return (
+            onednn.qlinear_prepack(y.lh[:, dim:].contiguous(), (n // 2, dim)),
+            onednn.qlinear_prepack(y.lh, (n // 2, 2 * dim)),
+        )
+
+    packed = prepack()
+
+    def matmul(k: int) -> torch.Tensor:  # 128 P1, then P2 added by the matmul's sum post-op
+        high = onednn.qlinear_pointwise(
+            x[k].hl[:, :dim], 1.0, 0, packed[0], ones * 128, zeros, None, 1.0, 0,
+            torch.float32, "none", [], "",
+        )  # fmt: skip
+        return onednn.qlinear_pointwise.binary(
+            x[k].hl, 1.0, 0, packed[1], ones, zeros, high, None, 1.0, 0, torch.float32,
+            1.0, 0, "sum", 1.0, "none", [], "",
+        )  # fmt: skip
+
+    def int_mm(k: int) -> None:
+        with quantized.products(x[k], y):
+            pass
+
+    def on_pool(route, ks):
+        def one(k):
+            with one_torch_thread(torch):
+                route(k)
+
+        return lambda: list(pool(2).map(one, ks))
+
+    with quantized.products(x[0], y) as (p1, p2):
+        exact = 128.0 * p1.astype(np.float64) + p2
+    with one_torch_thread(torch):
+        got = matmul(0).numpy().astype(np.float64)
+    ulps = np.abs(got - exact) / np.spacing(np.abs(exact).astype(np.float32))
+    found = {"prepack": Spread([1e3 * timed(prepack)[1] for _ in range(repeats)])}
+    for (name, route), ks in itertools.product(
+        {"int_mm": int_mm, "matmul": matmul}.items(), ((0,), (0, 1))
+    ):
+        run = on_pool(route, ks)
+        run()
+        found[name, len(ks)] = Spread([1e3 * timed(run)[1] for _ in range(repeats)])
+    return {"spreads": found, "ulps": float(ulps.max())}
+
+
+def routes_main(sizes: tuple, dims: tuple, repeats: int) -> None:
+    for n, dim in itertools.product(sizes, dims):
+        found = routes_cell(n, dim, repeats)
+        s = found["spreads"]
+        print(
+            f"routes {n // 2} x {n} x D={dim}: torch._int_mm (GEMM API) alone "
+            f"{s['int_mm', 1].format('.2f')} ms, two threads at once {s['int_mm', 2].format('.2f')}"
+            f" ms; matmul (AMX brgemm, float32 out) alone {s['matmul', 1].format('.2f')} ms, two "
+            f"at once {s['matmul', 2].format('.2f')} ms, its weight prepack "
+            f"{s['prepack'].format('.2f')} ms a block; float32 out within {found['ulps']:.1f} "
+            "spacing of the exact sums",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":
