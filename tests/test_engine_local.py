@@ -146,17 +146,18 @@ def test_runner_radii_and_compare_directly():
     np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
 
 
+@pytest.mark.parametrize("backend", ["numpy", "int8"])
 @pytest.mark.parametrize("n_threads", [3, 8, 16])
 @pytest.mark.parametrize("block_size", [64, 2048])
 @pytest.mark.parametrize("name", ["gaussian", "many_duplicates"])
-def test_runner_on_many_cores_equals_brute_force(name, block_size, n_threads, monkeypatch):
+def test_runner_on_many_cores_equals_brute_force(name, block_size, n_threads, backend, monkeypatch):
     """The layouts of a machine with more cores than CI's two (the pool's threads, the radii
     tasks, the comparison's wide blocks and their pieces): the same numbers on every image."""
     monkeypatch.setattr(local, "threads", lambda: n_threads)
     real, synth = FAMILIES[name](np.random.default_rng(47), n=300, m=261, d=20)
     expected = brute_force(real, synth, nearest_k=3)
     centre = real.astype(np.float64).mean(axis=0)
-    with local.Runner("euclidean", centre, "numpy", block_size=block_size) as run:
+    with local.Runner("euclidean", centre, backend, block_size=block_size) as run:
         assert run.n_threads == n_threads
         smallest = run.radii(real, 3, synth)
         per_real, per_synth = run.compare(real, synth, smallest, expected["margin"], 3)
