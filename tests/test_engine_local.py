@@ -146,18 +146,33 @@ def test_runner_radii_and_compare_directly():
     np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
 
 
-@pytest.mark.parametrize("backend", ["numpy", "int8"])
+def hamming_codes(rng, n, m, d=60):
+    """VQ-VAE-like codes: a constant background, half the synthetic set copied from reals."""
+    real, synth = rng.integers(0, 16, (n, d)), rng.integers(0, 16, (m, d))
+    real[:, : d // 3], synth[:, : d // 3] = 0, 0
+    synth[: m // 2] = real[rng.permutation(n)[: m // 2]]
+    return real, synth
+
+
 @pytest.mark.parametrize("n_threads", [3, 8, 16])
 @pytest.mark.parametrize("block_size", [64, 2048])
-@pytest.mark.parametrize("name", ["gaussian", "many_duplicates"])
-def test_runner_on_many_cores_equals_brute_force(name, block_size, n_threads, backend, monkeypatch):
+@pytest.mark.parametrize(
+    "name, backend",
+    [("gaussian", "numpy"), ("many_duplicates", "numpy"), ("gaussian", "int8"), ("codes", "numpy")],
+)
+def test_runner_on_many_cores_equals_brute_force(name, backend, block_size, n_threads, monkeypatch):
     """The layouts of a machine with more cores than CI's two (the pool's threads, the radii
-    tasks, the comparison's wide blocks and their pieces): the same numbers on every image."""
+    tasks, the comparison's wide blocks and their pieces): the same numbers on every image,
+    on float32 and int8 scores and on Hamming codes."""
     monkeypatch.setattr(local, "threads", lambda: n_threads)
-    real, synth = FAMILIES[name](np.random.default_rng(47), n=300, m=261, d=20)
-    expected = brute_force(real, synth, nearest_k=3)
-    centre = real.astype(np.float64).mean(axis=0)
-    with local.Runner("euclidean", centre, backend, block_size=block_size) as run:
+    rng = np.random.default_rng(47)
+    if name == "codes":
+        (real, synth), metric, centre = hamming_codes(rng, 300, 261), "hamming", None
+    else:
+        real, synth = FAMILIES[name](rng, n=300, m=261, d=20)
+        metric, centre = "euclidean", real.astype(np.float64).mean(axis=0)
+    expected = brute_force(real, synth, metric=metric, nearest_k=3)
+    with local.Runner(metric, centre, backend, block_size=block_size) as run:
         assert run.n_threads == n_threads
         smallest = run.radii(real, 3, synth)
         per_real, per_synth = run.compare(real, synth, smallest, expected["margin"], 3)
