@@ -127,6 +127,18 @@ def test_reference_computed_here_is_reused_by_the_graph():
     assert_matches(evaluate_features(real, lazy, block_size=100, reference=reference), expected)
 
 
+def assert_parts_match(per_real: list, per_synth: list, expected: dict) -> None:
+    """The runner's per-real and per-synthetic parts, concatenated, equal the brute force on
+    every field."""
+    names = {"nearest_distance": "distance"}
+    for field in ("is_real", "is_copy", "nearest_distance", "nearest_real", "copy_ratio"):
+        got = np.concatenate([getattr(p, field) for p in per_synth])
+        np.testing.assert_array_equal(got, expected[names.get(field, field)])
+    for field in ("copies", "in_radius"):
+        got = np.concatenate([getattr(p, field) for p in per_real])
+        np.testing.assert_array_equal(got, expected[field])
+
+
 def test_runner_radii_and_compare_directly():
     """The runner's two passes on their own, with blocks smaller than the rows per thread."""
     real, synth = gaussian(np.random.default_rng(43), n=300, m=260, d=20)
@@ -140,10 +152,7 @@ def test_runner_radii_and_compare_directly():
     assert len(per_real) == 5 and len(synth_spans) == 4  # 300 / 70 and 260 / 70 rows
     # One part per piece of a synthetic block: as many as the threads share evenly.
     assert len(per_synth) == len(run._pieces(synth_spans))
-    np.testing.assert_array_equal(
-        np.concatenate([p.nearest_distance for p in per_synth]), expected["distance"]
-    )
-    np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
+    assert_parts_match(per_real, per_synth, expected)
 
 
 def hamming_codes(rng, n, m, d=60):
@@ -178,13 +187,7 @@ def test_runner_on_many_cores_equals_brute_force(name, backend, block_size, n_th
         per_real, per_synth = run.compare(real, synth, smallest, expected["margin"], 3)
     np.testing.assert_array_equal(smallest[:, 3], expected["radius_k"])
     np.testing.assert_array_equal(smallest[:, 1], expected["radius_1"])
-    names = {"nearest_distance": "distance", "nearest_real": "nearest_real"}
-    for field in ("is_real", "is_copy", "nearest_distance", "nearest_real", "copy_ratio"):
-        got = np.concatenate([getattr(p, field) for p in per_synth])
-        np.testing.assert_array_equal(got, expected[names.get(field, field)])
-    for field in ("copies", "in_radius"):
-        got = np.concatenate([getattr(p, field) for p in per_real])
-        np.testing.assert_array_equal(got, expected[field])
+    assert_parts_match(per_real, per_synth, expected)
 
 
 def test_comparison_scored_ahead_during_the_radii_pass():
@@ -202,12 +205,7 @@ def test_comparison_scored_ahead_during_the_radii_pass():
         per_real, per_synth = run.compare(real, synth, smallest, expected["margin"], 3)
         assert run._ahead == {}
     np.testing.assert_array_equal(smallest[:, 3], expected["radius_k"])
-    for name in ("is_real", "is_copy", "copy_ratio"):
-        got = np.concatenate([getattr(p, name) for p in per_synth])
-        np.testing.assert_array_equal(got, expected[name])
-    got = np.concatenate([p.nearest_distance for p in per_synth])
-    np.testing.assert_array_equal(got, expected["distance"])
-    np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
+    assert_parts_match(per_real, per_synth, expected)
     other = synth[::-1].copy()  # scored ahead for synth, compared with another array
     with local.Runner("euclidean", centre, "numpy", block_size=70) as run:
         per_synth = run.compare(real, other, run.radii(real, 3, synth), expected["margin"], 3)[1]
@@ -329,11 +327,7 @@ def test_wide_synthetic_blocks_merged_in_pieces():
         per_real, per_synth = run.compare(real, synth, smallest, expected["margin"], 3)
     assert len(per_synth) == 4
     np.testing.assert_array_equal(smallest[:, 3], expected["radius_k"])
-    names = {"nearest_distance": "distance", "nearest_real": "nearest_real"}
-    for name in ("is_real", "is_copy", "nearest_distance", "nearest_real", "copy_ratio"):
-        got = np.concatenate([getattr(p, name) for p in per_synth])
-        np.testing.assert_array_equal(got, expected[names.get(name, name)])
-    np.testing.assert_array_equal(np.concatenate([p.copies for p in per_real]), expected["copies"])
+    assert_parts_match(per_real, per_synth, expected)
 
 
 def test_merge_pieces_shared_evenly_by_the_threads():
