@@ -63,10 +63,10 @@ class DeviceScores:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, tuple) and len(key) == 2 and all(_is_index(k) for k in key):
-            rows, cols = (self._index(k) for k in key)
+            rows, cols = (self._upload(k, np.int64) for k in key)
             return _host(self.tensor[rows, cols])
         if _is_index(key):
-            return _host(self.tensor[self._index(key)])
+            return _host(self.tensor[self._upload(key, np.int64)])
         return np.asarray(self)[key]
 
     def __le__(self, other: Any) -> np.ndarray:
@@ -121,7 +121,7 @@ class DeviceScores:
         rows = self._upload(np.flatnonzero(shared))
         if len(rows) == 0:
             return self.min(axis=0), none
-        w = self._upload(np.asarray(weight, np.float32))[rows]
+        w = self._upload(weight, np.float32)[rows]
         return self.min(axis=0), _host((t[rows] * w[:, None]).amin(dim=0))
 
     def select(
@@ -135,11 +135,11 @@ class DeviceScores:
         or column's limit, or whose scaled score is at most its column's ratio limit (float32
         limits; None: no such test)."""
         t = self.tensor
-        keep = t <= self._upload(np.asarray(row_limit, np.float32))[:, None]
+        keep = t <= self._upload(row_limit, np.float32)[:, None]
         if col_limit is not None:
-            keep |= t <= self._upload(np.asarray(col_limit, np.float32))[None, :]
+            keep |= t <= self._upload(col_limit, np.float32)[None, :]
         if weight is not None and ratio_limit is not None and (ratio_limit > -np.inf).any():
-            w, q = (self._upload(np.asarray(a, np.float32)) for a in (weight, ratio_limit))
+            w, q = (self._upload(a, np.float32) for a in (weight, ratio_limit))
             keep |= t * w[:, None] <= q[None, :]
         return self._pairs(keep)
 
@@ -148,7 +148,7 @@ class DeviceScores:
     ) -> tuple[np.ndarray, np.ndarray]:
         """As :func:`.scans.scaled_below`: the pairs of the ``rows`` (bool) with ``score *
         weight[row] <= limit[col]`` in float32."""
-        w, q = (self._upload(np.asarray(a, np.float32)) for a in (weight, limit))
+        w, q = (self._upload(a, np.float32) for a in (weight, limit))
         keep = (self.tensor * w[:, None] <= q[None, :]) & self._upload(rows)[:, None]
         return self._pairs(keep)
 
@@ -158,16 +158,14 @@ class DeviceScores:
         found = _host(keep.nonzero())
         return found[:, 0].copy(), found[:, 1].copy()
 
-    def _upload(self, values: Any) -> Any:
+    def _upload(self, values: Any, dtype: type | None = None) -> Any:
+        """``values`` (NumPy, or a tensor) on the scores' device; NumPy cast to ``dtype``."""
         import torch
 
         if isinstance(values, torch.Tensor):
             return values.to(self.tensor.device)
-        array = np.ascontiguousarray(values)
+        array = np.ascontiguousarray(values, dtype)
         return torch.from_numpy(array).to(self.tensor.device)
-
-    def _index(self, key: Any) -> Any:
-        return self._upload(np.asarray(key, np.int64))
 
 
 def on_device(scan: Callable) -> Callable:
