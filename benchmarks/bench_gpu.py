@@ -76,11 +76,17 @@ def device_line() -> str:
     return f"{name}; torch {torch.__version__}; {os.cpu_count()} CPUs"
 
 
+def engine_gpu_backend() -> str:
+    """The engine's backend for the GPU cells: "auto" (a GPU's torch) where CUDA is present,
+    else "torch" on the CPU (the runs then only check that the path works)."""
+    return "auto" if torch.cuda.is_available() else "torch"
+
+
 def engine_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     """Seconds of the engine on the GPU and on the CPU and of faiss-cpu per (N, D)."""
     import faiss
 
-    gpu_backend = "auto" if torch.cuda.is_available() else "torch"
+    gpu_backend = engine_gpu_backend()
     rows = []
     for n, dim in grid:
         real, synth = gaussian_features(n, dim)
@@ -111,7 +117,7 @@ def scores_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     """Seconds of the GPU engine with its scores left on the device (the selections there)
     and copied to the host (the selections on the CPU threads), of the CPU engine and of
     faiss-cpu, in this process; every answer compared with the CPU engine's."""
-    gpu_backend = "auto" if torch.cuda.is_available() else "torch"
+    gpu_backend = engine_gpu_backend()
     rows = []
     for n, dim in grid:
         real, synth = gaussian_features(n, dim)
@@ -157,7 +163,7 @@ def device_layout_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     """Seconds of the GPU engine with its scores on the device under each of DEVICE_LAYOUTS,
     and with the scores copied to the host (the CPU's layout), in this process; answers
     compared with the first."""
-    gpu_backend = "auto" if torch.cuda.is_available() else "torch"
+    gpu_backend = engine_gpu_backend()
     rows = []
     for n, dim in grid:
         real, synth = gaussian_features(n, dim)
@@ -194,7 +200,7 @@ def one_block_per_thread(n: int, block_size: int, n_threads: int) -> list[int]:
 def layout_rows(grid: list[tuple[int, int]], repeats: int) -> list[dict]:
     """Seconds of the engine (CPU and GPU) with the runner's layout and with a block per
     thread, in this process, and of faiss-cpu; every answer compared with the first."""
-    backends = ["numpy", "auto"] if torch.cuda.is_available() else ["numpy", "torch"]
+    backends = ["numpy", engine_gpu_backend()]
     rows = []
     for n, dim in grid:
         real, synth = gaussian_features(n, dim)
@@ -243,7 +249,7 @@ def fid_row(dim: int, n: int, repeats: int) -> dict:
         diff = fits[0].mean - fits[1].mean
         return float(diff @ diff + np.trace(fits[0].cov) + np.trace(fits[1].cov) - 2 * tr)
 
-    gpu_backend = "auto" if torch.cuda.is_available() else "torch"
+    gpu_backend = engine_gpu_backend()
     gpu, gpu_s = repeat(route, repeats, gpu_backend, warmup=True)
     cpu, cpu_s = repeat(route, repeats, "numpy", warmup=True)
     ref, ref_s = timed(fid_linalg.frechet_distance_sqrtm, *fits)
