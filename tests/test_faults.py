@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -306,3 +307,40 @@ def test_s3_server_restarted_during_extraction(retries, data, reference, outage_
     assert "storage unreachable" in line and outage_server.options["endpoint_url"] in line
     assert not fs.exists(f"{bucket}/out/metrics.json")
     assert not complete(f"{out}/features.zarr", "real", store_options)
+
+
+#: A task that fails unawaited and is then collected, as aiohttp's write on a connection the
+#: outage closed: asyncio reports it ("Task exception was never retrieved", a traceback).
+ABANDON_TASK = """
+import asyncio, gc
+
+async def write_bytes():
+    raise ConnectionResetError("Cannot write to closing transport")
+
+def abandon():
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(write_bytes())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    loop.close()
+    del task
+    gc.collect()
+"""
+
+
+@pytest.mark.parametrize("side", ["driver", "worker", "driver --debug"])
+def test_abandoned_async_tasks_stay_off_the_console(side):
+    """A storage outage abandons the async libraries' pending writes: their unretrieved task
+    exceptions stay off the console, in the driver during a command (its error is the one
+    line) and in a quiet worker for its life; ``--debug`` shows them."""
+    steps = {
+        "driver": "with console.quiet_console():\n    abandon()",
+        "worker": "dask.config.set({console.QUIET_KEY: True})\nconsole.quiet_worker()\nabandon()",
+        "driver --debug": "with console.quiet_console(debug=True):\n    abandon()",
+    }
+    script = f"{ABANDON_TASK}\nimport dask\nfrom medsyn_dask.cli import console\n{steps[side]}\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    shown = "Task exception was never retrieved" in done.stderr
+    assert shown == (side == "driver --debug"), done.stderr

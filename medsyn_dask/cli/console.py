@@ -49,6 +49,23 @@ class _DropReported(logging.Filter):
         return not (text.startswith("Compute Failed") or "CancelledError" in record.getMessage())
 
 
+class _DropAbandonedTasks(logging.Filter):
+    """asyncio's "Task exception was never retrieved" reports (logger ``asyncio``), kept at
+    DEBUG: when storage stops answering, the async libraries' pending writes are abandoned
+    (e.g. aiohttp's on a closing connection) and their tasks fail unawaited. The command
+    reports the storage error itself, as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Task exception was never retrieved"):
+            log.debug("abandoned task: %s", record.getMessage().splitlines()[-1])
+            return False
+        return True
+
+
+#: The filter on asyncio's logger while a command runs (the driver) or for a worker's life.
+DROP_ABANDONED_TASKS = _DropAbandonedTasks()
+
+
 class _DropNoisy(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return record.name.split(".")[0] not in NOISY_LOGGERS
@@ -73,11 +90,13 @@ def quiet_console(*, debug: bool = False) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _quiet_abandoned_coroutines() -> Iterator[None]:
-    """Drop Python's "Exception ignored in: <coroutine ...>" reports (kept at DEBUG): when
-    storage stops answering, zarr's other pending reads are abandoned and their cleanup fails
-    in the async libraries (e.g. aiobotocore's context reset). The command reports the storage
-    error itself, as one line; these tracebacks say nothing more."""
+    """Drop Python's "Exception ignored in: <coroutine ...>" reports and asyncio's "Task
+    exception was never retrieved" ones (both kept at DEBUG): when storage stops answering,
+    zarr's other pending reads and writes are abandoned and their cleanup fails in the async
+    libraries (e.g. aiobotocore's context reset). The command reports the storage error
+    itself, as one line; these tracebacks say nothing more."""
     previous = sys.unraisablehook
+    tasks = logging.getLogger("asyncio")
 
     def hook(unraisable: Any) -> None:
         if inspect.iscoroutine(unraisable.object):
@@ -86,14 +105,16 @@ def _quiet_abandoned_coroutines() -> Iterator[None]:
         previous(unraisable)
 
     sys.unraisablehook = hook
+    tasks.addFilter(DROP_ABANDONED_TASKS)
     try:
         yield
     except BaseException:
-        gc.collect()  # finalise the abandoned coroutines while the hook is in place
+        gc.collect()  # finalise the abandoned coroutines and tasks while the filters are in place
         raise
     finally:
         # After a success nothing was abandoned; a full collection would cost 0.2 s.
         sys.unraisablehook = previous
+        tasks.removeFilter(DROP_ABANDONED_TASKS)
 
 
 @contextlib.contextmanager
@@ -129,13 +150,15 @@ def _handlers() -> list[logging.Handler]:
 
 
 def quiet_worker(worker: Any = None) -> None:
-    """In a worker process: ignore SIGINT; keep failed tasks' dumps off the shared console."""
+    """In a worker process: ignore SIGINT; keep failed tasks' dumps, and the reports of async
+    tasks abandoned when storage stops answering, off the shared console."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     if dask.config.get(QUIET_KEY, False):
         drop = _DropReported()
         for handler in _handlers():
             handler.addFilter(drop)
+        logging.getLogger("asyncio").addFilter(DROP_ABANDONED_TASKS)
 
 
 def dask_setup(worker: Any) -> None:
